@@ -1,0 +1,60 @@
+# The two commands the README starts with. Each installs missing Debian packages (as
+# root), configures and builds with CMake into build/, then runs.
+#   make demo    show the product working
+#   make check   the whole test suite, then again under ASan+UBSan
+#   make install PREFIX=/some/dir
+#   make bench   benchmarks (figures, never pass/fail on time)
+
+PREFIX ?= /usr/local
+JOBS ?= $(shell nproc)
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+# Debian packages the build, the tests and the demo need.
+DEB_PACKAGES = gcc make cmake pkg-config python3 binutils \
+	liburing-dev libzstd-dev libprotobuf-c-dev protobuf-c-compiler libcmocka-dev \
+	qemu-system-x86 iproute2 valgrind
+
+.PHONY: all deps build check check-fast check-asan demo install bench clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		if [ "$$(id -u)" != 0 ]; then echo "run as root, or install:$$missing" >&2; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS)
+
+check-fast: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+check-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVMM_SANITIZE=address,undefined
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j$(JOBS)
+
+check: check-fast check-asan
+
+demo: build
+	@bash examples/demo.sh $(BUILD)
+
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+bench: build
+	@bash tests/bench/run.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

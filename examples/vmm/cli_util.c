@@ -1,0 +1,79 @@
+/* Helpers shared by the vmm verbs. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+int cli_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -1;
+	switch (*end) {
+	case 'k': case 'K': v <<= 10, end++; break;
+	case 'm': case 'M': v <<= 20, end++; break;
+	case 'g': case 'G': v <<= 30, end++; break;
+	case 't': case 'T': v <<= 40, end++; break;
+	}
+	if (*end == 'i' || *end == 'B')
+		end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
+	if (*end)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int cli_fail(const char *what, int err)
+{
+	const char *detail = vmm_last_error();
+
+	fprintf(stderr, "vmm: %s: %s%s%s%s\n", what, vmm_strerror(err), *detail ? " (" : "",
+		detail, *detail ? ")" : "");
+	return 1;
+}
+
+int cli_exit_status(const struct vmm_exit *ex)
+{
+	switch (ex->reason) {
+	case VMM_EXIT_GUEST:
+		return ex->status & 0xff;
+	case VMM_EXIT_HOST:
+		return 0;
+	default:
+		fprintf(stderr, "vmm: guest ended: %s\n", ex->detail);
+		return 1;
+	}
+}
+
+void cli_serial_stdout(void *opaque, const uint8_t *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(STDOUT_FILENO, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return; /* stdout gone: the guest keeps running, its output is dropped */
+		buf += n;
+		len -= (size_t)n;
+	}
+}
+
+void cli_log_stderr(void *opaque, int level, const char *msg)
+{
+	static int debug = -1;
+
+	if (debug < 0) {
+		const char *e = getenv("VMM_DEBUG");
+
+		debug = e && *e && *e != '0';
+	}
+	if (level <= VMM_LOG_WARN || debug)
+		fprintf(stderr, "vmm: %s\n", msg);
+}

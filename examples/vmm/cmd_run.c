@@ -1,0 +1,91 @@
+/* vmm run: boot a kernel in the foreground and exit with the guest's status. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli.h"
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+/* Waits for the VM to end; a SIGINT/SIGTERM stops it (the handler only sets a flag:
+ * vmm_vm_stop takes locks and is not async-signal-safe). */
+static int wait_interruptible(struct vmm_vm *vm, struct vmm_exit *ex)
+{
+	for (;;) {
+		int r = vmm_vm_wait(vm, 100, ex);
+
+		if (r != VMM_ETIMEDOUT)
+			return r;
+		if (stop_signal)
+			vmm_vm_stop(vm);
+	}
+}
+
+int cmd_run(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "memory", required_argument, NULL, 'm' },
+		{ "cpus", required_argument, NULL, 'c' },
+		{ "cmdline", required_argument, NULL, 'a' },
+		{ "initrd", required_argument, NULL, 'i' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct vmm_vm_config cfg;
+	struct vmm_exit ex;
+	struct vmm_vm *vm;
+	const char *initrd = NULL;
+	int c, r;
+
+	vmm_vm_config_init(&cfg);
+	cfg.serial_out = cli_serial_stdout;
+	cfg.log = cli_log_stderr;
+	while ((c = getopt_long(argc, argv, "m:c:a:i:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm':
+			if (cli_parse_size(optarg, &cfg.mem_size)) {
+				fprintf(stderr, "vmm: bad memory size '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'c':
+			cfg.vcpus = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'a':
+			cfg.cmdline = optarg;
+			break;
+		case 'i':
+			initrd = optarg;
+			break;
+		default:
+			return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "usage: vmm run [--memory SIZE] [--cpus N] [--cmdline STR] "
+				"[--initrd FILE] KERNEL\n");
+		return 2;
+	}
+	r = vmm_vm_create(&cfg, &vm);
+	if (r)
+		return cli_fail("create VM", r);
+	r = vmm_vm_load_kernel(vm, argv[optind], initrd);
+	if (r) {
+		vmm_vm_destroy(vm);
+		return cli_fail(argv[optind], r);
+	}
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	r = vmm_vm_start(vm);
+	if (!r)
+		r = wait_interruptible(vm, &ex);
+	vmm_vm_destroy(vm);
+	if (r)
+		return cli_fail("run", r);
+	return cli_exit_status(&ex);
+}

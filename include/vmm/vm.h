@@ -1,0 +1,140 @@
+/* The VM: create, load a guest, start, pause, resume, wait, destroy; guest memory access,
+ * device handlers and state capture for embedders.
+ *
+ * Thread rule: a struct vmm_vm is used by one controlling thread at a time, except
+ * vmm_vm_pause(), vmm_vm_resume(), vmm_vm_stop(), vmm_vm_get_state() and
+ * vmm_vm_serial_input(), which any thread may call at any time. Callbacks (serial sink,
+ * device handlers, log) run on the VM's own vCPU threads and must not call
+ * vmm_vm_pause()/vmm_vm_destroy() on the same VM from inside a handler. */
+#ifndef VMM_VM_H
+#define VMM_VM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/export.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vmm_vm;
+
+enum vmm_vm_state {
+	VMM_VM_CREATED = 1, /* built, guest may be loaded, no vCPU has run */
+	VMM_VM_RUNNING = 2,
+	VMM_VM_PAUSED = 3,  /* every vCPU parked outside KVM_RUN; state can be captured */
+	VMM_VM_STOPPED = 4, /* guest exited, shut down or failed; see vmm_vm_wait() */
+};
+
+enum vmm_log_level { VMM_LOG_ERROR = 0, VMM_LOG_WARN = 1, VMM_LOG_INFO = 2, VMM_LOG_DEBUG = 3 };
+
+/* Bytes the guest wrote to COM1. Runs on a vCPU thread; keep it short. */
+typedef void (*vmm_serial_fn)(void *opaque, const uint8_t *buf, size_t len);
+typedef void (*vmm_log_fn)(void *opaque, int level, const char *msg);
+
+/* Limits enforced by vmm_vm_create(). */
+#define VMM_MEM_MIN (1ull << 20)
+#define VMM_MEM_MAX (1ull << 40)
+#define VMM_VCPUS_MAX 64
+
+struct vmm_vm_config {
+	uint32_t size;        /* sizeof(struct vmm_vm_config), set by vmm_vm_config_init() */
+	uint64_t mem_size;    /* guest RAM in bytes, multiple of 4 KiB (default 128 MiB) */
+	uint32_t vcpus;       /* default 1 */
+	const char *cmdline;  /* guest command line, copied (default "") */
+	vmm_serial_fn serial_out; /* COM1 output sink; NULL discards */
+	void *serial_opaque;
+	vmm_log_fn log;       /* diagnostics (unknown port accesses, skipped MSRs); NULL: none */
+	void *log_opaque;
+	uint64_t reserved[8];
+};
+
+/* Fills cfg with defaults. Always call it first: fields added later get defaults too. */
+VMM_EXPORT void vmm_vm_config_init(struct vmm_vm_config *cfg);
+
+/* Creates a VM in state CREATED: KVM VM, in-kernel irqchip and PIT, guest RAM (memfd),
+ * vCPUs (threads start at vmm_vm_start()), COM1 and the exit port at 0xf4.
+ * Returns 0 and *out, or VMM_EINVAL (bad size/vCPU count), VMM_ENOKVM, VMM_EKVM, VMM_ENOMEM. */
+VMM_EXPORT int vmm_vm_create(const struct vmm_vm_config *cfg, struct vmm_vm **out);
+
+/* Stops the vCPU threads if running and frees everything. NULL is a no-op. */
+VMM_EXPORT void vmm_vm_destroy(struct vmm_vm *vm);
+
+/* Loads a kernel into a CREATED VM and sets the boot vCPU's entry state. The format is
+ * detected: Linux bzImage (boot protocol >= 2.06, 64-bit entry), multiboot v1 ELF32,
+ * or ELF64 (entered in long mode with RSI = Linux boot_params, as vmlinux is).
+ * initrd may be NULL. Returns VMM_ENOENT, VMM_EFORMAT, VMM_ETOOBIG, VMM_ESTATE. */
+VMM_EXPORT int vmm_vm_load_kernel(struct vmm_vm *vm, const char *kernel_path,
+				  const char *initrd_path);
+/* The same from memory buffers (initrd may be NULL with initrd_len 0). */
+VMM_EXPORT int vmm_vm_load_kernel_image(struct vmm_vm *vm, const void *kernel,
+					size_t kernel_len, const void *initrd,
+					size_t initrd_len);
+
+/* CREATED -> RUNNING: starts one thread per vCPU. */
+VMM_EXPORT int vmm_vm_start(struct vmm_vm *vm);
+/* RUNNING -> PAUSED: kicks every vCPU out of KVM_RUN and returns when all are parked with
+ * their last I/O completed. Any thread. PAUSED already: 0. */
+VMM_EXPORT int vmm_vm_pause(struct vmm_vm *vm);
+/* PAUSED -> RUNNING. Any thread. RUNNING already: 0. */
+VMM_EXPORT int vmm_vm_resume(struct vmm_vm *vm);
+/* Any state but CREATED -> STOPPED with reason VMM_EXIT_HOST. Any thread. */
+VMM_EXPORT int vmm_vm_stop(struct vmm_vm *vm);
+/* Current state. Any thread. */
+VMM_EXPORT enum vmm_vm_state vmm_vm_get_state(const struct vmm_vm *vm);
+VMM_EXPORT const char *vmm_vm_state_name(enum vmm_vm_state st);
+
+enum vmm_exit_reason {
+	VMM_EXIT_NONE = 0,
+	VMM_EXIT_GUEST = 1,    /* the guest wrote its status to port 0xf4 */
+	VMM_EXIT_SHUTDOWN = 2, /* triple fault or reset request */
+	VMM_EXIT_ERROR = 3,    /* KVM could not run the guest (emulation failure, ...) */
+	VMM_EXIT_HOST = 4,     /* vmm_vm_stop() */
+};
+
+struct vmm_exit {
+	enum vmm_exit_reason reason;
+	int status;          /* VMM_EXIT_GUEST: the value written; otherwise -1 */
+	char detail[160];    /* human-readable: which exit, vCPU, RIP */
+};
+
+/* Waits until the VM is STOPPED or timeout_ms passes (-1: forever). Returns 0 and fills
+ * *ex (may be NULL), VMM_ETIMEDOUT, or VMM_ESTATE if the VM never started. */
+VMM_EXPORT int vmm_vm_wait(struct vmm_vm *vm, int timeout_ms, struct vmm_exit *ex);
+
+/* Guest RAM. gpa ranges must lie inside RAM (VMM_ERANGE otherwise). Safe while running,
+ * but the guest may be changing the memory concurrently. */
+VMM_EXPORT uint64_t vmm_vm_mem_size(const struct vmm_vm *vm);
+VMM_EXPORT int vmm_vm_mem_read(struct vmm_vm *vm, uint64_t gpa, void *buf, size_t len);
+VMM_EXPORT int vmm_vm_mem_write(struct vmm_vm *vm, uint64_t gpa, const void *buf, size_t len);
+
+/* Bytes for the guest's COM1 receiver (raises its interrupt if enabled). Any thread.
+ * Returns the number of bytes accepted (the FIFO holds 64 KiB). */
+VMM_EXPORT int vmm_vm_serial_input(struct vmm_vm *vm, const void *buf, size_t len);
+
+/* Device handlers for embedders. addr/len: port or guest-physical range. A read handler
+ * fills data[0..size); a write handler consumes it. Register before vmm_vm_start().
+ * Returns VMM_EBUSY if the range overlaps a registered one, VMM_ERANGE if an MMIO range
+ * overlaps RAM. */
+typedef void (*vmm_io_fn)(void *opaque, uint64_t addr, uint8_t *data, uint32_t size,
+			  int is_write);
+VMM_EXPORT int vmm_vm_register_pio(struct vmm_vm *vm, uint16_t port, uint16_t len,
+				   vmm_io_fn fn, void *opaque);
+VMM_EXPORT int vmm_vm_register_mmio(struct vmm_vm *vm, uint64_t gpa, uint64_t len,
+				    vmm_io_fn fn, void *opaque);
+
+/* Complete machine state except RAM (every vCPU's registers, FPU/AVX, MSRs, LAPIC,
+ * events, TSC; PIC, IOAPIC, PIT, kvmclock; every device), as one protobuf-encoded blob.
+ * The VM must be PAUSED (or STOPPED). *buf is malloc'd; free() it. */
+VMM_EXPORT int vmm_vm_state_save(struct vmm_vm *vm, void **buf, size_t *len);
+/* Loads such a blob into a CREATED VM of the same shape (same vCPU count and memory
+ * size); vmm_vm_start() then continues the guest where it was. MSRs this host refuses are
+ * skipped and reported through the log callback. VMM_ESTATEDATA / VMM_ESHAPE on bad input,
+ * leaving the VM CREATED. */
+VMM_EXPORT int vmm_vm_state_load(struct vmm_vm *vm, const void *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

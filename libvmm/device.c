@@ -1,0 +1,31 @@
+/* The list of stateful devices of one VM. */
+#include <string.h>
+
+#include "device.h"
+#include "error_internal.h"
+
+int vmm__devices_add(struct vmm__devices *d, const struct vmm__device_ops *ops, void *dev)
+{
+	if (d->n == VMM_DEVICES_MAX)
+		return vmm__err(VMM_ENOMEM, "more than %d devices", VMM_DEVICES_MAX);
+	d->items[d->n].ops = ops;
+	d->items[d->n].dev = dev;
+	d->n++;
+	return 0;
+}
+
+void *vmm__devices_find(const struct vmm__devices *d, const char *name)
+{
+	for (uint32_t i = 0; i < d->n; i++)
+		if (!strcmp(d->items[i].ops->name, name))
+			return d->items[i].dev;
+	return NULL;
+}
+
+void vmm__devices_destroy(struct vmm__devices *d)
+{
+	for (uint32_t i = 0; i < d->n; i++)
+		if (d->items[i].ops->destroy)
+			d->items[i].ops->destroy(d->items[i].dev);
+	d->n = 0;
+}

@@ -1,0 +1,34 @@
+/* Emulated devices with state. Each registers one save/load pair that encodes its own
+ * protobuf message; state capture, snapshots and migration walk this one list, so adding
+ * a device is one file, one message and one vmm__devices_add() call. */
+#ifndef VMM_DEVICE_H
+#define VMM_DEVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct vmm__device_ops {
+	const char *name; /* unique, stable: it names the section in saved state */
+	/* Encodes the device's registers into a malloc'd buffer. Called with the VM paused. */
+	int (*save)(void *dev, uint8_t **buf, size_t *len);
+	/* Loads them back; hostile input: validate everything, VMM_ESTATEDATA on error. */
+	int (*load)(void *dev, const uint8_t *buf, size_t len);
+	void (*destroy)(void *dev);
+};
+
+#define VMM_DEVICES_MAX 16
+
+struct vmm__devices {
+	uint32_t n;
+	struct {
+		const struct vmm__device_ops *ops;
+		void *dev;
+	} items[VMM_DEVICES_MAX];
+};
+
+int vmm__devices_add(struct vmm__devices *d, const struct vmm__device_ops *ops, void *dev);
+/* The device registered under name, or NULL. */
+void *vmm__devices_find(const struct vmm__devices *d, const char *name);
+void vmm__devices_destroy(struct vmm__devices *d);
+
+#endif

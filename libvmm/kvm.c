@@ -1,0 +1,115 @@
+/* /dev/kvm: API version, capabilities, supported CPUID and the list of MSRs to migrate. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "error_internal.h"
+#include "kvm.h"
+
+#define KVM_MSR_LIST_MAX 1024
+#define KVM_CPUID_MAX 256
+
+int vmm__ioctl(int fd, unsigned long req, void *arg)
+{
+	int r;
+
+	do
+		r = ioctl(fd, req, arg);
+	while (r < 0 && errno == EINTR);
+	return r;
+}
+
+static int read_msr_list(struct vmm__kvm *kvm)
+{
+	kvm->msrs = calloc(1, sizeof(*kvm->msrs) + KVM_MSR_LIST_MAX * sizeof(uint32_t));
+	if (!kvm->msrs)
+		return vmm__err(VMM_ENOMEM, "MSR list");
+	kvm->msrs->nmsrs = KVM_MSR_LIST_MAX;
+	if (vmm__ioctl(kvm->fd, KVM_GET_MSR_INDEX_LIST, kvm->msrs) < 0)
+		return vmm__err_sys(VMM_EKVM, "KVM_GET_MSR_INDEX_LIST");
+	return 0;
+}
+
+static int read_supported_cpuid(struct vmm__kvm *kvm)
+{
+	kvm->cpuid = calloc(1, sizeof(*kvm->cpuid) +
+				       KVM_CPUID_MAX * sizeof(struct kvm_cpuid_entry2));
+	if (!kvm->cpuid)
+		return vmm__err(VMM_ENOMEM, "CPUID table");
+	kvm->cpuid->nent = KVM_CPUID_MAX;
+	if (vmm__ioctl(kvm->fd, KVM_GET_SUPPORTED_CPUID, kvm->cpuid) < 0)
+		return vmm__err_sys(VMM_EKVM, "KVM_GET_SUPPORTED_CPUID");
+	return 0;
+}
+
+static int check_extension(int fd, long cap)
+{
+	int r = ioctl(fd, KVM_CHECK_EXTENSION, cap);
+
+	return r < 0 ? 0 : r;
+}
+
+int vmm__kvm_open(struct vmm__kvm **out)
+{
+	struct vmm__kvm *kvm = calloc(1, sizeof(*kvm));
+	int r;
+
+	if (!kvm)
+		return vmm__err(VMM_ENOMEM, "KVM handle");
+	kvm->fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm->fd < 0) {
+		r = vmm__err_sys(VMM_ENOKVM, "open /dev/kvm");
+		goto fail;
+	}
+	if (ioctl(kvm->fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
+		r = vmm__err(VMM_ENOKVM, "KVM API version is not %d", KVM_API_VERSION);
+		goto fail;
+	}
+	/* Every capability below without a fallback is one libvmm cannot work without. */
+	if (!check_extension(kvm->fd, KVM_CAP_IRQCHIP) || !check_extension(kvm->fd, KVM_CAP_PIT2) ||
+	    !check_extension(kvm->fd, KVM_CAP_IMMEDIATE_EXIT) ||
+	    !check_extension(kvm->fd, KVM_CAP_XSAVE) || !check_extension(kvm->fd, KVM_CAP_VCPU_EVENTS) ||
+	    !check_extension(kvm->fd, KVM_CAP_ADJUST_CLOCK)) {
+		r = vmm__err(VMM_EUNSUPPORTED,
+			     "KVM lacks one of IRQCHIP, PIT2, IMMEDIATE_EXIT, XSAVE, VCPU_EVENTS, ADJUST_CLOCK");
+		goto fail;
+	}
+	kvm->vcpu_mmap_size = ioctl(kvm->fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (kvm->vcpu_mmap_size <= 0) {
+		r = vmm__err_sys(VMM_EKVM, "KVM_GET_VCPU_MMAP_SIZE");
+		goto fail;
+	}
+	kvm->xsave_size = check_extension(kvm->fd, KVM_CAP_XSAVE2);
+	kvm->has_xsave2 = kvm->xsave_size > 0;
+	if (kvm->xsave_size < (int)sizeof(struct kvm_xsave))
+		kvm->xsave_size = sizeof(struct kvm_xsave);
+	kvm->has_xcrs = check_extension(kvm->fd, KVM_CAP_XCRS);
+	kvm->has_manual_dirty_protect = check_extension(kvm->fd, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
+	kvm->dirty_ring_max = check_extension(kvm->fd, KVM_CAP_DIRTY_LOG_RING_ACQ_REL);
+	kvm->dirty_ring_acq_rel = kvm->dirty_ring_max > 0;
+	if (!kvm->dirty_ring_max)
+		kvm->dirty_ring_max = check_extension(kvm->fd, KVM_CAP_DIRTY_LOG_RING);
+	r = read_msr_list(kvm);
+	if (!r)
+		r = read_supported_cpuid(kvm);
+	if (r)
+		goto fail;
+	*out = kvm;
+	return 0;
+fail:
+	vmm__kvm_close(kvm);
+	return r;
+}
+
+void vmm__kvm_close(struct vmm__kvm *kvm)
+{
+	if (!kvm)
+		return;
+	if (kvm->fd >= 0)
+		close(kvm->fd);
+	free(kvm->msrs);
+	free(kvm->cpuid);
+	free(kvm);
+}

@@ -1,0 +1,74 @@
+/* The VM object and what its parts share. Only libvmm/ and migrate/ include this. */
+#ifndef VMM_VM_INTERNAL_H
+#define VMM_VM_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "vmm/vm.h"
+#include "bus.h"
+#include "device.h"
+#include "kvm.h"
+#include "memory.h"
+
+struct vmm__vcpu {
+	struct vmm_vm *vm;
+	uint32_t id;
+	int fd;
+	struct kvm_run *run; /* mmap'd, shared with KVM */
+	pthread_t thread;
+	int thread_started;
+};
+
+struct vmm_vm {
+	struct vmm_vm_config cfg;
+	char *cmdline;
+	struct vmm__kvm *kvm;
+	int fd; /* the KVM VM */
+	struct vmm__memory mem;
+	uint32_t nvcpus;
+	struct vmm__vcpu *vcpus;
+	struct vmm__bus pio;
+	struct vmm__bus mmio;
+	struct vmm__devices devices;
+
+	/* Run state, guarded by lock. The vCPU threads park on cond while pause_req is set;
+	 * the controller waits on cond for nparked to reach the number of live vCPUs. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	enum vmm_vm_state state;
+	int pause_req;
+	int stop_req;
+	uint32_t nparked;
+	uint32_t nexited;
+	struct vmm_exit exit;
+	int loaded; /* a kernel or a saved state is in place: the VM can start */
+	int threads_joined;
+};
+
+/* Logs through the config's callback, if any. */
+void vmm__log(struct vmm_vm *vm, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Ends the VM from a vCPU thread or a device: records the first reason, asks every vCPU
+ * to leave and marks the VM STOPPED. Takes vm->lock. */
+void vmm__vm_request_stop(struct vmm_vm *vm, enum vmm_exit_reason reason, int status,
+			  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* The vCPU thread body (vcpu.c). */
+void *vmm__vcpu_thread(void *arg);
+/* Makes a vCPU leave KVM_RUN promptly: immediate_exit plus a signal. */
+void vmm__vcpu_kick(struct vmm__vcpu *vcpu);
+/* Installs the no-op handler for the kick signal, once per process. */
+int vmm__vcpu_signal_setup(void);
+
+struct vmm__machine_state;
+/* Fills ms from a PAUSED or STOPPED VM (vm_state.c). */
+int vmm__vm_state_capture(struct vmm_vm *vm, struct vmm__machine_state *ms);
+/* Loads ms into a CREATED VM of the same shape; devices, vCPUs, then in-kernel state. */
+int vmm__vm_state_apply(struct vmm_vm *vm, const struct vmm__machine_state *ms);
+
+/* Raise/lower an interrupt line on the in-kernel irqchip. */
+int vmm__vm_irq_line(struct vmm_vm *vm, uint32_t irq, int level);
+
+#endif

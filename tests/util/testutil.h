@@ -1,0 +1,45 @@
+/* Shared test helpers: skip without /dev/kvm, guest paths, capturing guest serial output. */
+#ifndef VMM_TESTUTIL_H
+#define VMM_TESTUTIL_H
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "vmm/vmm.h"
+
+/* Exits 77 with a reason if /dev/kvm cannot be opened read-write. Call first in main(). */
+void tu_require_kvm(void);
+/* "<build>/tests/guests/<name>" in a static buffer. */
+const char *tu_guest(const char *name);
+
+/* A growable, thread-safe byte buffer that a VM's serial sink appends to. */
+struct tu_output {
+	pthread_mutex_t lock;
+	char *buf;
+	size_t len, cap;
+};
+void tu_output_init(struct tu_output *o);
+void tu_output_free(struct tu_output *o);
+/* vmm_serial_fn that appends to the struct tu_output passed as opaque. */
+void tu_output_sink(void *opaque, const uint8_t *buf, size_t len);
+/* A NUL-terminated copy of what was captured so far (malloc'd). */
+char *tu_output_copy(struct tu_output *o);
+/* Number of complete lines captured so far. */
+size_t tu_output_lines(struct tu_output *o);
+
+/* Creates a VM with mem_mib MiB and vcpus, loads guest `name` with cmdline, capturing
+ * serial into out. Asserts on failure. */
+struct vmm_vm *tu_vm_new(const char *name, const char *cmdline, uint64_t mem_mib,
+			 uint32_t vcpus, struct tu_output *out);
+/* Runs a guest to completion; returns its output (malloc'd) and the exit in *ex. */
+char *tu_run_guest(const char *name, const char *cmdline, uint64_t mem_mib, uint32_t vcpus,
+		   struct vmm_exit *ex);
+/* Returns the last non-empty line of s in a static buffer. */
+const char *tu_last_line(const char *s);
+void tu_sleep_us(unsigned us);
+
+#endif
