@@ -103,8 +103,8 @@ static int build_boot_params(struct vmm_vm *vm, const uint8_t *hdr, size_t hdr_l
 		wr32(bp + BP_EXT_RAMDISK_IMAGE, (uint32_t)(rd_addr >> 32));
 		wr32(bp + BP_EXT_RAMDISK_SIZE, (uint32_t)((uint64_t)initrd->len >> 32));
 	}
-	bp[BP_E820_ENTRIES] = (uint8_t)n;
-	for (uint32_t i = 0; i < n && i < BP_E820_MAX; i++)
+	bp[BP_E820_ENTRIES] = (uint8_t)n; /* n <= 8 < BP_E820_MAX */
+	for (uint32_t i = 0; i < n; i++)
 		memcpy(bp + BP_E820_TABLE + i * 20, &e820[i], 20);
 	return 0;
 }

@@ -99,15 +99,16 @@ static int build_mbi(struct vmm_vm *vm, uint64_t initrd_addr, size_t initrd_len,
 	struct vmm__e820 e820[8];
 	uint32_t n = vmm__boot_e820(vm, e820, 8);
 	uint8_t *base = vmm__memory_gpa(&vm->mem, VMM_BOOT_MBI, 0x1000);
-	struct mbi *mbi = (struct mbi *)base;
-	struct mb_mmap_entry *mm = (struct mb_mmap_entry *)(base + 0x100);
-	struct mb_module *mod = (struct mb_module *)(base + 0x300);
-	char *strings = (char *)(base + 0x400);
 	char *cmdline = vmm__memory_gpa(&vm->mem, VMM_BOOT_CMDLINE, VMM_CMDLINE_MAX);
 	uint64_t low = vmm__memory_low_end(&vm->mem);
 
 	if (!base || !cmdline)
 		return vmm__err(VMM_ETOOBIG, "no RAM for the multiboot information");
+	/* One page: the structure, then the memory map, the module list and strings. */
+	struct mbi *mbi = (struct mbi *)base;
+	struct mb_mmap_entry *mm = (struct mb_mmap_entry *)(base + 0x100);
+	struct mb_module *mod = (struct mb_module *)(base + 0x300);
+	char *strings = (char *)(base + 0x400);
 	memset(base, 0, 0x1000);
 	mbi->flags = MBI_MEM | MBI_CMDLINE | MBI_MMAP | MBI_LOADER;
 	mbi->mem_lower = VMM_LOW_RAM_END >> 10;

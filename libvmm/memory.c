@@ -9,7 +9,7 @@
 #include "kvm.h"
 #include "memory.h"
 
-int vmm__memory_init(struct vmm__memory *m, uint64_t size)
+static void layout(struct vmm__memory *m, uint64_t size)
 {
 	uint64_t low = size < VMM_MEM_HOLE_START ? size : VMM_MEM_HOLE_START;
 
@@ -23,6 +23,23 @@ int vmm__memory_init(struct vmm__memory *m, uint64_t size)
 			(struct vmm__mem_region){ VMM_MEM_HOLE_END, size - low, low, 1 };
 		m->nregions = 2;
 	}
+}
+
+int vmm__memory_init_file(struct vmm__memory *m, uint64_t size, int fd, uint64_t offset)
+{
+	layout(m, size);
+	m->host = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd,
+		       (off_t)offset);
+	if (m->host == MAP_FAILED) {
+		m->host = NULL;
+		return vmm__err_sys(VMM_ENOMEM, "mmap snapshot RAM");
+	}
+	return 0;
+}
+
+int vmm__memory_init(struct vmm__memory *m, uint64_t size)
+{
+	layout(m, size);
 	m->memfd = memfd_create("vmm-guest-ram", MFD_CLOEXEC);
 	if (m->memfd < 0)
 		return vmm__err_sys(VMM_ESYS, "memfd_create");

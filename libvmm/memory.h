@@ -30,6 +30,10 @@ struct vmm__memory {
 
 /* Lays out and allocates RAM (not yet given to KVM). */
 int vmm__memory_init(struct vmm__memory *m, uint64_t size);
+/* Lays out RAM as a private copy-on-write mapping of fd at offset (a snapshot's RAM
+ * image): pages load from the file on first touch and writes stay in this process. There
+ * is no memfd then (memfd = -1). */
+int vmm__memory_init_file(struct vmm__memory *m, uint64_t size, int fd, uint64_t offset);
 /* Registers every region as a KVM memory slot with the current slot_flags. */
 int vmm__memory_map(struct vmm__memory *m, int vm_fd);
 void vmm__memory_free(struct vmm__memory *m);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include "dirty.h"
 #include "error_internal.h"
 #include "vm_internal.h"
 
@@ -113,6 +114,12 @@ static int handle_exit(struct vmm__vcpu *vcpu)
 	case KVM_EXIT_INTR:
 	case KVM_EXIT_IRQ_WINDOW_OPEN:
 		return 0;
+	case KVM_EXIT_DIRTY_RING_FULL:
+		if (!vmm__dirty_ring_full(vcpu))
+			return 0;
+		vmm__vm_request_stop(vcpu->vm, VMM_EXIT_ERROR, -1, "vcpu%u: dirty ring full: %s",
+				     vcpu->id, vmm_last_error());
+		return 1;
 	case KVM_EXIT_SHUTDOWN:
 		vmm__vm_request_stop(vcpu->vm, VMM_EXIT_SHUTDOWN, -1,
 				     "vcpu%u: shutdown (triple fault) at rip 0x%llx", vcpu->id,

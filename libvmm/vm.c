@@ -13,6 +13,7 @@
 
 #include "boot.h"
 #include "devices/sysdevs.h"
+#include "dirty.h"
 #include "error_internal.h"
 #include "vm_internal.h"
 
@@ -64,6 +65,7 @@ static int create_vcpu(struct vmm_vm *vm, uint32_t id)
 {
 	struct vmm__vcpu *vcpu = &vm->vcpus[id];
 	void *run;
+	int r;
 
 	vcpu->vm = vm;
 	vcpu->id = id;
@@ -75,10 +77,13 @@ static int create_vcpu(struct vmm_vm *vm, uint32_t id)
 	if (run == MAP_FAILED)
 		return vmm__err_sys(VMM_EKVM, "mmap kvm_run");
 	vcpu->run = run;
+	r = vmm__dirty_ring_map(vcpu);
+	if (r)
+		return r;
 	return vmm__boot_vcpu_init(vm, vcpu);
 }
 
-static int create_machine(struct vmm_vm *vm)
+static int create_machine(struct vmm_vm *vm, const struct vmm__mem_backing *backing)
 {
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
 	uint64_t ident = VMM_KVM_IDENTITY_MAP_ADDR;
@@ -87,6 +92,10 @@ static int create_machine(struct vmm_vm *vm)
 	vm->fd = ioctl(vm->kvm->fd, KVM_CREATE_VM, 0);
 	if (vm->fd < 0)
 		return vmm__err_sys(VMM_EKVM, "KVM_CREATE_VM");
+	/* The dirty ring's size is fixed before the first vCPU exists. */
+	r = vmm__dirty_ring_enable(vm);
+	if (r)
+		return r;
 	/* Both addresses must be set before the first vCPU is created. */
 	if (vmm__ioctl(vm->fd, KVM_SET_IDENTITY_MAP_ADDR, &ident) < 0)
 		return vmm__err_sys(VMM_EKVM, "KVM_SET_IDENTITY_MAP_ADDR");
@@ -96,7 +105,8 @@ static int create_machine(struct vmm_vm *vm)
 		return vmm__err_sys(VMM_EKVM, "KVM_CREATE_IRQCHIP");
 	if (vmm__ioctl(vm->fd, KVM_CREATE_PIT2, &pit) < 0)
 		return vmm__err_sys(VMM_EKVM, "KVM_CREATE_PIT2");
-	r = vmm__memory_init(&vm->mem, vm->cfg.mem_size);
+	r = backing ? vmm__memory_init_file(&vm->mem, vm->cfg.mem_size, backing->fd, backing->offset)
+		    : vmm__memory_init(&vm->mem, vm->cfg.mem_size);
 	if (!r)
 		r = vmm__memory_map(&vm->mem, vm->fd);
 	if (r)
@@ -114,7 +124,8 @@ static int create_machine(struct vmm_vm *vm)
 	return vmm__sysdevs_create(vm);
 }
 
-int vmm_vm_create(const struct vmm_vm_config *cfg, struct vmm_vm **out)
+int vmm__vm_create(const struct vmm_vm_config *cfg, const struct vmm__mem_backing *backing,
+		   struct vmm_vm **out)
 {
 	struct vmm_vm *vm;
 	int r;
@@ -140,6 +151,7 @@ int vmm_vm_create(const struct vmm_vm_config *cfg, struct vmm_vm **out)
 	vm->nvcpus = cfg->vcpus;
 	vm->state = VMM_VM_CREATED;
 	pthread_mutex_init(&vm->lock, NULL);
+	pthread_mutex_init(&vm->dirty_lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -151,7 +163,7 @@ int vmm_vm_create(const struct vmm_vm_config *cfg, struct vmm_vm **out)
 	}
 	r = vmm__kvm_open(&vm->kvm);
 	if (!r)
-		r = create_machine(vm);
+		r = create_machine(vm, backing);
 	if (r)
 		goto fail;
 	*out = vm;
@@ -159,6 +171,11 @@ int vmm_vm_create(const struct vmm_vm_config *cfg, struct vmm_vm **out)
 fail:
 	vmm_vm_destroy(vm);
 	return r;
+}
+
+int vmm_vm_create(const struct vmm_vm_config *cfg, struct vmm_vm **out)
+{
+	return vmm__vm_create(cfg, NULL, out);
 }
 
 static void join_threads(struct vmm_vm *vm)
@@ -179,7 +196,9 @@ void vmm_vm_destroy(struct vmm_vm *vm)
 		if (vm->state == VMM_VM_RUNNING || vm->state == VMM_VM_PAUSED)
 			vmm__vm_request_stop(vm, VMM_EXIT_HOST, -1, "destroyed");
 		join_threads(vm);
+		vmm__dirty_stop(vm);
 		for (uint32_t i = 0; i < vm->nvcpus; i++) {
+			vmm__dirty_ring_unmap(&vm->vcpus[i]);
 			if (vm->vcpus[i].run)
 				munmap(vm->vcpus[i].run, vm->kvm->vcpu_mmap_size);
 			if (vm->vcpus[i].fd >= 0)
@@ -196,6 +215,7 @@ void vmm_vm_destroy(struct vmm_vm *vm)
 	vmm__kvm_close(vm->kvm);
 	pthread_cond_destroy(&vm->cond);
 	pthread_mutex_destroy(&vm->lock);
+	pthread_mutex_destroy(&vm->dirty_lock);
 	free(vm->cmdline);
 	free(vm);
 }
@@ -436,6 +456,7 @@ int vmm_vm_mem_write(struct vmm_vm *vm, uint64_t gpa, const void *buf, size_t le
 	if (!p)
 		return VMM_ERANGE;
 	memcpy(p, buf, len);
+	vmm__dirty_mark(vm, (uint64_t)((uint8_t *)p - vm->mem.host), len);
 	return 0;
 }
 

@@ -18,7 +18,13 @@ struct vmm__vcpu {
 	struct kvm_run *run; /* mmap'd, shared with KVM */
 	pthread_t thread;
 	int thread_started;
+	/* Dirty ring (dirty_ring.c), mapped when cfg.dirty_ring_entries != 0; ring_fetch is
+	 * the next entry to harvest, moved only under vm->dirty_lock. */
+	struct kvm_dirty_gfn *ring;
+	uint32_t ring_fetch;
 };
+
+struct vmm__dirty;
 
 struct vmm_vm {
 	struct vmm_vm_config cfg;
@@ -31,6 +37,10 @@ struct vmm_vm {
 	struct vmm__bus pio;
 	struct vmm__bus mmio;
 	struct vmm__devices devices;
+	/* Dirty-page tracking (dirty.c): the tracker while one runs. dirty_lock guards it,
+	 * its accumulated bitmap and the rings' harvest against the vCPU threads. */
+	pthread_mutex_t dirty_lock;
+	struct vmm__dirty *dirty;
 
 	/* Run state, guarded by lock. The vCPU threads park on cond while pause_req is set;
 	 * the controller waits on cond for nparked to reach the number of live vCPUs. */
@@ -43,8 +53,22 @@ struct vmm_vm {
 	uint32_t nexited;
 	struct vmm_exit exit;
 	int loaded; /* a kernel or a saved state is in place: the VM can start */
+	/* Dirty tracking kept on after a snapshot (VMM_SNAPSHOT_TRACK) counts from the
+	 * snapshot with this id; an incremental snapshot needs that snapshot as its parent. */
+	uint8_t track_base_id[16];
+	int track_base_valid;
 	int threads_joined;
 };
+
+/* Guest RAM from a file instead of a fresh memfd (lazy snapshot restore). */
+struct vmm__mem_backing {
+	int fd;
+	uint64_t offset;
+};
+
+/* vmm_vm_create with an optional RAM backing. */
+int vmm__vm_create(const struct vmm_vm_config *cfg, const struct vmm__mem_backing *backing,
+		   struct vmm_vm **out);
 
 /* Logs through the config's callback, if any. */
 void vmm__log(struct vmm_vm *vm, int level, const char *fmt, ...)

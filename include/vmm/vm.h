@@ -47,6 +47,10 @@ struct vmm_vm_config {
 	void *serial_opaque;
 	vmm_log_fn log;       /* diagnostics (unknown port accesses, skipped MSRs); NULL: none */
 	void *log_opaque;
+	/* Dirty-page tracking backend for live migration and live/incremental snapshots:
+	 * 0 uses KVM's dirty bitmap; a power of two (e.g. 4096) uses a per-vCPU dirty ring
+	 * of that many entries (it must be chosen before the vCPUs exist). */
+	uint32_t dirty_ring_entries;
 	uint64_t reserved[8];
 };
 

@@ -6,5 +6,6 @@
 #include "vmm/version.h"
 #include "vmm/error.h"
 #include "vmm/vm.h"
+#include "vmm/snapshot.h"
 
 #endif

@@ -1,6 +1,7 @@
 /* Bad input gets a specific error and never a crash: missing or garbage kernels, images
  * larger than RAM, truncated or lying ELF headers, bad sizes, bad handler ranges. */
 #include <elf.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

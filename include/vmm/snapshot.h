@@ -1,0 +1,109 @@
+/* Snapshots: a VM saved to a file and brought back, in this or another process.
+ *
+ * A snapshot file holds the VM's shape, its complete machine state and its RAM. RAM is
+ * either an image at a page-aligned offset (the default: never-touched and zero pages are
+ * holes in a sparse file, and a lazy restore maps it copy-on-write) or zstd batches
+ * (VMM_SNAPSHOT_COMPRESS: smaller, not mappable). An incremental snapshot holds only the
+ * pages dirtied since its parent. Files are written under a temporary name and renamed
+ * only when complete and synced.
+ *
+ * Thread rule: one call at a time per VM, from its controlling thread. */
+#ifndef VMM_SNAPSHOT_H
+#define VMM_SNAPSHOT_H
+
+#include <stdint.h>
+
+#include "vmm/export.h"
+#include "vmm/vm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum vmm_snapshot_flags {
+	VMM_SNAPSHOT_COMPRESS = 1u << 0,    /* RAM as zstd batches */
+	VMM_SNAPSHOT_LIVE = 1u << 1,        /* write RAM while the guest runs, pause at the end */
+	VMM_SNAPSHOT_INCREMENTAL = 1u << 2, /* only pages dirtied since the parent snapshot */
+	VMM_SNAPSHOT_STOP = 1u << 3,        /* leave the VM STOPPED afterwards */
+	VMM_SNAPSHOT_TRACK = 1u << 4,       /* keep dirty tracking on, for a later incremental */
+};
+
+struct vmm_snapshot_opts {
+	uint32_t size;         /* sizeof, set by vmm_snapshot_opts_init() */
+	uint32_t flags;        /* enum vmm_snapshot_flags */
+	const char *parent;    /* VMM_SNAPSHOT_INCREMENTAL: the previous snapshot in the chain */
+	int compress_level;    /* zstd level (default 1) */
+	uint32_t live_max_rounds;  /* default 8 */
+	uint64_t live_target_pause_ns; /* stop the rounds when the rest fits (default 20 ms) */
+	uint64_t reserved[8];
+};
+
+struct vmm_snapshot_stats {
+	uint64_t total_ns;      /* the whole call */
+	uint64_t pause_ns;      /* how long the guest was paused */
+	uint64_t file_bytes;    /* bytes of the finished file (logical size) */
+	uint64_t ram_bytes;     /* RAM payload written, all rounds */
+	uint64_t pages_written;
+	uint64_t zero_pages;    /* skipped: never touched or all zeros */
+	uint32_t rounds;        /* live: RAM passes, the last one paused */
+	uint64_t reserved[8];
+};
+
+VMM_EXPORT void vmm_snapshot_opts_init(struct vmm_snapshot_opts *opts);
+
+/* Saves a RUNNING or PAUSED VM to path. Without VMM_SNAPSHOT_LIVE the VM is paused for the
+ * whole save. Afterwards it is back in the state it was in (or STOPPED with
+ * VMM_SNAPSHOT_STOP). On any failure nothing exists under path, the VM is as it was, and
+ * the error says why (VMM_ENOSPC, VMM_EIO, ...). stats may be NULL. */
+VMM_EXPORT int vmm_snapshot_save(struct vmm_vm *vm, const char *path,
+				 const struct vmm_snapshot_opts *opts,
+				 struct vmm_snapshot_stats *stats);
+
+enum vmm_restore_mode {
+	VMM_RESTORE_EAGER = 0, /* read RAM into fresh memory */
+	VMM_RESTORE_LAZY = 1,  /* map the file's RAM copy-on-write; pages load on first touch */
+};
+
+struct vmm_restore_opts {
+	uint32_t size;
+	enum vmm_restore_mode mode;
+	vmm_serial_fn serial_out; /* as in struct vmm_vm_config */
+	void *serial_opaque;
+	vmm_log_fn log;
+	void *log_opaque;
+	uint64_t reserved[8];
+};
+
+VMM_EXPORT void vmm_restore_opts_init(struct vmm_restore_opts *opts);
+
+/* Builds a VM from a snapshot (following an incremental chain to its base). The VM is
+ * CREATED with everything loaded: vmm_vm_start() continues the guest where it was saved.
+ * On bad input (VMM_EMAGIC, VMM_EVERSION, VMM_EFEATURE, VMM_ECORRUPT, VMM_ETRUNCATED,
+ * VMM_ESHAPE) nothing is left behind and *out is NULL. */
+VMM_EXPORT int vmm_snapshot_restore(const char *path, const struct vmm_restore_opts *opts,
+				    struct vmm_vm **out);
+
+struct vmm_snapshot_info {
+	uint32_t size;
+	uint32_t format_major, format_minor;
+	uint64_t required_features, optional_features;
+	uint64_t mem_size;
+	uint32_t vcpus;
+	uint32_t flags;          /* enum vmm_snapshot_flags it was written with */
+	uint64_t file_bytes;     /* logical size */
+	uint64_t disk_bytes;     /* allocated on disk (sparse files use less) */
+	uint64_t created_unix_ms;
+	char parent[256];        /* incremental: the parent's path as recorded, else "" */
+	char library_version[32];
+	int verified;            /* 1: every checksum matched (only when asked to verify) */
+	uint64_t reserved[8];
+};
+
+/* Reads a snapshot's metadata without restoring it; with verify, also checks every
+ * checksum (RAM included). Returns 0, or the reason the file is unusable. */
+VMM_EXPORT int vmm_snapshot_info(const char *path, int verify, struct vmm_snapshot_info *info);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,159 @@
+/* vmm_snapshot_restore: build a VM from a snapshot file, following an incremental chain
+ * down to its full base. Eager: RAM is read (and every page verified) into fresh memory.
+ * Lazy: the base's RAM image is mapped copy-on-write, so restore time does not grow with
+ * RAM; pages load from the file when the guest first touches them. */
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error_internal.h"
+#include "snapshot_file.h"
+#include "state_codec.h"
+#include "stream.h"
+#include "vm_internal.h"
+#include "vm_shape.h"
+#include "vmm/snapshot.h"
+
+#define CHAIN_MAX 64
+
+void vmm_restore_opts_init(struct vmm_restore_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->size = sizeof(*o);
+	o->mode = VMM_RESTORE_EAGER;
+}
+
+/* A parent path recorded relative to its child is relative to the child's directory. */
+static void parent_path(const char *child, const char *parent, char *out, size_t len)
+{
+	char tmp[PATH_MAX];
+
+	if (parent[0] == '/') {
+		snprintf(out, len, "%s", parent);
+		return;
+	}
+	snprintf(tmp, sizeof(tmp), "%s", child);
+	snprintf(out, len, "%s/%s", dirname(tmp), parent);
+}
+
+static int same_shape(const Vmm__Stream__VmShape *a, const Vmm__Stream__VmShape *b)
+{
+	return a->mem_size == b->mem_size && a->vcpus == b->vcpus;
+}
+
+/* Opens path and its ancestors: chain[0] is path, chain[n-1] the full base. */
+static int open_chain(const char *path, struct vmm__snap *chain, int *n)
+{
+	char cur[PATH_MAX], next[PATH_MAX];
+	int r;
+
+	snprintf(cur, sizeof(cur), "%s", path);
+	for (*n = 0; *n < CHAIN_MAX;) {
+		struct vmm__snap *s = &chain[*n];
+		const Vmm__Stream__SnapshotMeta *m;
+
+		r = vmm__snap_open(cur, s);
+		if (r)
+			return r;
+		(*n)++;
+		m = s->meta;
+		if (*n > 1) {
+			const Vmm__Stream__SnapshotMeta *child = chain[*n - 2].meta;
+
+			if (!m->has_id || m->id.len != child->parent_id.len ||
+			    memcmp(m->id.data, child->parent_id.data, m->id.len))
+				return vmm__err(VMM_ECORRUPT, "%s is not the parent its child names", cur);
+			if (!same_shape(m->hello->shape, child->hello->shape))
+				return vmm__err(VMM_ESHAPE, "%s: shape differs from its child", cur);
+		}
+		if (!(s->pre.required_features & VMM_FEAT_INCREMENTAL))
+			return 0;
+		if (!m->parent_path || !m->has_parent_id)
+			return vmm__err(VMM_ECORRUPT, "%s: incremental without a parent", cur);
+		parent_path(cur, m->parent_path, next, sizeof(next));
+		snprintf(cur, sizeof(cur), "%s", next);
+	}
+	return vmm__err(VMM_ECORRUPT, "snapshot chain longer than %d", CHAIN_MAX);
+}
+
+static int build_vm(struct vmm__snap *base, const struct vmm_restore_opts *o, struct vmm_vm **vm)
+{
+	struct vmm_vm_config cfg;
+	struct vmm__mem_backing backing = { base->fd, base->pre.ram_off };
+	int lazy = o->mode == VMM_RESTORE_LAZY;
+	int r;
+
+	if (lazy && !(base->pre.required_features & VMM_FEAT_RAM_IMAGE))
+		return vmm__err(VMM_EINVAL, "a compressed snapshot cannot be mapped; restore it eagerly");
+	vmm_vm_config_init(&cfg);
+	vmm__hello_to_config(base->meta->hello, &cfg);
+	cfg.serial_out = o->serial_out;
+	cfg.serial_opaque = o->serial_opaque;
+	cfg.log = o->log;
+	cfg.log_opaque = o->log_opaque;
+	r = vmm__vm_create(&cfg, lazy ? &backing : NULL, vm);
+	if (r)
+		return r;
+	if (base->meta->hello->shape->has_cpuid_digest &&
+	    base->meta->hello->shape->cpuid_digest != vmm__cpuid_digest(*vm))
+		vmm__log(*vm, VMM_LOG_WARN, "snapshot was taken on a host with other CPU features");
+	return lazy ? 0 : vmm__snap_read_ram(base, (*vm)->mem.host, 1);
+}
+
+static int apply_state(struct vmm_vm *vm, const Vmm__Stream__SnapshotMeta *m)
+{
+	struct vmm__machine_state ms;
+	int r;
+
+	memset(&ms, 0, sizeof(ms));
+	r = vmm__machine_state_decode(m->machine_state.data, m->machine_state.len, &ms);
+	if (r == VMM_ESTATEDATA)
+		r = vmm__err(VMM_ECORRUPT, "machine state: %s", vmm_last_error());
+	if (!r)
+		r = vmm__vm_state_apply(vm, &ms);
+	vmm__machine_state_free(&ms);
+	if (!r) {
+		pthread_mutex_lock(&vm->lock);
+		vm->loaded = 1;
+		pthread_mutex_unlock(&vm->lock);
+	}
+	return r;
+}
+
+int vmm_snapshot_restore(const char *path, const struct vmm_restore_opts *opts,
+			 struct vmm_vm **out)
+{
+	struct vmm__snap chain[CHAIN_MAX];
+	struct vmm_restore_opts o;
+	struct vmm_vm *vm = NULL;
+	int n = 0, r;
+
+	if (!path || !out)
+		return vmm__err(VMM_EINVAL, "NULL argument");
+	*out = NULL;
+	vmm_restore_opts_init(&o);
+	if (opts) {
+		if (opts->size < offsetof(struct vmm_restore_opts, reserved))
+			return vmm__err(VMM_EINVAL, "options not initialised with vmm_restore_opts_init()");
+		memcpy(&o, opts, sizeof(o) < opts->size ? sizeof(o) : opts->size);
+	}
+	memset(chain, 0, sizeof(chain));
+	r = open_chain(path, chain, &n);
+	if (!r)
+		r = build_vm(&chain[n - 1], &o, &vm);
+	/* Increments apply oldest first; the newest one holds the machine state. */
+	for (int i = n - 2; !r && i >= 0; i--)
+		r = vmm__snap_read_ram(&chain[i], vm->mem.host, 0);
+	if (!r)
+		r = apply_state(vm, chain[0].meta);
+	for (int i = 0; i < n; i++)
+		vmm__snap_close(&chain[i]);
+	if (r) {
+		vmm_vm_destroy(vm);
+		return r;
+	}
+	*out = vm;
+	return 0;
+}

@@ -1,0 +1,345 @@
+/* io_uring transport for sockets and files. */
+#include <errno.h>
+#include <liburing.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error_internal.h"
+#include "xport.h"
+
+#define SLICE_MS 100 /* how often a wait looks at the cancel flag and the timeout */
+#define MAX_IOV 260 /* a full RAM batch: headers plus one vector per page */
+
+/* A queued positional write that may need continuing after a short write. */
+struct pending {
+	int used;
+	uint64_t off;
+	struct iovec iov[MAX_IOV];
+	int iovcnt;
+};
+
+struct vmm__xport {
+	int fd;
+	struct vmm__xport_opts opts;
+	struct io_uring ring;
+	uint64_t offset;
+	uint64_t bytes;
+	unsigned inflight;
+	int deferred_err;
+	struct pending slots[VMM_XPORT_QD];
+};
+
+int vmm__xport_new(int fd, const struct vmm__xport_opts *opts, struct vmm__xport **out)
+{
+	struct vmm__xport *xp = calloc(1, sizeof(*xp));
+	int r;
+
+	if (!xp)
+		return vmm__err(VMM_ENOMEM, "transport");
+	xp->fd = fd;
+	if (opts)
+		xp->opts = *opts;
+	r = io_uring_queue_init(VMM_XPORT_QD * 2, &xp->ring, 0);
+	if (r < 0) {
+		free(xp);
+		errno = -r;
+		return vmm__err_sys(VMM_ESYS, "io_uring_queue_init");
+	}
+	*out = xp;
+	return 0;
+}
+
+void vmm__xport_free(struct vmm__xport *xp)
+{
+	if (!xp)
+		return;
+	vmm__xport_drain(xp);
+	io_uring_queue_exit(&xp->ring);
+	free(xp);
+}
+
+uint64_t vmm__xport_offset(const struct vmm__xport *xp)
+{
+	return xp->offset;
+}
+
+void vmm__xport_seek(struct vmm__xport *xp, uint64_t off)
+{
+	xp->offset = off;
+}
+
+uint64_t vmm__xport_bytes(const struct vmm__xport *xp)
+{
+	return xp->bytes;
+}
+
+static int canceled(const struct vmm__xport *xp)
+{
+	return xp->opts.cancel && __atomic_load_n(xp->opts.cancel, __ATOMIC_ACQUIRE);
+}
+
+static int errno_to_vmm(int e, const char *what)
+{
+	errno = e;
+	switch (e) {
+	case ENOSPC:
+	case EDQUOT:
+		return vmm__err_sys(VMM_ENOSPC, what);
+	case EPIPE:
+	case ECONNRESET:
+	case ECONNABORTED:
+	case ENOTCONN:
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+	case ETIMEDOUT:
+		return vmm__err_sys(VMM_EPEER, what);
+	case ECANCELED:
+		return vmm__err(VMM_ECANCELED, "%s: canceled", what);
+	default:
+		return vmm__err_sys(VMM_EIO, what);
+	}
+}
+
+#define CANCEL_TAG ((void *)(uintptr_t)1)
+
+/* Cancels every request in flight and reaps them all: their buffers must not be touched
+ * by the kernel after we return. */
+static void cancel_inflight(struct vmm__xport *xp)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&xp->ring);
+	struct io_uring_cqe *cqe;
+
+	if (sqe) {
+		io_uring_prep_cancel(sqe, NULL, IORING_ASYNC_CANCEL_ANY);
+		io_uring_sqe_set_data(sqe, CANCEL_TAG);
+		io_uring_submit(&xp->ring);
+	}
+	while (xp->inflight && io_uring_wait_cqe(&xp->ring, &cqe) == 0) {
+		void *d = io_uring_cqe_get_data(cqe);
+
+		io_uring_cqe_seen(&xp->ring, cqe);
+		if (d == CANCEL_TAG)
+			continue;
+		if (d)
+			((struct pending *)d)->used = 0;
+		xp->inflight--;
+	}
+}
+
+/* Waits for one completion in slices, so a cancel or a timeout ends the wait promptly. */
+static int wait_cqe(struct vmm__xport *xp, struct io_uring_cqe **cqe, const char *what)
+{
+	int waited_ms = 0;
+
+	for (;;) {
+		struct __kernel_timespec ts = { 0, SLICE_MS * 1000000L };
+		int r = io_uring_wait_cqe_timeout(&xp->ring, cqe, &ts);
+
+		if (r == 0) {
+			if (io_uring_cqe_get_data(*cqe) == CANCEL_TAG) {
+				io_uring_cqe_seen(&xp->ring, *cqe);
+				continue;
+			}
+			return 0;
+		}
+		if (r != -ETIME && r != -EINTR) {
+			errno = -r;
+			return vmm__err_sys(VMM_ESYS, "io_uring_wait_cqe");
+		}
+		waited_ms += SLICE_MS;
+		if (canceled(xp)) {
+			cancel_inflight(xp);
+			return vmm__err(VMM_ECANCELED, "%s: canceled", what);
+		}
+		if (xp->opts.timeout_ms > 0 && waited_ms >= xp->opts.timeout_ms) {
+			cancel_inflight(xp);
+			return vmm__err(VMM_ETIMEDOUT, "%s: no progress for %d ms", what,
+					xp->opts.timeout_ms);
+		}
+	}
+}
+
+/* Advances iov past n bytes; returns the new count. */
+static int iov_advance(struct iovec *iov, int cnt, size_t n)
+{
+	int i = 0;
+
+	while (i < cnt && n >= iov[i].iov_len)
+		n -= iov[i++].iov_len;
+	if (i < cnt) {
+		iov[i].iov_base = (uint8_t *)iov[i].iov_base + n;
+		iov[i].iov_len -= n;
+	}
+	memmove(iov, iov + i, (size_t)(cnt - i) * sizeof(*iov));
+	return cnt - i;
+}
+
+/* One sequential transfer, continued until complete. */
+static int transfer(struct vmm__xport *xp, const struct iovec *iov_in, int iovcnt, int is_write)
+{
+	struct iovec iov[MAX_IOV];
+	const char *what = is_write ? "write" : "read";
+	int r;
+
+	if (xp->inflight) {
+		r = vmm__xport_drain(xp);
+		if (r)
+			return r;
+	}
+	while (iovcnt > MAX_IOV) { /* rare: split large vectors */
+		r = transfer(xp, iov_in, MAX_IOV, is_write);
+		if (r)
+			return r;
+		iov_in += MAX_IOV;
+		iovcnt -= MAX_IOV;
+	}
+	memcpy(iov, iov_in, (size_t)iovcnt * sizeof(*iov));
+	iovcnt = iov_advance(iov, iovcnt, 0); /* drops empty leading vectors */
+	while (iovcnt > 0) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&xp->ring);
+		struct io_uring_cqe *cqe;
+		uint64_t off = xp->opts.is_file ? xp->offset : (uint64_t)-1;
+		int res;
+
+		if (canceled(xp))
+			return vmm__err(VMM_ECANCELED, "%s: canceled", what);
+		if (is_write)
+			io_uring_prep_writev(sqe, xp->fd, iov, (unsigned)iovcnt, off);
+		else
+			io_uring_prep_readv(sqe, xp->fd, iov, (unsigned)iovcnt, off);
+		io_uring_sqe_set_data(sqe, NULL);
+		io_uring_submit(&xp->ring);
+		xp->inflight = 1;
+		r = wait_cqe(xp, &cqe, what);
+		if (r)
+			return r;
+		res = cqe->res;
+		io_uring_cqe_seen(&xp->ring, cqe);
+		xp->inflight = 0;
+		if (res == -EINTR || res == -EAGAIN)
+			continue;
+		if (res < 0)
+			return errno_to_vmm(-res, what);
+		if (res == 0)
+			return is_write ? vmm__err(VMM_EIO, "write: no progress")
+			       : xp->opts.is_file
+				       ? vmm__err(VMM_ETRUNCATED, "read: end of file at offset %llu",
+						  (unsigned long long)xp->offset)
+				       : vmm__err(VMM_EPEER, "read: the peer closed the connection");
+		xp->bytes += (uint64_t)res;
+		xp->offset += (uint64_t)res;
+		iovcnt = iov_advance(iov, iovcnt, (size_t)res);
+	}
+	return 0;
+}
+
+int vmm__xport_writev(struct vmm__xport *xp, const struct iovec *iov, int iovcnt)
+{
+	return transfer(xp, iov, iovcnt, 1);
+}
+
+int vmm__xport_write(struct vmm__xport *xp, const void *buf, size_t len)
+{
+	struct iovec iov = { (void *)buf, len };
+
+	return transfer(xp, &iov, 1, 1);
+}
+
+int vmm__xport_readv(struct vmm__xport *xp, const struct iovec *iov, int iovcnt)
+{
+	return transfer(xp, iov, iovcnt, 0);
+}
+
+int vmm__xport_read(struct vmm__xport *xp, void *buf, size_t len)
+{
+	struct iovec iov = { buf, len };
+
+	return transfer(xp, &iov, 1, 0);
+}
+
+static void submit_pending(struct vmm__xport *xp, struct pending *p)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&xp->ring);
+
+	io_uring_prep_writev(sqe, xp->fd, p->iov, (unsigned)p->iovcnt, p->off);
+	io_uring_sqe_set_data(sqe, p);
+	io_uring_submit(&xp->ring);
+	xp->inflight++;
+}
+
+/* Reaps one queued-write completion, resubmitting the rest of a short write. */
+static int reap_one(struct vmm__xport *xp)
+{
+	struct io_uring_cqe *cqe;
+	struct pending *p;
+	int res, r = wait_cqe(xp, &cqe, "write");
+
+	if (r)
+		return r;
+	p = io_uring_cqe_get_data(cqe);
+	res = cqe->res;
+	io_uring_cqe_seen(&xp->ring, cqe);
+	xp->inflight--;
+	if (!p)
+		return 0;
+	if (res == -EINTR || res == -EAGAIN || res > 0) {
+		if (res > 0) {
+			xp->bytes += (uint64_t)res;
+			p->off += (uint64_t)res;
+			p->iovcnt = iov_advance(p->iov, p->iovcnt, (size_t)res);
+		}
+		if (p->iovcnt > 0) {
+			submit_pending(xp, p);
+			return 0;
+		}
+		p->used = 0;
+		return 0;
+	}
+	p->used = 0;
+	if (!xp->deferred_err)
+		xp->deferred_err = res < 0 ? errno_to_vmm(-res, "write")
+					   : vmm__err(VMM_EIO, "write: no progress");
+	return 0;
+}
+
+int vmm__xport_pwritev_queued(struct vmm__xport *xp, uint64_t off, const struct iovec *iov,
+			      int iovcnt)
+{
+	struct pending *p = NULL;
+	int r;
+
+	if (iovcnt > MAX_IOV)
+		return vmm__err(VMM_EINVAL, "queued write of %d vectors", iovcnt);
+	while (!p) {
+		if (xp->deferred_err)
+			return xp->deferred_err;
+		for (int i = 0; i < VMM_XPORT_QD && !p; i++)
+			if (!xp->slots[i].used)
+				p = &xp->slots[i];
+		if (!p) {
+			r = reap_one(xp);
+			if (r)
+				return r;
+		}
+	}
+	p->used = 1;
+	p->off = off;
+	p->iovcnt = iovcnt;
+	memcpy(p->iov, iov, (size_t)iovcnt * sizeof(*iov));
+	submit_pending(xp, p);
+	return 0;
+}
+
+int vmm__xport_drain(struct vmm__xport *xp)
+{
+	int r;
+
+	while (xp->inflight) {
+		r = reap_one(xp);
+		if (r)
+			return r;
+	}
+	r = xp->deferred_err;
+	xp->deferred_err = 0;
+	return r;
+}

@@ -1,0 +1,51 @@
+/* Transport: an fd (socket or file) driven through io_uring. The stream and the snapshot
+ * writer speak only to this; it knows nothing of VMs.
+ *
+ * Sequential I/O (sockets, or a file at a running offset) is done one request at a time,
+ * each completely (short transfers are continued). Positional file writes can be queued,
+ * many in flight, and are waited for with vmm__xport_drain(). Every wait is sliced so
+ * that a timeout or a cancel flag set from another thread ends it promptly. */
+#ifndef VMM_XPORT_H
+#define VMM_XPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct vmm__xport;
+
+#define VMM_XPORT_QD 64
+
+struct vmm__xport_opts {
+	int is_file;        /* files: sequential I/O uses (and advances) an explicit offset */
+	int timeout_ms;     /* max wait for one transfer to make progress; <= 0: forever */
+	const int *cancel;  /* if non-NULL and set, waits end with VMM_ECANCELED */
+};
+
+/* Wraps fd (not owned: the caller closes it after vmm__xport_free). */
+int vmm__xport_new(int fd, const struct vmm__xport_opts *opts, struct vmm__xport **out);
+void vmm__xport_free(struct vmm__xport *xp);
+
+/* Writes/reads all of iov sequentially. Errors: VMM_EPEER (closed, reset), VMM_ETRUNCATED
+ * (end of file), VMM_ETIMEDOUT, VMM_ECANCELED, VMM_ENOSPC, VMM_EIO. */
+int vmm__xport_writev(struct vmm__xport *xp, const struct iovec *iov, int iovcnt);
+int vmm__xport_write(struct vmm__xport *xp, const void *buf, size_t len);
+int vmm__xport_readv(struct vmm__xport *xp, const struct iovec *iov, int iovcnt);
+int vmm__xport_read(struct vmm__xport *xp, void *buf, size_t len);
+
+/* Files: the offset sequential I/O uses next. */
+uint64_t vmm__xport_offset(const struct vmm__xport *xp);
+void vmm__xport_seek(struct vmm__xport *xp, uint64_t off);
+
+/* Queues a positional write of iov (which must stay valid until drained). A full queue
+ * first waits for a slot. The first error of any queued write is returned by the next
+ * queue or drain call. */
+int vmm__xport_pwritev_queued(struct vmm__xport *xp, uint64_t off, const struct iovec *iov,
+			      int iovcnt);
+/* Waits for every queued write. */
+int vmm__xport_drain(struct vmm__xport *xp);
+
+/* Bytes moved so far (both directions). */
+uint64_t vmm__xport_bytes(const struct vmm__xport *xp);
+
+#endif

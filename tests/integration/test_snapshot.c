@@ -1,0 +1,215 @@
+/* Snapshots: a guest saved mid-run in this process and restored in a NEW process (this
+ * binary re-executed with "restore FILE MODE") continues exactly: output before the
+ * snapshot plus output after the restore equals the uninterrupted run, and the guest's own
+ * self-check passes. For every guest and every mode: eager, lazy, compressed, incremental
+ * chain, live. */
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+extern char **environ;
+
+struct guest {
+	const char *file, *cmdline, *last;
+	uint64_t mem_mib;
+	uint32_t vcpus;
+	size_t at_lines; /* snapshot once this many lines are out */
+};
+
+static const struct guest guests[] = {
+	{ "counter.elf", "count=60 interval=4000", "done", 32, 1, 11 },
+	{ "memcheck.elf", "mem=48 gens=10", "memcheck done ok", 96, 1, 3 },
+	{ "fpu.elf", "loops=100", "fpu ok", 32, 1, 3 },
+	{ "timer.elf", "secs=6", "timer ok", 32, 1, 2 },
+	{ "smp.elf", "cpus=2 iters=30000000", "smp ok", 32, 2, 1 },
+};
+
+enum mode { EAGER, LAZY, COMPRESSED, INCREMENTAL, LIVE, NMODES };
+static const char *const mode_names[] = { "eager", "lazy", "compressed", "incremental", "live" };
+
+static char tmpdir[256];
+
+/* ---- the child: restore and run */
+
+static int child_restore(const char *file, const char *mode)
+{
+	struct vmm_restore_opts o;
+	struct tu_output out;
+	struct vmm_vm *vm;
+	struct vmm_exit ex;
+	int r;
+
+	tu_output_init(&out);
+	vmm_restore_opts_init(&o);
+	o.mode = !strcmp(mode, "lazy") ? VMM_RESTORE_LAZY : VMM_RESTORE_EAGER;
+	o.serial_out = tu_output_sink;
+	o.serial_opaque = &out;
+	r = vmm_snapshot_restore(file, &o, &vm);
+	if (r) {
+		fprintf(stderr, "restore: %s (%s)\n", vmm_strerror(r), vmm_last_error());
+		return 100;
+	}
+	r = vmm_vm_start(vm);
+	if (!r)
+		r = vmm_vm_wait(vm, 300000, &ex);
+	vmm_vm_destroy(vm);
+	fwrite(out.buf ? out.buf : "", 1, out.len, stdout);
+	tu_output_free(&out);
+	if (r)
+		return 101;
+	return ex.reason == VMM_EXIT_GUEST ? ex.status : 102;
+}
+
+/* Runs "self restore FILE MODE" and returns its stdout; *status its exit status. */
+static char *spawn_restore(const char *file, const char *mode, int *status)
+{
+	char *argv[] = { "/proc/self/exe", "restore", (char *)file, (char *)mode, NULL };
+	posix_spawn_file_actions_t fa;
+	char outpath[512];
+	pid_t pid;
+	int ws;
+	FILE *f;
+	char *buf;
+	long len;
+
+	snprintf(outpath, sizeof(outpath), "%s/child.out", tmpdir);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 1, outpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_int_equal(posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	assert_int_equal(waitpid(pid, &ws, 0), pid);
+	*status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+	f = fopen(outpath, "rb");
+	fseek(f, 0, SEEK_END);
+	len = ftell(f);
+	rewind(f);
+	buf = calloc(1, (size_t)len + 1);
+	assert_int_equal(fread(buf, 1, (size_t)len, f), (size_t)len);
+	fclose(f);
+	return buf;
+}
+
+/* ---- the parent */
+
+static void wait_lines(struct tu_output *o, size_t n)
+{
+	for (int i = 0; i < 60000 && tu_output_lines(o) < n; i++)
+		tu_sleep_us(1000);
+}
+
+static void save(struct vmm_vm *vm, const char *path, uint32_t flags, const char *parent)
+{
+	struct vmm_snapshot_opts o;
+	struct vmm_snapshot_stats st;
+	int r;
+
+	vmm_snapshot_opts_init(&o);
+	o.flags = flags;
+	o.parent = parent;
+	r = vmm_snapshot_save(vm, path, &o, &st);
+	if (r)
+		fail_msg("snapshot_save(%s, 0x%x): %s (%s)", path, flags, vmm_strerror(r),
+			 vmm_last_error());
+	assert_true(st.file_bytes > 0);
+	if (flags & VMM_SNAPSHOT_LIVE)
+		print_message("    live: %u rounds, pause %.2f ms, %llu pages\n", st.rounds,
+			      st.pause_ns / 1e6, (unsigned long long)st.pages_written);
+}
+
+static void run_case(const struct guest *g, enum mode m)
+{
+	char file[512], base[512];
+	struct tu_output out;
+	struct vmm_vm *vm;
+	struct vmm_exit ex;
+	char *ref, *before, *after, *both;
+	int status;
+
+	snprintf(file, sizeof(file), "%s/%s.%s.snap", tmpdir, g->file, mode_names[m]);
+	snprintf(base, sizeof(base), "%s/%s.base.snap", tmpdir, g->file);
+	ref = tu_run_guest(g->file, g->cmdline, g->mem_mib, g->vcpus, &ex);
+	assert_int_equal(ex.status, 0);
+
+	tu_output_init(&out);
+	vm = tu_vm_new(g->file, g->cmdline, g->mem_mib, g->vcpus, &out);
+	assert_int_equal(vmm_vm_start(vm), 0);
+	wait_lines(&out, g->at_lines);
+	switch (m) {
+	case EAGER:
+	case LAZY:
+		save(vm, file, VMM_SNAPSHOT_STOP, NULL);
+		break;
+	case COMPRESSED:
+		save(vm, file, VMM_SNAPSHOT_STOP | VMM_SNAPSHOT_COMPRESS, NULL);
+		break;
+	case INCREMENTAL:
+		/* full (tracking on), the guest runs on, then only what it changed */
+		save(vm, base, VMM_SNAPSHOT_TRACK, NULL);
+		assert_int_equal(vmm_vm_get_state(vm), VMM_VM_RUNNING);
+		wait_lines(&out, g->at_lines + 1);
+		save(vm, file, VMM_SNAPSHOT_STOP | VMM_SNAPSHOT_INCREMENTAL, base);
+		break;
+	case LIVE:
+		save(vm, file, VMM_SNAPSHOT_STOP | VMM_SNAPSHOT_LIVE, NULL);
+		break;
+	default:
+		break;
+	}
+	assert_int_equal(vmm_vm_wait(vm, 10000, &ex), 0);
+	assert_int_equal(ex.reason, VMM_EXIT_HOST);
+	vmm_vm_destroy(vm);
+	before = tu_output_copy(&out);
+	tu_output_free(&out);
+	if (strstr(before, g->last))
+		fail_msg("%s finished before the snapshot: make it run longer", g->file);
+
+	after = spawn_restore(file, m == LAZY ? "lazy" : "eager", &status);
+	both = malloc(strlen(before) + strlen(after) + 1);
+	strcpy(both, before);
+	strcat(both, after);
+	if (status != 0 || strcmp(both, ref))
+		fail_msg("%s/%s: restored guest exit %d\n--- before:\n%s\n--- after:\n%s\n--- expected:\n%s",
+			 g->file, mode_names[m], status, before, after, ref);
+	unlink(file);
+	unlink(base);
+	free(both), free(before), free(after), free(ref);
+}
+
+static void snapshot_case(void **state)
+{
+	size_t i = (size_t)(uintptr_t)*state;
+
+	run_case(&guests[i / NMODES], (enum mode)(i % NMODES));
+}
+
+int main(int argc, char **argv)
+{
+	static char names[sizeof(guests) / sizeof(guests[0]) * NMODES][64];
+	struct CMUnitTest tests[sizeof(guests) / sizeof(guests[0]) * NMODES];
+	size_t n = 0;
+	int r;
+
+	if (argc == 4 && !strcmp(argv[1], "restore"))
+		return child_restore(argv[2], argv[3]);
+	tu_require_kvm();
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/vmm-snapshot-test.XXXXXX");
+	assert_non_null(mkdtemp(tmpdir));
+	for (size_t g = 0; g < sizeof(guests) / sizeof(guests[0]); g++) {
+		for (int m = 0; m < NMODES; m++, n++) {
+			snprintf(names[n], sizeof(names[n]), "%s/%s", guests[g].file, mode_names[m]);
+			tests[n] = (struct CMUnitTest)cmocka_unit_test_prestate(snapshot_case,
+									   (void *)(uintptr_t)n);
+			tests[n].name = names[n];
+		}
+	}
+	r = _cmocka_run_group_tests("snapshot", tests, n, NULL, NULL);
+	rmdir(tmpdir);
+	return r;
+}
