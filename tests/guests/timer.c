@@ -14,11 +14,12 @@ void guest_ring0_init(void)
 	outb(0x40, PIT_DIVISOR >> 8);
 	outb(0x21, 0xfe);                       /* unmask IRQ0 only */
 
+	/* Software-enable first: while the APIC is disabled, LVT writes come out masked. */
+	lapic_write(LAPIC_SVR, 0x100 | VEC_SPURIOUS);
 	/* Virtual-wire mode: without LINT0 = ExtINT the 8259's output never reaches the CPU
 	 * (a BIOS sets this up, a bare VMM does not). */
 	lapic_write(LAPIC_LVT_LINT0, 0x700);
 	lapic_write(LAPIC_LVT_LINT1, 0x400);    /* NMI */
-	lapic_write(LAPIC_SVR, 0x100 | VEC_SPURIOUS);
 	lapic_write(LAPIC_TDCR, 0x3);           /* divide by 16 */
 	lapic_write(LAPIC_LVT_TIMER, 1u << 17 | VEC_LAPIC_TIMER);
 	lapic_write(LAPIC_TMICT, LAPIC_COUNT);

@@ -12,14 +12,16 @@ cflags=()
 for src in "$VMM_SOURCE_DIR"/examples/api/*.c; do
   name=$(basename "$src" .c)
   cc "${cflags[@]}" -Wall -Werror "$src" $(pkg-config --cflags --libs libvmm) -o "$prefix/$name"
-  cc "${cflags[@]}" -Wall -Werror "$src" $(pkg-config --static --cflags --libs libvmm) \
-     -o "$prefix/$name-static" -Wl,-Bstatic -lvmm -Wl,-Bdynamic
+  # static: the archive itself, then what pkg-config says it needs
+  cc "${cflags[@]}" -Wall -Werror "$src" $(pkg-config --cflags libvmm) "$prefix/lib/libvmm.a" \
+     $(pkg-config --static --libs libvmm | sed 's/-lvmm\b//') -o "$prefix/$name-static"
   echo "built $name against $prefix (shared and static)"
 done
 # The installed binary must find the installed library, not the build tree's.
 out=$(LD_LIBRARY_PATH="$prefix/lib" "$prefix/run_guest" "$prefix/share/libvmm/guests/hello.elf")
 echo "$out"
 [ "$(echo "$out" | tail -n1 | tr -d '\r')" = "hello from guest" ]
+! ldd "$prefix/run_guest-static" | grep -q libvmm  # really static in libvmm
 out=$("$prefix/run_guest-static" "$prefix/share/libvmm/guests/hello.elf")
 [ "$(echo "$out" | tail -n1 | tr -d '\r')" = "hello from guest" ]
 # The installed CLI runs the installed guest.

@@ -82,7 +82,7 @@ static void bzimage_with_initrd(void **state)
 	assert_int_equal(ex.status, 0);
 	for (size_t i = 0; i < sizeof(initrd) - 1; i++)
 		sum += (uint8_t)initrd[i];
-	snprintf(expect, sizeof(expect), "initrd %zu %u", sizeof(initrd) - 1, sum);
+	snprintf(expect, sizeof(expect), "initrd %zu %08x", sizeof(initrd) - 1, sum);
 	if (!strstr(s, expect) || !strstr(s, "cmdline console=ttyS0 hello=world"))
 		fail_msg("bzImage output lacks '%s' or the cmdline:\n%s", expect, s);
 	assert_string_equal(tu_last_line(s), "hello from guest");

@@ -21,14 +21,15 @@ struct guest {
 	uint64_t mem_mib;
 	uint32_t vcpus;
 	size_t at_lines; /* snapshot once this many lines are out */
+	unsigned delay_ms; /* and this much later (smp prints nothing until it is done) */
 };
 
 static const struct guest guests[] = {
-	{ "counter.elf", "count=60 interval=4000", "done", 32, 1, 11 },
-	{ "memcheck.elf", "mem=48 gens=10", "memcheck done ok", 96, 1, 3 },
-	{ "fpu.elf", "loops=100", "fpu ok", 32, 1, 3 },
-	{ "timer.elf", "secs=6", "timer ok", 32, 1, 2 },
-	{ "smp.elf", "cpus=2 iters=30000000", "smp ok", 32, 2, 1 },
+	{ "counter.elf", "count=60 interval=4000", "done", 32, 1, 11, 0 },
+	{ "memcheck.elf", "mem=48 gens=10", "memcheck done ok", 96, 1, 3, 0 },
+	{ "fpu.elf", "loops=100", "fpu ok", 32, 1, 3, 0 },
+	{ "timer.elf", "secs=6", "timer ok", 32, 1, 2, 0 },
+	{ "smp.elf", "cpus=2 iters=300000000", "smp ok", 32, 2, 0, 400 },
 };
 
 enum mode { EAGER, LAZY, COMPRESSED, INCREMENTAL, LIVE, NMODES };
@@ -141,6 +142,7 @@ static void run_case(const struct guest *g, enum mode m)
 	vm = tu_vm_new(g->file, g->cmdline, g->mem_mib, g->vcpus, &out);
 	assert_int_equal(vmm_vm_start(vm), 0);
 	wait_lines(&out, g->at_lines);
+	tu_sleep_us(g->delay_ms * 1000);
 	switch (m) {
 	case EAGER:
 	case LAZY:
@@ -153,7 +155,8 @@ static void run_case(const struct guest *g, enum mode m)
 		/* full (tracking on), the guest runs on, then only what it changed */
 		save(vm, base, VMM_SNAPSHOT_TRACK, NULL);
 		assert_int_equal(vmm_vm_get_state(vm), VMM_VM_RUNNING);
-		wait_lines(&out, g->at_lines + 1);
+		wait_lines(&out, g->at_lines ? g->at_lines + 1 : 0);
+		tu_sleep_us(g->delay_ms * 1000);
 		save(vm, file, VMM_SNAPSHOT_STOP | VMM_SNAPSHOT_INCREMENTAL, base);
 		break;
 	case LIVE:

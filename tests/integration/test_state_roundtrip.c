@@ -19,7 +19,7 @@ static const struct rt_case cases[] = {
 	{ "memcheck.elf", "mem=48 gens=8", "memcheck done ok", 96, 1, 3 },
 	{ "fpu.elf", "loops=100", "fpu ok", 32, 1, 3 },
 	{ "timer.elf", "secs=6", "timer ok", 32, 1, 2 },
-	{ "smp.elf", "cpus=2 iters=30000000", "smp ok", 32, 2, 0 },
+	{ "smp.elf", "cpus=2 iters=300000000", "smp ok", 32, 2, 0 },
 };
 
 static void wait_lines(struct tu_output *o, size_t n)
