@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 
 #include "dirty.h"
 #include "error_internal.h"
@@ -147,6 +148,31 @@ static int handle_exit(struct vmm__vcpu *vcpu)
 	}
 }
 
+/* Auto-converge: sleep the throttled share of a slice, unless a pause or stop comes.
+ * vm->lock held. */
+static void throttle_sleep(struct vmm__vcpu *vcpu)
+{
+	struct vmm_vm *vm = vcpu->vm;
+	uint32_t pct = vm->throttle_pct;
+	uint64_t ns;
+	struct timespec t;
+
+	vcpu->throttle_req = 0;
+	if (!pct || pct > 99)
+		return;
+	ns = VMM_THROTTLE_SLICE_NS * pct / (100 - pct);
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	t.tv_sec += (time_t)(ns / 1000000000ull);
+	t.tv_nsec += (long)(ns % 1000000000ull);
+	if (t.tv_nsec >= 1000000000L) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000L;
+	}
+	while (!vm->pause_req && !vm->stop_req &&
+	       pthread_cond_timedwait(&vm->cond, &vm->lock, &t) == 0)
+		;
+}
+
 /* Called after KVM_RUN returned -EINTR, so no I/O is pending. Parks while a pause is
  * requested. Returns 1 if the thread should end. */
 static int park_if_requested(struct vmm__vcpu *vcpu)
@@ -155,6 +181,8 @@ static int park_if_requested(struct vmm__vcpu *vcpu)
 	int stop;
 
 	pthread_mutex_lock(&vm->lock);
+	if (vcpu->throttle_req)
+		throttle_sleep(vcpu);
 	if (vm->pause_req && !vm->stop_req) {
 		vm->nparked++;
 		pthread_cond_broadcast(&vm->cond);

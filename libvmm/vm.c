@@ -193,6 +193,7 @@ void vmm_vm_destroy(struct vmm_vm *vm)
 	if (!vm)
 		return;
 	if (vm->vcpus) {
+		vmm__vm_set_throttle(vm, 0);
 		if (vm->state == VMM_VM_RUNNING || vm->state == VMM_VM_PAUSED)
 			vmm__vm_request_stop(vm, VMM_EXIT_HOST, -1, "destroyed");
 		join_threads(vm);
@@ -301,8 +302,9 @@ int vmm_vm_resume(struct vmm_vm *vm)
 	pthread_mutex_lock(&vm->lock);
 	if (vm->state == VMM_VM_RUNNING)
 		goto out;
-	if (vm->state != VMM_VM_PAUSED) {
-		r = vmm__err(VMM_ESTATE, "resume: VM is %s", vmm_vm_state_name(vm->state));
+	if (vm->state != VMM_VM_PAUSED || vm->migrated) {
+		r = vmm__err(VMM_ESTATE, "resume: VM is %s", vm->migrated ? "migrated away"
+							     : vmm_vm_state_name(vm->state));
 		goto out;
 	}
 	/* Every vCPU is parked, so nobody races on immediate_exit. */

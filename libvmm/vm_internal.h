@@ -22,6 +22,7 @@ struct vmm__vcpu {
 	 * the next entry to harvest, moved only under vm->dirty_lock. */
 	struct kvm_dirty_gfn *ring;
 	uint32_t ring_fetch;
+	int throttle_req; /* the throttle thread asks this vCPU to sleep once (vm->lock) */
 };
 
 struct vmm__dirty;
@@ -53,6 +54,13 @@ struct vmm_vm {
 	uint32_t nexited;
 	struct vmm_exit exit;
 	int loaded; /* a kernel or a saved state is in place: the VM can start */
+	int migrated; /* sent away by a live migration: stays PAUSED for good */
+	int migrate_cancel; /* set by vmm_migrate_cancel(), read by the sender (atomic) */
+	/* Auto-converge: each vCPU sleeps throttle_pct% of every VMM_THROTTLE_SLICE_NS,
+	 * kicked out of KVM_RUN by the throttle thread (throttle.c). */
+	uint32_t throttle_pct;
+	pthread_t throttle_thread;
+	int throttle_running;
 	/* Dirty tracking kept on after a snapshot (VMM_SNAPSHOT_TRACK) counts from the
 	 * snapshot with this id; an incremental snapshot needs that snapshot as its parent. */
 	uint8_t track_base_id[16];
@@ -78,6 +86,12 @@ void vmm__log(struct vmm_vm *vm, int level, const char *fmt, ...)
  * to leave and marks the VM STOPPED. Takes vm->lock. */
 void vmm__vm_request_stop(struct vmm_vm *vm, enum vmm_exit_reason reason, int status,
 			  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+#define VMM_THROTTLE_SLICE_NS 10000000ull
+
+/* Sets the vCPU throttle (0..99 %), starting or stopping the throttle thread. Controller
+ * thread only. */
+int vmm__vm_set_throttle(struct vmm_vm *vm, uint32_t pct);
 
 /* The vCPU thread body (vcpu.c). */
 void *vmm__vcpu_thread(void *arg);

@@ -243,6 +243,8 @@ struct vmm__ram_rx {
 	uint8_t *ram;
 	uint64_t npages;
 	int fresh;
+	uint64_t *written; /* fresh RAM: pages this receiver wrote, so a later zero page is
+			    * only cleared where it is not zero already */
 	uint64_t applied;
 	ZSTD_DCtx *dctx;
 	uint8_t meta[IDX_MAX + BM_LEN(VMM_BATCH_PAGES)];
@@ -262,6 +264,13 @@ int vmm__ram_rx_new(uint8_t *ram, uint64_t npages, int fresh, struct vmm__ram_rx
 	rx->ram = ram;
 	rx->npages = npages;
 	rx->fresh = fresh;
+	if (fresh && ram) {
+		rx->written = calloc((npages + 63) / 64, 8);
+		if (!rx->written) {
+			free(rx);
+			return vmm__err(VMM_ENOMEM, "RAM receiver bitmap");
+		}
+	}
 	rx->dctx = ZSTD_createDCtx();
 	rx->stage = malloc(VMM_BATCH_PAGES * PAGE);
 	rx->zcap = ZSTD_compressBound(VMM_BATCH_PAGES * PAGE);
@@ -281,6 +290,7 @@ void vmm__ram_rx_free(struct vmm__ram_rx *rx)
 	ZSTD_freeDCtx(rx->dctx);
 	free(rx->stage);
 	free(rx->zbuf);
+	free(rx->written);
 	free(rx);
 }
 
@@ -388,10 +398,17 @@ int vmm__ram_rx_apply(struct vmm__ram_rx *rx, struct vmm__xport *xp, uint32_t re
 			}
 			continue;
 		}
+		uint64_t p = rx->pages[i];
+
 		if (bm[i / 8] & (1u << (i % 8))) {
-			if (!rx->fresh)
+			/* Untouched fresh memory is zero already, and stays unallocated. */
+			if (!rx->written || (rx->written[p / 64] >> (p % 64)) & 1)
 				memset(dst, 0, PAGE);
-		} else if (bh.flags & VMM_BATCH_ZSTD) {
+			continue;
+		}
+		if (rx->written)
+			rx->written[p / 64] |= 1ull << (p % 64);
+		if (bh.flags & VMM_BATCH_ZSTD) {
 			memcpy(dst, rx->stage + (size_t)k++ * PAGE, PAGE);
 		} else {
 			niov = iov_add(rx->iov, niov, dst);

@@ -127,3 +127,17 @@ void vmm__stream_send_error(struct vmm__xport *xp, int code, const char *msg)
 	vmm__stream__error__pack(&e, buf);
 	vmm__stream_write_rec(xp, VMM_REC_ERROR, buf, len);
 }
+
+int vmm__stream_write_msg(struct vmm__xport *xp, unsigned type, const ProtobufCMessage *m)
+{
+	size_t len = protobuf_c_message_get_packed_size(m);
+	uint8_t *buf = malloc(len ? len : 1);
+	int r;
+
+	if (!buf)
+		return vmm__err(VMM_ENOMEM, "%s record", vmm__rec_name(type));
+	protobuf_c_message_pack(m, buf);
+	r = vmm__stream_write_rec(xp, type, buf, len);
+	free(buf);
+	return r;
+}

@@ -65,6 +65,10 @@ int vmm__stream_read_hdr(struct vmm__xport *xp, struct vmm__rec_hdr *h);
  * VMM_REC_ERROR from the peer is returned as VMM_EREFUSED with its message as detail. */
 int vmm__stream_read_rec(struct vmm__xport *xp, unsigned want, struct vmm__rec_hdr *h,
 			 uint8_t **payload);
+struct ProtobufCMessage;
+/* Packs a protobuf message and writes it as one record. */
+int vmm__stream_write_msg(struct vmm__xport *xp, unsigned type, const struct ProtobufCMessage *m);
+
 /* Sends VMM_REC_ERROR carrying code and the current thread's error detail. */
 void vmm__stream_send_error(struct vmm__xport *xp, int code, const char *msg);
 

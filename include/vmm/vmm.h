@@ -7,5 +7,6 @@
 #include "vmm/error.h"
 #include "vmm/vm.h"
 #include "vmm/snapshot.h"
+#include "vmm/migrate.h"
 
 #endif

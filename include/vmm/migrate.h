@@ -1,0 +1,121 @@
+/* Live migration: move a running VM to another process or host over TCP with iterative
+ * pre-copy. RAM is copied while the guest runs, then what it dirtied, round after round;
+ * when the rest fits the downtime limit the guest is paused, the last pages and the
+ * machine state follow, and the destination answers "committed" once it holds all of it.
+ * Only then is the VM gone from the source (it stays PAUSED and vmm_vm_migrated() says
+ * so). Any failure before that (refused, peer gone, timeout, bad record, cancel) resumes
+ * the source exactly where it was.
+ *
+ * Thread rule: a send runs on the calling thread (plus one thread per extra connection,
+ * which it owns and joins); vmm_migrate_cancel() may be called from any thread. */
+#ifndef VMM_MIGRATE_H
+#define VMM_MIGRATE_H
+
+#include <stdint.h>
+
+#include "vmm/export.h"
+#include "vmm/vm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum vmm_migrate_compress {
+	VMM_MIGRATE_COMPRESS_OFF = 0,  /* raw pages, straight from guest RAM to the socket */
+	VMM_MIGRATE_COMPRESS_ZSTD = 1, /* every batch zstd-compressed */
+	VMM_MIGRATE_COMPRESS_AUTO = 2, /* compressed only where it shrinks the batch */
+};
+
+/* One pre-copy round (the last one, final = 1, ran with the guest paused). */
+struct vmm_migrate_round {
+	uint32_t round;
+	int final;
+	uint64_t pages;          /* pages sent this round (zero pages included) */
+	uint64_t zero_pages;
+	uint64_t raw_bytes;      /* page data before compression */
+	uint64_t wire_bytes;     /* bytes written to the sockets */
+	uint64_t duration_ns;
+	double bandwidth_mbps;   /* wire MB/s (10^6) this round */
+	double dirty_rate_mbps;  /* MB/s the guest dirtied during the round */
+	uint64_t remaining_bytes; /* dirty after the round: what the next one must send */
+	uint64_t expected_downtime_ns; /* remaining_bytes at this round's bandwidth */
+	uint32_t throttle_pct;   /* vCPU throttle during the round (auto-converge) */
+};
+
+struct vmm_migrate_stats {
+	uint32_t rounds;
+	uint64_t total_ns;       /* connect to committed */
+	uint64_t downtime_ns;    /* guest paused on the source until the destination committed */
+	uint64_t expected_downtime_ns; /* the estimate that ended the rounds */
+	uint64_t pages;          /* all rounds */
+	uint64_t zero_pages;
+	uint64_t raw_bytes;
+	uint64_t wire_bytes;
+	double compression_ratio; /* raw page bytes / page bytes on the wire (1.0: none) */
+	uint32_t max_throttle_pct;
+	uint64_t state_bytes;    /* machine state */
+	uint64_t reserved[8];
+};
+
+typedef void (*vmm_migrate_progress_fn)(void *opaque, const struct vmm_migrate_round *round,
+					const struct vmm_migrate_stats *total);
+
+struct vmm_migrate_opts {
+	uint32_t size;              /* sizeof, set by vmm_migrate_opts_init() */
+	uint64_t downtime_limit_ns; /* default 50 ms */
+	uint64_t max_bandwidth;     /* bytes/s, 0 = unlimited */
+	enum vmm_migrate_compress compress; /* default OFF */
+	int auto_converge;          /* throttle the vCPUs while they dirty faster than the link */
+	uint32_t connections;       /* parallel TCP connections, 1..16 (default 1) */
+	uint32_t max_rounds;        /* then stop-and-copy whatever is left (default 30) */
+	uint64_t max_time_ns;       /* likewise after this long (0: no cap) */
+	int timeout_ms;             /* the peer silent this long is gone (default 10000) */
+	vmm_migrate_progress_fn progress; /* after every round, on the sending thread */
+	void *progress_opaque;
+	uint64_t reserved[8];
+};
+
+VMM_EXPORT void vmm_migrate_opts_init(struct vmm_migrate_opts *opts);
+
+/* Sends a RUNNING (or PAUSED) VM over connected sockets: fds[0] carries the control
+ * exchange, all of them RAM (nfds must equal opts->connections). On success the VM is
+ * PAUSED and vmm_vm_migrated() is 1; on failure it is as it was and the error says why.
+ * The fds stay the caller's. stats may be NULL. */
+VMM_EXPORT int vmm_migrate_send(struct vmm_vm *vm, const int *fds, unsigned nfds,
+				const struct vmm_migrate_opts *opts, struct vmm_migrate_stats *stats);
+/* The same, connecting opts->connections sockets to host:port first. */
+VMM_EXPORT int vmm_migrate_send_to(struct vmm_vm *vm, const char *host, uint16_t port,
+				   const struct vmm_migrate_opts *opts,
+				   struct vmm_migrate_stats *stats);
+/* Makes a send in progress on vm fail with VMM_ECANCELED (the VM resumes). Any thread. */
+VMM_EXPORT void vmm_migrate_cancel(struct vmm_vm *vm);
+/* 1 once vm was migrated away (it stays PAUSED and must not be resumed), else 0. */
+VMM_EXPORT int vmm_vm_migrated(const struct vmm_vm *vm);
+
+struct vmm_receive_opts {
+	uint32_t size;
+	vmm_serial_fn serial_out; /* as in struct vmm_vm_config, for the arriving VM */
+	void *serial_opaque;
+	vmm_log_fn log;
+	void *log_opaque;
+	int timeout_ms;           /* default 10000: the source silent this long is gone */
+	int no_start;             /* 1: leave the VM CREATED (loaded) instead of running it */
+	uint64_t max_mem_size;    /* refuse VMs larger than this (0: libvmm's limit) */
+	uint64_t reserved[8];
+};
+
+VMM_EXPORT void vmm_receive_opts_init(struct vmm_receive_opts *opts);
+
+/* Accepts one incoming migration on a listening TCP socket (its extra connections too),
+ * builds the VM, receives it and, once committed, starts it (unless no_start). On any
+ * failure the half-built VM is discarded, the source is told why, and *out is NULL. */
+VMM_EXPORT int vmm_migrate_receive(int listen_fd, const struct vmm_receive_opts *opts,
+				   struct vmm_vm **out);
+/* Binds addr:port (IPv4 or IPv6 literal, or a name), then as vmm_migrate_receive. */
+VMM_EXPORT int vmm_migrate_receive_at(const char *addr, uint16_t port,
+				      const struct vmm_receive_opts *opts, struct vmm_vm **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,396 @@
+/* The receiving side of a live migration (protocol.h): accept, check the hello, build an
+ * empty VM of the sender's shape, apply RAM batches straight into its memory (one thread
+ * per connection), apply the machine state, answer COMMITTED and start the VM. The stream
+ * is hostile input: every record is checked, and on any failure the half-built VM is
+ * destroyed and the sender told why. */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "error_internal.h"
+#include "memory.h"
+#include "protocol.h"
+#include "ram.h"
+#include "state_codec.h"
+#include "stream.h"
+#include "stream.pb-c.h"
+#include "vm_internal.h"
+#include "vm_shape.h"
+#include "vmm/migrate.h"
+
+struct rconn {
+	struct receiver *rv;
+	int fd;
+	struct vmm__xport *xp;
+	struct vmm__ram_rx *rx;
+	pthread_t thread;
+	int started;
+	int err;
+	char detail[256];
+};
+
+struct receiver {
+	struct vmm_receive_opts o;
+	struct vmm_vm *vm;
+	unsigned n;
+	struct rconn c[VMM_MIGRATE_MAX_CONNS];
+	int abort; /* a connection failed: the others stop waiting */
+	ProtobufCBinaryData session;
+	uint8_t session_buf[64];
+};
+
+void vmm_receive_opts_init(struct vmm_receive_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->size = sizeof(*o);
+	o->timeout_ms = 10000;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int conn_open(struct receiver *rv, struct rconn *c, int fd)
+{
+	struct vmm__xport_opts xo = { .timeout_ms = rv->o.timeout_ms, .cancel = &rv->abort };
+	int one = 1;
+
+	c->rv = rv;
+	c->fd = fd;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return vmm__xport_new(fd, &xo, &c->xp);
+}
+
+/* Waits up to timeout_ms (-1: forever) for a connection on the listening socket. */
+static int accept_one(int lfd, int timeout_ms, int *fd)
+{
+	struct pollfd p = { .fd = lfd, .events = POLLIN };
+	int r;
+
+	do
+		r = poll(&p, 1, timeout_ms);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return vmm__err_sys(VMM_ESYS, "poll");
+	if (r == 0)
+		return vmm__err(VMM_ETIMEDOUT, "no connection within %d ms", timeout_ms);
+	*fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (*fd < 0)
+		return vmm__err_sys(VMM_ESYS, "accept");
+	return 0;
+}
+
+static int read_hello(struct rconn *c, Vmm__Stream__Hello **h)
+{
+	struct vmm__rec_hdr hd;
+	uint32_t maj, min;
+	uint8_t *p;
+	int r = vmm__stream_read_preamble(c->xp, &maj, &min);
+
+	if (!r)
+		r = vmm__stream_read_rec(c->xp, VMM_REC_HELLO, &hd, &p);
+	if (r)
+		return r;
+	*h = vmm__stream__hello__unpack(NULL, hd.len, p);
+	free(p);
+	return *h ? 0 : vmm__err(VMM_EPROTO, "unparsable hello");
+}
+
+static int reply(struct rconn *c, int code, const char *reason)
+{
+	Vmm__Stream__HelloReply m = VMM__STREAM__HELLO_REPLY__INIT;
+
+	m.has_accepted = 1, m.accepted = code == 0;
+	m.has_error = code != 0, m.error = code;
+	m.reason = (char *)reason;
+	m.has_version_major = 1, m.version_major = VMM_STREAM_MAJOR;
+	m.has_version_minor = 1, m.version_minor = VMM_STREAM_MINOR;
+	return vmm__stream_write_msg(c->xp, VMM_REC_HELLO_REPLY, &m.base);
+}
+
+/* Checks the sender's hello and builds the VM; refuses with the reason otherwise. */
+static int accept_hello(struct receiver *rv, const Vmm__Stream__Hello *h)
+{
+	struct vmm_vm_config cfg;
+	uint64_t max = rv->o.max_mem_size ? rv->o.max_mem_size : VMM_MEM_MAX;
+	int r = vmm__hello_check(h);
+
+	if (!r && (!h->has_connections || h->connections < 1 ||
+		   h->connections > VMM_MIGRATE_MAX_CONNS || !h->has_session_id ||
+		   h->session_id.len > sizeof(rv->session_buf) || h->conn_index != 0))
+		r = vmm__err(VMM_EPROTO, "hello: bad connection count or session");
+	if (!r && h->shape->mem_size > max)
+		r = vmm__err(VMM_ESHAPE, "VM of %llu MiB is larger than the %llu MiB allowed here",
+			     (unsigned long long)(h->shape->mem_size >> 20),
+			     (unsigned long long)(max >> 20));
+	if (!r) {
+		vmm_vm_config_init(&cfg);
+		vmm__hello_to_config(h, &cfg);
+		cfg.serial_out = rv->o.serial_out;
+		cfg.serial_opaque = rv->o.serial_opaque;
+		cfg.log = rv->o.log;
+		cfg.log_opaque = rv->o.log_opaque;
+		r = vmm_vm_create(&cfg, &rv->vm);
+	}
+	if (!r && h->shape->has_cpuid_digest && h->shape->cpuid_digest != vmm__cpuid_digest(rv->vm))
+		vmm__log(rv->vm, VMM_LOG_WARN, "source host has other CPU features");
+	if (r) {
+		char reason[512];
+
+		snprintf(reason, sizeof(reason), "%s: %s", vmm_strerror(r), vmm_last_error());
+		reply(&rv->c[0], r, reason);
+		return r;
+	}
+	rv->n = h->connections;
+	memcpy(rv->session_buf, h->session_id.data, h->session_id.len);
+	rv->session = (ProtobufCBinaryData){ h->session_id.len, rv->session_buf };
+	return reply(&rv->c[0], 0, NULL);
+}
+
+/* The extra connections, in whatever order they arrive. */
+static int accept_extra(struct receiver *rv, int lfd)
+{
+	for (unsigned k = 1; k < rv->n; k++) {
+		struct rconn tmp = { 0 };
+		Vmm__Stream__Hello *h = NULL;
+		int fd, r = accept_one(lfd, rv->o.timeout_ms, &fd);
+
+		if (!r)
+			r = conn_open(rv, &tmp, fd);
+		else
+			fd = -1;
+		if (!r)
+			r = read_hello(&tmp, &h);
+		if (!r && (!h->has_session_id || h->session_id.len != rv->session.len ||
+			   memcmp(h->session_id.data, rv->session.data, rv->session.len) ||
+			   h->conn_index < 1 || h->conn_index >= rv->n || rv->c[h->conn_index].xp))
+			r = vmm__err(VMM_EPROTO, "extra connection with a wrong session or index");
+		if (!r) {
+			rv->c[h->conn_index] = tmp;
+			rv->c[h->conn_index].rv = rv;
+		}
+		vmm__stream__hello__free_unpacked(h, NULL);
+		if (r) {
+			vmm__xport_free(tmp.xp);
+			if (fd >= 0)
+				close(fd);
+			return r;
+		}
+	}
+	return 0;
+}
+
+/* Applies RAM records until END. Connection 0 also sees ROUND markers. */
+static int receive_ram(struct rconn *c)
+{
+	struct vmm__rec_hdr h;
+	int r;
+
+	for (;;) {
+		r = vmm__stream_read_hdr(c->xp, &h);
+		if (r)
+			return r;
+		switch (h.type) {
+		case VMM_REC_RAM:
+			r = vmm__ram_rx_apply(c->rx, c->xp, h.len);
+			break;
+		case VMM_REC_ROUND: {
+			uint8_t *p = malloc(h.len ? h.len : 1);
+			Vmm__Stream__Round *m = NULL;
+
+			r = p ? vmm__xport_read(c->xp, p, h.len) : vmm__err(VMM_ENOMEM, "round");
+			if (!r && !(m = vmm__stream__round__unpack(NULL, h.len, p)))
+				r = vmm__err(VMM_EPROTO, "unparsable round marker");
+			vmm__stream__round__free_unpacked(m, NULL);
+			free(p);
+			break;
+		}
+		case VMM_REC_END:
+			return 0;
+		case VMM_REC_ERROR: {
+			uint8_t *p = malloc(h.len ? h.len : 1);
+			Vmm__Stream__Error *e = NULL;
+
+			if (p && !vmm__xport_read(c->xp, p, h.len))
+				e = vmm__stream__error__unpack(NULL, h.len, p);
+			r = vmm__err(VMM_EPEER, "the source gave up: %s",
+				     e && e->message ? e->message : "(no reason)");
+			vmm__stream__error__free_unpacked(e, NULL);
+			free(p);
+			return r;
+		}
+		default:
+			return vmm__err(VMM_EPROTO, "unexpected %s record during RAM transfer",
+					vmm__rec_name(h.type));
+		}
+		if (r)
+			return r;
+	}
+}
+
+static void *conn_thread(void *arg)
+{
+	struct rconn *c = arg;
+
+	c->err = receive_ram(c);
+	if (c->err) {
+		snprintf(c->detail, sizeof(c->detail), "%s", vmm_last_error());
+		__atomic_store_n(&c->rv->abort, 1, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+static int receive_all(struct receiver *rv)
+{
+	uint64_t npages = rv->vm->mem.size / VMM_PAGE_SIZE;
+	int r = 0;
+
+	for (unsigned i = 0; i < rv->n && !r; i++)
+		r = vmm__ram_rx_new(rv->vm->mem.host, npages, 1, &rv->c[i].rx);
+	for (unsigned i = 1; i < rv->n && !r; i++) {
+		if (pthread_create(&rv->c[i].thread, NULL, conn_thread, &rv->c[i]))
+			r = vmm__err(VMM_ESYS, "receiver thread");
+		else
+			rv->c[i].started = 1;
+	}
+	if (!r) {
+		r = receive_ram(&rv->c[0]);
+		if (r)
+			__atomic_store_n(&rv->abort, 1, __ATOMIC_RELEASE);
+	}
+	for (unsigned i = 1; i < rv->n; i++) {
+		if (!rv->c[i].started)
+			continue;
+		pthread_join(rv->c[i].thread, NULL);
+		rv->c[i].started = 0;
+		/* The first real cause wins over the cancellations it triggered. */
+		if ((!r || r == VMM_ECANCELED) && rv->c[i].err && rv->c[i].err != VMM_ECANCELED)
+			r = vmm__err(rv->c[i].err, "connection %u: %s", i, rv->c[i].detail);
+	}
+	return r;
+}
+
+static int receive_state(struct receiver *rv)
+{
+	struct vmm__machine_state ms;
+	struct vmm__rec_hdr h;
+	Vmm__Stream__Complete *done = NULL;
+	Vmm__Stream__Committed ok = VMM__STREAM__COMMITTED__INIT;
+	uint64_t t0;
+	uint8_t *p;
+	int r = vmm__stream_read_rec(rv->c[0].xp, VMM_REC_STATE, &h, &p);
+
+	if (r)
+		return r;
+	t0 = now_ns();
+	memset(&ms, 0, sizeof(ms));
+	r = vmm__machine_state_decode(p, h.len, &ms);
+	free(p);
+	if (!r)
+		r = vmm__vm_state_apply(rv->vm, &ms);
+	vmm__machine_state_free(&ms);
+	if (!r)
+		r = vmm__stream_read_rec(rv->c[0].xp, VMM_REC_COMPLETE, &h, &p);
+	if (r)
+		return r;
+	done = vmm__stream__complete__unpack(NULL, h.len, p);
+	free(p);
+	if (!done)
+		return vmm__err(VMM_EPROTO, "unparsable complete record");
+	vmm__stream__complete__free_unpacked(done, NULL);
+	pthread_mutex_lock(&rv->vm->lock);
+	rv->vm->loaded = 1;
+	pthread_mutex_unlock(&rv->vm->lock);
+	ok.has_apply_ns = 1, ok.apply_ns = now_ns() - t0;
+	return vmm__stream_write_msg(rv->c[0].xp, VMM_REC_COMMITTED, &ok.base);
+}
+
+int vmm_migrate_receive(int lfd, const struct vmm_receive_opts *opts, struct vmm_vm **out)
+{
+	struct receiver *rv;
+	Vmm__Stream__Hello *h = NULL;
+	int fd0 = -1, r;
+
+	if (!out)
+		return vmm__err(VMM_EINVAL, "NULL argument");
+	*out = NULL;
+	rv = calloc(1, sizeof(*rv));
+	if (!rv)
+		return vmm__err(VMM_ENOMEM, "receiver");
+	vmm_receive_opts_init(&rv->o);
+	if (opts)
+		memcpy(&rv->o, opts, sizeof(rv->o) < opts->size ? sizeof(rv->o) : opts->size);
+	r = accept_one(lfd, -1, &fd0);
+	if (!r)
+		r = conn_open(rv, &rv->c[0], fd0);
+	if (!r)
+		r = read_hello(&rv->c[0], &h);
+	if (!r)
+		r = accept_hello(rv, h);
+	vmm__stream__hello__free_unpacked(h, NULL);
+	if (!r)
+		r = accept_extra(rv, lfd);
+	if (!r)
+		r = receive_all(rv);
+	if (!r)
+		r = receive_state(rv);
+	if (!r && !rv->o.no_start)
+		r = vmm_vm_start(rv->vm);
+	if (r && rv->c[0].xp && r != VMM_EPEER)
+		vmm__stream_send_error(rv->c[0].xp, r, vmm_last_error());
+	for (unsigned i = 0; i < VMM_MIGRATE_MAX_CONNS; i++) {
+		vmm__ram_rx_free(rv->c[i].rx);
+		vmm__xport_free(rv->c[i].xp);
+		if (i > 0 && rv->c[i].xp)
+			close(rv->c[i].fd);
+	}
+	if (fd0 >= 0)
+		close(fd0);
+	if (r)
+		vmm_vm_destroy(rv->vm);
+	else
+		*out = rv->vm;
+	free(rv);
+	return r;
+}
+
+int vmm_migrate_receive_at(const char *addr, uint16_t port, const struct vmm_receive_opts *opts,
+			   struct vmm_vm **out)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *res;
+	char portstr[8];
+	int fd, one = 1, e, r;
+
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	e = getaddrinfo(addr, portstr, &hints, &res);
+	if (e)
+		return vmm__err(VMM_EINVAL, "%s: %s", addr ? addr : "*", gai_strerror(e));
+	fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
+	if (fd < 0) {
+		freeaddrinfo(res);
+		return vmm__err_sys(VMM_ESYS, "socket");
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, VMM_MIGRATE_MAX_CONNS) < 0) {
+		r = vmm__err_sys(VMM_ESYS, "bind/listen");
+		freeaddrinfo(res);
+		close(fd);
+		return r;
+	}
+	freeaddrinfo(res);
+	r = vmm_migrate_receive(fd, opts, out);
+	close(fd);
+	return r;
+}

@@ -1,0 +1,122 @@
+/* Live migration between two processes: the destination is this binary re-executed
+ * ("receive FD"), receiving on a listening socket the parent made. Each guest migrated
+ * mid-run prints, source then destination, exactly what the uninterrupted run prints, and
+ * its self-check passes on the destination. Both dirty-tracking backends. */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#include "migrate_util.h"
+
+struct guest {
+	const char *file, *cmdline, *last;
+	uint64_t mem_mib;
+	uint32_t vcpus;
+	size_t at_lines;
+	unsigned delay_ms;
+};
+
+static const struct guest guests[] = {
+	{ "counter.elf", "count=60 interval=4000", "done", 32, 1, 11, 0 },
+	{ "memcheck.elf", "mem=160 gens=12 rate=400", "memcheck done ok", 256, 1, 3, 0 },
+	{ "fpu.elf", "loops=100", "fpu ok", 32, 1, 3, 0 },
+	{ "timer.elf", "secs=6", "timer ok", 32, 1, 2, 0 },
+	{ "smp.elf", "cpus=2 iters=300000000", "smp ok", 32, 2, 0, 400 },
+};
+
+struct variant {
+	const char *name;
+	uint32_t ring; /* dirty ring entries, 0: bitmap */
+	unsigned conns;
+	enum vmm_migrate_compress compress;
+};
+
+static const struct variant variants[] = {
+	{ "bitmap", 0, 1, VMM_MIGRATE_COMPRESS_OFF },
+	{ "ring", 4096, 1, VMM_MIGRATE_COMPRESS_OFF },
+	{ "bitmap-2conn-zstd", 0, 2, VMM_MIGRATE_COMPRESS_AUTO },
+};
+
+#define NVARIANTS (sizeof(variants) / sizeof(variants[0]))
+#define NGUESTS (sizeof(guests) / sizeof(guests[0]))
+
+static void progress(void *opaque, const struct vmm_migrate_round *rd,
+		     const struct vmm_migrate_stats *t)
+{
+	if (rd->final)
+		print_message("    final: %llu pages, downtime %.2f ms (expected %.2f), %u rounds\n",
+			      (unsigned long long)rd->pages, t->downtime_ns / 1e6,
+			      t->expected_downtime_ns / 1e6, t->rounds);
+}
+
+static void migrate_case(void **state)
+{
+	size_t i = (size_t)(uintptr_t)*state;
+	const struct guest *g = &guests[i / NVARIANTS];
+	const struct variant *v = &variants[i % NVARIANTS];
+	struct vmm_migrate_opts o;
+	struct vmm_migrate_stats st;
+	struct mu_dest d;
+	struct tu_output out;
+	struct vmm_vm *vm;
+	struct vmm_exit ex;
+	char *ref, *before, *after;
+	int r, status;
+
+	ref = tu_run_guest(g->file, g->cmdline, g->mem_mib, g->vcpus, &ex);
+	assert_int_equal(ex.status, 0);
+	mu_dest_start(&d, 0);
+	tu_output_init(&out);
+	vm = mu_vm_new(g->file, g->cmdline, g->mem_mib, g->vcpus, v->ring, &out);
+	assert_int_equal(vmm_vm_start(vm), 0);
+	while (tu_output_lines(&out) < g->at_lines)
+		tu_sleep_us(1000);
+	tu_sleep_us(g->delay_ms * 1000);
+	vmm_migrate_opts_init(&o);
+	o.connections = v->conns;
+	o.compress = v->compress;
+	o.progress = progress;
+	r = mu_send(vm, &d, &o, &st);
+	if (r)
+		fail_msg("migrate %s/%s: %s (%s)", g->file, v->name, vmm_strerror(r), vmm_last_error());
+	assert_int_equal(vmm_vm_get_state(vm), VMM_VM_PAUSED);
+	assert_int_equal(vmm_vm_migrated(vm), 1);
+	assert_int_equal(vmm_vm_resume(vm), VMM_ESTATE); /* gone for good */
+	assert_true(st.rounds >= 2);
+	before = tu_output_copy(&out);
+	vmm_vm_destroy(vm);
+	tu_output_free(&out);
+	after = mu_dest_finish(&d, &status);
+	if (status != 0 || strlen(before) + strlen(after) != strlen(ref) ||
+	    strncmp(ref, before, strlen(before)) || strcmp(ref + strlen(before), after))
+		fail_msg("%s/%s: destination exit %d\n--- source:\n%s\n--- destination:\n%s\n--- expected:\n%s",
+			 g->file, v->name, status, before, after, ref);
+	free(before), free(after), free(ref);
+}
+
+int main(int argc, char **argv)
+{
+	static char names[NGUESTS * NVARIANTS][64];
+	struct CMUnitTest tests[NGUESTS * NVARIANTS];
+	size_t n = 0;
+
+	if (argc >= 3 && !strcmp(argv[1], "receive"))
+		return mu_child_receive(argc, argv);
+	tu_require_kvm();
+	for (size_t g = 0; g < NGUESTS; g++)
+		for (size_t v = 0; v < NVARIANTS; v++, n++) {
+			snprintf(names[n], sizeof(names[n]), "%s/%s", guests[g].file, variants[v].name);
+			tests[n] = (struct CMUnitTest)cmocka_unit_test_prestate(migrate_case,
+									   (void *)(uintptr_t)n);
+			tests[n].name = names[n];
+		}
+	return _cmocka_run_group_tests("migrate", tests, n, NULL, NULL);
+}

@@ -1,0 +1,123 @@
+/* Migration test helpers. */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "migrate_util.h"
+
+extern char **environ;
+
+int mu_listen(uint16_t *port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(fd, 16), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+void mu_dest_start(struct mu_dest *d, uint64_t max_mem_mib)
+{
+	char fdstr[16], maxstr[32];
+	char *argv[] = { "/proc/self/exe", "receive", fdstr, maxstr, NULL };
+	posix_spawn_file_actions_t fa;
+
+	d->lfd = mu_listen(&d->port);
+	snprintf(fdstr, sizeof(fdstr), "%d", d->lfd);
+	snprintf(maxstr, sizeof(maxstr), "%llu", (unsigned long long)max_mem_mib);
+	snprintf(d->outpath, sizeof(d->outpath), "/tmp/vmm-migrate-dest.%d.%d.out", getpid(), d->port);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 1, d->outpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_int_equal(posix_spawn(&d->pid, "/proc/self/exe", &fa, NULL, argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+}
+
+char *mu_dest_finish(struct mu_dest *d, int *status)
+{
+	int ws;
+	FILE *f;
+	long len;
+	char *buf;
+
+	close(d->lfd);
+	assert_int_equal(waitpid(d->pid, &ws, 0), d->pid);
+	*status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+	f = fopen(d->outpath, "rb");
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	len = ftell(f);
+	rewind(f);
+	buf = calloc(1, (size_t)len + 1);
+	assert_int_equal(fread(buf, 1, (size_t)len, f), (size_t)len);
+	fclose(f);
+	unlink(d->outpath);
+	return buf;
+}
+
+int mu_child_receive(int argc, char **argv)
+{
+	struct vmm_receive_opts o;
+	struct tu_output out;
+	struct vmm_vm *vm;
+	struct vmm_exit ex;
+	int r;
+
+	tu_output_init(&out);
+	vmm_receive_opts_init(&o);
+	o.serial_out = tu_output_sink;
+	o.serial_opaque = &out;
+	o.max_mem_size = argc > 3 ? strtoull(argv[3], NULL, 10) << 20 : 0;
+	r = vmm_migrate_receive(atoi(argv[2]), &o, &vm);
+	if (r) {
+		fprintf(stderr, "receive: %s (%s)\n", vmm_strerror(r), vmm_last_error());
+		return 100;
+	}
+	r = vmm_vm_wait(vm, 300000, &ex);
+	vmm_vm_destroy(vm);
+	fwrite(out.buf ? out.buf : "", 1, out.len, stdout);
+	tu_output_free(&out);
+	if (r)
+		return 101;
+	return ex.reason == VMM_EXIT_GUEST ? ex.status : 102;
+}
+
+int mu_send(struct vmm_vm *vm, struct mu_dest *d, const struct vmm_migrate_opts *o,
+	    struct vmm_migrate_stats *st)
+{
+	return vmm_migrate_send_to(vm, "127.0.0.1", d->port, o, st);
+}
+
+struct vmm_vm *mu_vm_new(const char *name, const char *cmdline, uint64_t mem_mib,
+			 uint32_t vcpus, uint32_t ring, struct tu_output *out)
+{
+	struct vmm_vm_config cfg;
+	struct vmm_vm *vm = NULL;
+	int r;
+
+	vmm_vm_config_init(&cfg);
+	cfg.mem_size = mem_mib << 20;
+	cfg.vcpus = vcpus;
+	cfg.cmdline = cmdline;
+	cfg.serial_out = tu_output_sink;
+	cfg.serial_opaque = out;
+	cfg.dirty_ring_entries = ring;
+	r = vmm_vm_create(&cfg, &vm);
+	if (r)
+		fail_msg("vmm_vm_create: %s (%s)", vmm_strerror(r), vmm_last_error());
+	r = vmm_vm_load_kernel(vm, tu_guest(name), NULL);
+	if (r)
+		fail_msg("load %s: %s (%s)", name, vmm_strerror(r), vmm_last_error());
+	return vm;
+}
