@@ -18,6 +18,7 @@
 #include "dirty.h"
 #include "error_internal.h"
 #include "memory.h"
+#include "policy.h"
 #include "protocol.h"
 #include "ram.h"
 #include "state_codec.h"
@@ -229,18 +230,13 @@ static int cancelled(struct sender *s)
 	return 0;
 }
 
-/* Auto-converge: while the guest dirties more than half of what the link carries, raise
- * the throttle (20 % first, then 10 points a round, up to 99 %), like QEMU's cpu-throttle. */
 static int converge(struct sender *s, const struct vmm_migrate_round *rd)
 {
 	uint32_t pct = s->vm->throttle_pct;
 
-	if (!s->o.auto_converge || rd->round < 1)
+	if (!s->o.auto_converge)
 		return 0;
-	if (rd->dirty_rate_mbps > rd->bandwidth_mbps / 2)
-		pct = pct ? pct + 10 : 20;
-	if (pct > 99)
-		pct = 99;
+	pct = vmm__policy_next_throttle(pct, rd->round, rd->dirty_rate_mbps, rd->bandwidth_mbps);
 	if (pct > s->st.max_throttle_pct)
 		s->st.max_throttle_pct = pct;
 	return pct != s->vm->throttle_pct ? vmm__vm_set_throttle(s->vm, pct) : 0;
@@ -251,8 +247,8 @@ static int converge(struct sender *s, const struct vmm_migrate_round *rd)
 static int precopy_round(struct sender *s, uint32_t round, int *done)
 {
 	struct vmm_migrate_round rd = { .round = round };
-	uint64_t before[4], t_end, words = vmm__bitmap_words(s->npages), dt;
-	double secs;
+	struct vmm__round_measure m;
+	uint64_t before[4], t_end, words = vmm__bitmap_words(s->npages);
 	int r;
 
 	snapshot_tx_stats(s, before);
@@ -271,21 +267,23 @@ static int precopy_round(struct sender *s, uint32_t round, int *done)
 	if (r)
 		return r;
 	add_tx_stats(s, &rd, before);
-	dt = t_end - s->round_t0;
-	secs = (double)(dt ? dt : 1) / 1e9;
-	rd.duration_ns = dt;
-	rd.bandwidth_mbps = (double)rd.wire_bytes / secs / 1e6;
-	rd.remaining_bytes = vmm__bitmap_weight(s->pages, s->npages) * VMM_PAGE_SIZE;
-	rd.dirty_rate_mbps = (double)rd.remaining_bytes / ((double)(now_ns() - s->round_t0) / 1e9) / 1e6;
-	rd.expected_downtime_ns =
-		rd.bandwidth_mbps > 0 ? (uint64_t)((double)rd.remaining_bytes / (rd.bandwidth_mbps * 1e6) * 1e9)
-				      : UINT64_MAX;
+	m = (struct vmm__round_measure){
+		.wire_bytes = rd.wire_bytes,
+		.duration_ns = t_end - s->round_t0,
+		.elapsed_ns = now_ns() - s->round_t0,
+		.remaining_bytes = vmm__bitmap_weight(s->pages, s->npages) * VMM_PAGE_SIZE,
+	};
+	rd.duration_ns = m.duration_ns;
+	rd.bandwidth_mbps = vmm__policy_bandwidth(&m) / 1e6;
+	rd.dirty_rate_mbps = vmm__policy_dirty_rate(&m) / 1e6;
+	rd.remaining_bytes = m.remaining_bytes;
+	rd.expected_downtime_ns = vmm__policy_expected_downtime(&m);
 	s->st.rounds = round + 1;
 	s->st.expected_downtime_ns = rd.expected_downtime_ns;
 	if (s->o.progress)
 		s->o.progress(s->o.progress_opaque, &rd, &s->st);
-	*done = rd.expected_downtime_ns <= s->o.downtime_limit_ns || round + 1 >= s->o.max_rounds ||
-		(s->o.max_time_ns && now_ns() - s->t0 >= s->o.max_time_ns);
+	*done = vmm__policy_should_stop(rd.expected_downtime_ns, s->o.downtime_limit_ns, round,
+					s->o.max_rounds, now_ns() - s->t0, s->o.max_time_ns);
 	return *done ? 0 : converge(s, &rd);
 }
 
