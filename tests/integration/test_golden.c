@@ -1,0 +1,90 @@
+/* Snapshots written by an earlier libvmm (tests/golden/) must keep loading: each restores
+ * and its guest continues to the output the uninterrupted run printed. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	long len;
+	char *s;
+
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	len = ftell(f);
+	rewind(f);
+	s = calloc(1, (size_t)len + 1);
+	assert_int_equal(fread(s, 1, (size_t)len, f), (size_t)len);
+	fclose(f);
+	return s;
+}
+
+static void golden(const char *name, enum vmm_restore_mode mode)
+{
+	char path[1024];
+	struct vmm_restore_opts o;
+	struct vmm_snapshot_info info;
+	struct tu_output out;
+	struct vmm_vm *vm;
+	struct vmm_exit ex;
+	char *before, *expected, *after;
+	int r;
+
+	snprintf(path, sizeof(path), "%s/tests/golden/%s.before", VMM_SOURCE_DIR, name);
+	before = slurp(path);
+	snprintf(path, sizeof(path), "%s/tests/golden/%s.expected", VMM_SOURCE_DIR, name);
+	expected = slurp(path);
+	snprintf(path, sizeof(path), "%s/tests/golden/%s.snap", VMM_SOURCE_DIR, name);
+	assert_int_equal(vmm_snapshot_info(path, 1, &info), 0);
+	assert_int_equal(info.verified, 1);
+	assert_int_equal(info.format_major, 1);
+	tu_output_init(&out);
+	vmm_restore_opts_init(&o);
+	o.mode = mode;
+	o.serial_out = tu_output_sink;
+	o.serial_opaque = &out;
+	r = vmm_snapshot_restore(path, &o, &vm);
+	if (r)
+		fail_msg("%s: %s (%s)", name, vmm_strerror(r), vmm_last_error());
+	assert_int_equal(vmm_vm_start(vm), 0);
+	assert_int_equal(vmm_vm_wait(vm, 60000, &ex), 0);
+	assert_int_equal(ex.reason, VMM_EXIT_GUEST);
+	assert_int_equal(ex.status, 0);
+	vmm_vm_destroy(vm);
+	after = tu_output_copy(&out);
+	assert_true(strlen(before) < strlen(expected));
+	assert_memory_equal(expected, before, strlen(before));
+	assert_string_equal(after, expected + strlen(before));
+	free(before), free(expected), free(after);
+	tu_output_free(&out);
+}
+
+static void image_eager(void **s)
+{
+	golden("counter-v1", VMM_RESTORE_EAGER);
+}
+
+static void image_lazy(void **s)
+{
+	golden("counter-v1", VMM_RESTORE_LAZY);
+}
+
+static void compressed(void **s)
+{
+	golden("counter-v1-compressed", VMM_RESTORE_EAGER);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(image_eager),
+		cmocka_unit_test(image_lazy),
+		cmocka_unit_test(compressed),
+	};
+
+	tu_require_kvm();
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
