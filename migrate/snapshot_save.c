@@ -193,10 +193,16 @@ static int pause_vm(struct save *s)
 {
 	int r = 0;
 
-	if (vmm_vm_get_state(s->vm) == VMM_VM_RUNNING) {
+	switch (vmm_vm_get_state(s->vm)) {
+	case VMM_VM_RUNNING:
 		r = vmm_vm_pause(s->vm);
 		if (!r)
 			s->paused_by_us = 1;
+		break;
+	case VMM_VM_PAUSED:
+		break;
+	default: /* the guest ended during a live snapshot: its state is not worth keeping */
+		r = vmm__err(VMM_ESTATE, "the guest stopped during the snapshot");
 	}
 	s->t_pause = now_ns();
 	return r;

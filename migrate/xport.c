@@ -3,6 +3,7 @@
 #include <liburing.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "error_internal.h"
 #include "xport.h"
@@ -198,15 +199,22 @@ static int transfer(struct vmm__xport *xp, const struct iovec *iov_in, int iovcn
 	while (iovcnt > 0) {
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&xp->ring);
 		struct io_uring_cqe *cqe;
+		struct msghdr msg;
 		uint64_t off = xp->opts.is_file ? xp->offset : (uint64_t)-1;
 		int res;
 
 		if (canceled(xp))
 			return vmm__err(VMM_ECANCELED, "%s: canceled", what);
-		if (is_write)
+		if (is_write && !xp->opts.is_file) {
+			/* sendmsg, not writev: MSG_NOSIGNAL turns a vanished peer into EPIPE instead
+			 * of a SIGPIPE that would kill the embedding process. */
+			msg = (struct msghdr){ .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
+			io_uring_prep_sendmsg(sqe, xp->fd, &msg, MSG_NOSIGNAL);
+		} else if (is_write) {
 			io_uring_prep_writev(sqe, xp->fd, iov, (unsigned)iovcnt, off);
-		else
+		} else {
 			io_uring_prep_readv(sqe, xp->fd, iov, (unsigned)iovcnt, off);
+		}
 		io_uring_sqe_set_data(sqe, NULL);
 		io_uring_submit(&xp->ring);
 		xp->inflight = 1;
