@@ -564,7 +564,9 @@ static int dec_sregs(const PbSregs *m, struct kvm_sregs *s, const char *where)
 	if (m->n_interrupt_bitmap > NSREG_WORDS)
 		return bad("%s.sregs.interrupt_bitmap: %zu words, at most %zu", where,
 			   m->n_interrupt_bitmap, NSREG_WORDS);
-	memcpy(s->interrupt_bitmap, m->interrupt_bitmap, m->n_interrupt_bitmap * sizeof(uint64_t));
+	if (m->n_interrupt_bitmap) /* an empty repeated field has a NULL array */
+		memcpy(s->interrupt_bitmap, m->interrupt_bitmap,
+		       m->n_interrupt_bitmap * sizeof(uint64_t));
 	return 0;
 }
 
@@ -605,7 +607,8 @@ static int dec_debugregs(const PbDebugregs *m, struct kvm_debugregs *d, const ch
 		return bad("%s: debugregs missing", where);
 	if (m->n_db > 4)
 		return bad("%s.debugregs.db: %zu registers, at most 4", where, m->n_db);
-	memcpy(d->db, m->db, m->n_db * sizeof(uint64_t));
+	if (m->n_db) /* an empty repeated field has a NULL array */
+		memcpy(d->db, m->db, m->n_db * sizeof(uint64_t));
 	d->dr6 = m->dr6;
 	d->dr7 = m->dr7;
 	d->flags = m->flags;

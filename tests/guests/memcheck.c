@@ -16,6 +16,7 @@ static unsigned nfree;
 static struct chunk chunks[MAX_RAM_RANGES];
 static unsigned nchunks;
 static uint64_t *csum;          /* per-page sum, kept apart from the page itself */
+static uint64_t word_key[WORDS] __attribute__((aligned(64)));   /* i * STEP: SSE2 has no 64-bit multiply */
 
 static uint64_t mix(uint64_t x)         /* splitmix64 finaliser */
 {
@@ -32,7 +33,7 @@ static uint64_t fill_page(uint64_t *w, uint64_t seed)
 {
 	uint64_t sum = 0;
 	for (uint64_t i = 0; i < WORDS; i++) {
-		uint64_t v = seed ^ (i * STEP);
+		uint64_t v = seed ^ word_key[i];
 		w[i] = v;
 		sum += v;
 	}
@@ -44,7 +45,7 @@ static int page_ok(const uint64_t *w, uint64_t seed, uint64_t expect_sum)
 	uint64_t bad = 0, sum = 0;
 	for (uint64_t i = 0; i < WORDS; i++) {
 		uint64_t v = w[i];
-		bad |= v ^ seed ^ (i * STEP);
+		bad |= v ^ seed ^ word_key[i];
 		sum += v;
 	}
 	return !bad && sum == expect_sum;
@@ -104,21 +105,25 @@ int main(const char *cmdline)
 	uint64_t pages = (uint64_t)mem << 8;
 
 	printf("memcheck mem %lu gens %lu\n", mem, gens);
+	for (uint64_t i = 0; i < WORDS; i++)
+		word_key[i] = i * STEP;
 	find_free();
 	if (!pages || !allocate(pages)) {
 		printf("memcheck too big\n");
 		return 2;
 	}
-	/* Pacing: the n-th page of a generation may not be written before t0 + n * ticks. */
+	/* Pacing: the n-th page of a generation is not written before n * ticks have passed. */
 	uint64_t ticks = rate ? tsc_hz * PAGE / ((uint64_t)rate * 1000000) : 0;
 
 	for (uint64_t g = 1; g <= gens; g++) {
-		uint64_t p = 0, t0 = rdtsc();
+		uint64_t p = 0;
+		struct stopwatch sw;
+		sw_start(&sw);
 		for (unsigned c = 0; c < nchunks; c++)
 			for (uint64_t j = 0; j < chunks[c].pages; j++, p++) {
 				csum[p] = fill_page((uint64_t *)(chunks[c].base + j * PAGE), page_seed(p, g));
 				if (ticks)
-					while (rdtsc() - t0 < (p + 1) * ticks)
+					while (sw_elapsed(&sw) < (p + 1) * ticks)
 						cpu_relax();
 			}
 		p = 0;

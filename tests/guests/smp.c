@@ -1,7 +1,7 @@
 /* smp: the BSP starts cpus-1 APs the way kernels do (trampoline at 0x8000, INIT, SIPI x2
  * through the xAPIC ICR), then every CPU does iters lock-incs on one shared counter plus its
  * own per-CPU counter, and the BSP checks shared == sum(per-CPU) == cpus * iters. */
-#include "guest.h"
+#include "kernel.h"
 
 #define AP_TIMEOUT_S 5
 
@@ -16,6 +16,13 @@ static struct {
 static volatile uint32_t done[MAX_CPUS];
 static volatile uint32_t go;
 static uint64_t iters;
+
+/* Ring 0, BSP: kernels software-enable their LAPIC before sending INIT/SIPI; a bare VMM's
+ * LAPIC starts disabled (a BIOS would have enabled it). */
+void guest_ring0_init(void)
+{
+	lapic_write(LAPIC_SVR, 0x100 | VEC_SPURIOUS);
+}
 
 static void count(uint32_t cpu)
 {
@@ -57,9 +64,11 @@ int main(const char *cmdline)
 		sys_ipi(id, 0x0600 | TRAMPOLINE_ADDR >> 12);            /* SIPI */
 		udelay(200);
 		sys_ipi(id, 0x0600 | TRAMPOLINE_ADDR >> 12);            /* ignored if already running */
-		uint64_t deadline = rdtsc() + us_to_tsc(AP_TIMEOUT_S * 1000000ULL);
+		uint64_t timeout = us_to_tsc(AP_TIMEOUT_S * 1000000ULL);
+		struct stopwatch sw;
+		sw_start(&sw);
 		while (!cpu_online[cpu]) {
-			if ((int64_t)(rdtsc() - deadline) > 0) {
+			if (sw_elapsed(&sw) > timeout) {
 				printf("smp AP %u missing\n", cpu);
 				return 1;
 			}

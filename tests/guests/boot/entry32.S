@@ -57,6 +57,7 @@ entry32:
 	or $0x100, %eax
 	wrmsr
 	mov %cr0, %eax
+	and $0x9fffffff, %eax           /* caches on: clear CD, NW */
 	or $0x80000001, %eax            /* PG | PE */
 	mov %eax, %cr0
 	ljmp $KCODE64, $4f

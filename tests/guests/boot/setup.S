@@ -1,8 +1,11 @@
 /* bzImage boot sector + setup header (Linux x86 boot protocol 2.12). mkbzimage.py fills in
- * setup_sects, syssize and init_size. The real-mode code after the header is only used by
- * loaders that run setup (QEMU -kernel): it enters flat protected mode and jumps to
- * code32_start with ESI = boot_params; 64-bit loaders jump to code32_start + 0x200 instead. */
+ * setup_sects, syssize and init_size. The real-mode code after the header only runs under
+ * loaders that execute setup (QEMU -kernel): like Linux's setup it builds a boot_params copy
+ * with the BIOS e820 map, enters flat protected mode and jumps to code32_start with ESI
+ * pointing at it. 64-bit loaders skip all this and enter at code32_start + 0x200. */
 #include "layout.h"
+
+#define BP_OFF 0x1000   /* boot_params copy: inside the loader's setup heap (it ends at 0x8000+) */
 
 	.code16
 	.text
@@ -49,16 +52,50 @@ setup_data:		.quad 0
 pref_address:		.quad IMAGE_BASE
 init_size:		.long 0                 /* patched: memory from 1 MiB incl. bss/stacks */
 handover_offset:	.long 0
+hdr_end:
 
 start_of_setup:
 	cli
 	cld
-	/* The loader set DS to the segment holding the boot sector, i.e. boot_params. */
+	/* DS = the segment the loader put us in. Our code sits where boot_params' e820 table
+	 * would go, so boot_params is built in the loader's heap, BP_OFF bytes further on. */
+	mov %ds, %ax
+	mov %ax, %es
+	mov $BP_OFF, %di
+	mov $2048, %cx
+	xor %ax, %ax
+	rep stosw
+	mov $0x1f1, %si
+	mov $(BP_OFF + 0x1f1), %di
+	mov $(hdr_end - 0x1f1), %cx
+	rep movsb
+
+	/* BIOS e820 map into boot_params.e820_table / e820_entries. */
+	xor %ebx, %ebx
+	xor %bp, %bp
+	mov $(BP_OFF + 0x2d0), %di
+1:	mov $0xe820, %eax
+	mov $20, %ecx
+	mov $0x534d4150, %edx           /* "SMAP" */
+	int $0x15
+	jc 2f
+	cmp $0x534d4150, %eax
+	jne 2f
+	add $20, %di
+	inc %bp
+	cmp $128, %bp
+	jae 2f
+	test %ebx, %ebx
+	jnz 1b
+2:	mov %bp, %ax
+	mov %al, BP_OFF + 0x1e8
+
 	xor %esi, %esi
 	mov %ds, %si
 	shl $4, %esi
 	lea gdt(%esi), %eax
 	mov %eax, gdt_desc + 2
+	add $BP_OFF, %esi               /* ESI = boot_params, linear */
 	lgdtl gdt_desc
 	inb $0x92, %al                  /* fast A20, in case nobody did it */
 	or $2, %al

@@ -34,8 +34,7 @@ tr32:
 	rdmsr
 	or $0x100, %eax
 	wrmsr
-	mov %cr0, %eax
-	or $0x80000000, %eax
+	mov $0x80000011, %eax           /* PG | ET | PE; INIT left CD and NW set: clear them */
 	mov %eax, %cr0
 	ljmp $0x18, $T(tr64)
 

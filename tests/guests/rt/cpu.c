@@ -45,6 +45,7 @@ void cpu_init(uint32_t cpu)
 
 	/* x87 + SSE for everyone (ring-3 C may use SSE); AVX is the fpu guest's business. */
 	write_cr0((read_cr0() & ~(1UL << 2 | 1UL << 3)) | 1UL << 1 | 1UL << 5);  /* -EM -TS +MP +NE */
-	write_cr4(read_cr4() | 1UL << 9 | 1UL << 10);                            /* OSFXSR OSXMMEXCPT */
+	/* OSFXSR, OSXMMEXCPT; and no SMEP/SMAP from a loader: every page is a user page here. */
+	write_cr4((read_cr4() & ~(1UL << 20 | 1UL << 21)) | 1UL << 9 | 1UL << 10);
 	__asm__ volatile("fninit");
 }

@@ -72,8 +72,16 @@ static inline void cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4])
 	__asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(leaf), "c"(sub));
 }
 
-void udelay(uint64_t us);                       /* busy-wait on the TSC */
+/* TSC time that only counts while this CPU is running: a gap of more than 10 ms between two
+ * looks (the VM was paused, snapshotted, migrated, or the vCPU preempted) and a TSC that
+ * went backwards both count as nothing, so a pause never ends a wait or a phase early. */
+struct stopwatch {
+	uint64_t last, elapsed;
+};
+void sw_start(struct stopwatch *sw);
+uint64_t sw_elapsed(struct stopwatch *sw);     /* TSC ticks */
 uint64_t us_to_tsc(uint64_t us);
+void udelay(uint64_t us);                       /* busy-wait, stopwatch time */
 
 /* Formats into a buffer and writes it with one SVC_WRITE; %d %i %u %x %p %s %c, l/ll/z, 0 and width. */
 int printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

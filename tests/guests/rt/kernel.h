@@ -63,8 +63,9 @@ void trap_handler(struct trap_frame *f);
 __attribute__((noreturn)) void enter_user(uint64_t rip, uint64_t stack_top, uint64_t arg);
 /* noinit.S */
 extern char kstacks[], istacks[], ustacks[], pd_pool[];
-/* safe.S: returns 1 if xsetbv worked, 0 if it faulted (fixed up through the extable). */
+/* safe.S: return 1 if the instruction worked, 0 if it faulted (fixed up through the extable). */
 int xsetbv_safe(uint32_t xcr, uint64_t value);
+int wrmsr_safe(uint32_t msr, uint64_t value);
 
 extern volatile uint8_t irq_pending;
 extern volatile uint32_t ap_boot_index;

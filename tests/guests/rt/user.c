@@ -51,9 +51,28 @@ uint64_t us_to_tsc(uint64_t us)
 	return us / 1000000 * tsc_hz + us % 1000000 * tsc_hz / 1000000;
 }
 
+void sw_start(struct stopwatch *sw)
+{
+	sw->last = rdtsc();
+	sw->elapsed = 0;
+}
+
+uint64_t sw_elapsed(struct stopwatch *sw)
+{
+	uint64_t now = rdtsc(), d = now - sw->last;
+
+	if ((int64_t)d > 0 && d < tsc_hz / 100)
+		sw->elapsed += d;
+	sw->last = now;
+	return sw->elapsed;
+}
+
 void udelay(uint64_t us)
 {
-	uint64_t end = rdtsc() + us_to_tsc(us);
-	while ((int64_t)(rdtsc() - end) < 0)
+	struct stopwatch sw;
+	uint64_t ticks = us_to_tsc(us);
+
+	sw_start(&sw);
+	while (sw_elapsed(&sw) < ticks)
 		cpu_relax();
 }
