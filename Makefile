@@ -14,7 +14,8 @@ CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES = gcc make cmake pkg-config python3 binutils \
 	liburing-dev libzstd-dev libxxhash-dev libprotobuf-c-dev protobuf-c-compiler libcmocka-dev \
-	qemu-system-x86 iproute2 valgrind
+	qemu-system-x86 iproute2 valgrind \
+	libmicrohttpd-dev libjson-c-dev libcurl4-openssl-dev curl
 
 .PHONY: all deps build check check-fast check-asan demo install bench clean
 

@@ -2,14 +2,30 @@
 #ifndef VMM_CLI_H
 #define VMM_CLI_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "vmm/vmm.h"
 
+struct control_vm_info;
+
 int cmd_run(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
+int cmd_snapshot_info(int argc, char **argv);
+/* The clients of a running vmm's control socket: pause, resume, status, shutdown, snapshot. */
+int cmd_control(const char *verb, int argc, char **argv);
+
+/* Starts vm (CREATED, guest loaded or state restored), serves the control API on
+ * control_path while it runs (NULL: no socket), waits until it stops (SIGINT/SIGTERM stop
+ * it), destroys it and returns the process exit status. Takes ownership of vm. info is
+ * what vm.info reports beyond the VM's state. */
+int cli_run_foreground(struct vmm_vm *vm, const char *control_path,
+		       const struct control_vm_info *info);
 
 /* "512M", "2G", "4096K", or bytes. Returns 0 and *out, -1 on garbage. */
 int cli_parse_size(const char *s, uint64_t *out);
+/* "512 B", "4.0 KiB", "1.5 GiB" into buf. */
+void cli_format_size(uint64_t bytes, char *buf, size_t len);
 /* Prints "vmm: what: message (detail)" to stderr and returns 1. */
 int cli_fail(const char *what, int err);
 /* The process exit status for a finished VM. */

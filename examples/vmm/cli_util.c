@@ -29,6 +29,23 @@ int cli_parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+void cli_format_size(uint64_t bytes, char *buf, size_t len)
+{
+	static const char units[] = "KMGTP";
+	double v = (double)bytes;
+	int u = -1;
+
+	if (bytes < 1024) {
+		snprintf(buf, len, "%llu B", (unsigned long long)bytes);
+		return;
+	}
+	while (v >= 1024 && u < (int)sizeof(units) - 2) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, len, "%.1f %ciB", v, units[u]);
+}
+
 int cli_fail(const char *what, int err)
 {
 	const char *detail = vmm_last_error();

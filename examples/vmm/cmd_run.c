@@ -1,10 +1,13 @@
-/* vmm run: boot a kernel in the foreground and exit with the guest's status. */
+/* vmm run: boot a kernel in the foreground and exit with the guest's status; with
+ * --control, serve the control API on a UNIX socket meanwhile. cli_run_foreground() is
+ * shared with vmm restore. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "cli.h"
+#include "control_server.h"
 
 static volatile sig_atomic_t stop_signal;
 
@@ -27,6 +30,36 @@ static int wait_interruptible(struct vmm_vm *vm, struct vmm_exit *ex)
 	}
 }
 
+int cli_run_foreground(struct vmm_vm *vm, const char *control_path,
+		       const struct control_vm_info *info)
+{
+	struct control_server *srv = NULL;
+	struct vmm_exit ex;
+	int r;
+
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	r = vmm_vm_start(vm);
+	if (r) {
+		vmm_vm_destroy(vm);
+		return cli_fail("run", r);
+	}
+	/* Served only once the VM runs, so that a client never sees it half-started. */
+	if (control_path && control_server_start(vm, control_path, info, &srv)) {
+		vmm_vm_stop(vm);
+		vmm_vm_wait(vm, -1, NULL);
+		vmm_vm_destroy(vm);
+		return 1;
+	}
+	r = wait_interruptible(vm, &ex);
+	/* Before destroy: a handler may still be using the VM (vm.shutdown's response). */
+	control_server_stop(srv);
+	vmm_vm_destroy(vm);
+	if (r)
+		return cli_fail("run", r);
+	return cli_exit_status(&ex);
+}
+
 int cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -34,12 +67,13 @@ int cmd_run(int argc, char **argv)
 		{ "cpus", required_argument, NULL, 'c' },
 		{ "cmdline", required_argument, NULL, 'a' },
 		{ "initrd", required_argument, NULL, 'i' },
+		{ "control", required_argument, NULL, 'C' },
 		{ NULL, 0, NULL, 0 },
 	};
+	struct control_vm_info info;
 	struct vmm_vm_config cfg;
-	struct vmm_exit ex;
 	struct vmm_vm *vm;
-	const char *initrd = NULL;
+	const char *initrd = NULL, *control = NULL;
 	int c, r;
 
 	vmm_vm_config_init(&cfg);
@@ -62,13 +96,16 @@ int cmd_run(int argc, char **argv)
 		case 'i':
 			initrd = optarg;
 			break;
+		case 'C':
+			control = optarg;
+			break;
 		default:
 			return 2;
 		}
 	}
 	if (optind != argc - 1) {
 		fprintf(stderr, "usage: vmm run [--memory SIZE] [--cpus N] [--cmdline STR] "
-				"[--initrd FILE] KERNEL\n");
+				"[--initrd FILE] [--control PATH] KERNEL\n");
 		return 2;
 	}
 	r = vmm_vm_create(&cfg, &vm);
@@ -79,13 +116,7 @@ int cmd_run(int argc, char **argv)
 		vmm_vm_destroy(vm);
 		return cli_fail(argv[optind], r);
 	}
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
-	r = vmm_vm_start(vm);
-	if (!r)
-		r = wait_interruptible(vm, &ex);
-	vmm_vm_destroy(vm);
-	if (r)
-		return cli_fail("run", r);
-	return cli_exit_status(&ex);
+	info.vcpus = cfg.vcpus;
+	info.cmdline = cfg.cmdline;
+	return cli_run_foreground(vm, control, &info);
 }

@@ -9,10 +9,24 @@ static int usage(FILE *f)
 	fprintf(f, "usage: vmm <command> [options]\n"
 		   "\n"
 		   "commands:\n"
-		   "  run [--memory SIZE] [--cpus N] [--cmdline STR] [--initrd FILE] KERNEL\n"
+		   "  run [--memory SIZE] [--cpus N] [--cmdline STR] [--initrd FILE]\n"
+		   "      [--control PATH] KERNEL\n"
 		   "        run a VM in the foreground, guest serial on stdout;\n"
-		   "        exits with the status the guest wrote to port 0xf4\n"
+		   "        exits with the status the guest wrote to port 0xf4;\n"
+		   "        --control serves the control API (HTTP/JSON) on a UNIX socket\n"
+		   "  restore [--lazy] [--control PATH] FILE\n"
+		   "        run a snapshot in the foreground, like run; --lazy maps its RAM\n"
+		   "  snapshot-info [--json] FILE\n"
+		   "        what a snapshot holds, and whether its checksums match\n"
 		   "  version\n"
+		   "\n"
+		   "control a VM started with --control PATH:\n"
+		   "  status PATH            state, shape and uptime as JSON\n"
+		   "  pause PATH | resume PATH\n"
+		   "  snapshot PATH FILE [--live] [--compress] [--incremental PARENT]\n"
+		   "      [--stop] [--track] [--json]\n"
+		   "                         save the VM to FILE\n"
+		   "  shutdown PATH          stop the VM; its vmm exits 0\n"
 		   "\n"
 		   "libvmm %s\n",
 		vmm_version_string());
@@ -21,10 +35,20 @@ static int usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	static const char *const control_verbs[] = { "pause", "resume", "status", "shutdown",
+						     "snapshot" };
+
 	if (argc < 2)
 		return usage(stderr);
 	if (!strcmp(argv[1], "run"))
 		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "restore"))
+		return cmd_restore(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "snapshot-info"))
+		return cmd_snapshot_info(argc - 1, argv + 1);
+	for (size_t i = 0; i < sizeof(control_verbs) / sizeof(control_verbs[0]); i++)
+		if (!strcmp(argv[1], control_verbs[i]))
+			return cmd_control(argv[1], argc - 1, argv + 1);
 	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
 		printf("vmm %s\n", vmm_version_string());
 		return 0;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the library into a temporary prefix, builds every API example against it with
-# pkg-config (shared, then static), and runs one on the hello guest.
+# pkg-config (shared, then static), and runs each of them on the installed guests.
 set -euo pipefail
 [ -r /dev/kvm ] && [ -w /dev/kvm ] || { echo "SKIP: /dev/kvm not usable"; exit 77; }
 prefix=$(mktemp -d)
@@ -26,4 +26,16 @@ out=$("$prefix/run_guest-static" "$prefix/share/libvmm/guests/hello.elf")
 [ "$(echo "$out" | tail -n1 | tr -d '\r')" = "hello from guest" ]
 # The installed CLI runs the installed guest.
 LD_LIBRARY_PATH="$prefix/lib" "$prefix/bin/vmm" run "$prefix/share/libvmm/guests/hello.elf" | grep -q 'hello from guest'
-echo "1 passed, 0 failed"
+# Every other example runs too, against the installed library.
+export LD_LIBRARY_PATH="$prefix/lib"
+g="$prefix/share/libvmm/guests"
+out=$("$prefix/snapshot_restore" "$g/counter.elf" "$prefix/counter.snap" 2>/dev/null)
+echo "$out" | tail -n1 | grep -q '^done ' || { echo "snapshot_restore: $out"; exit 1; }
+out=$("$prefix/clone" "$prefix/counter.snap" 3)
+echo "$out"
+echo "$out" | grep -q 'clones: 3 started, 3 finished ok'
+out=$("$prefix/migrate" "$g/memcheck.elf" "mem=32 gens=30" 2>&1)
+echo "$out" | grep -E 'moved in|round'
+echo "$out" | grep -q '^\[destination\] memcheck done ok' || { echo "migrate: $out" | tail; exit 1; }
+! echo "$out" | grep -q CORRUPT
+echo "5 passed, 0 failed"

@@ -1,0 +1,41 @@
+/* The control API of a running vmm: HTTP/1.1 with JSON bodies on a UNIX socket, in the
+ * style of Cloud Hypervisor's API socket (PUT /api/v1/vm.pause, GET /api/v1/vm.info, ...).
+ * libmicrohttpd serves it from one internal thread; json-c builds and parses the bodies. */
+#ifndef VMM_CONTROL_SERVER_H
+#define VMM_CONTROL_SERVER_H
+
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "vmm/vmm.h"
+
+#define CONTROL_API_PREFIX "/api/v1/"
+#define CONTROL_BODY_MAX (64 * 1024)
+
+/* What vm.info reports that libvmm has no getter for. */
+struct control_vm_info {
+	uint32_t vcpus;
+	const char *cmdline; /* NULL: reported as "" */
+};
+
+struct control_server;
+
+/* Binds a UNIX socket at path (mode 0600; a stale socket nobody listens on is replaced)
+ * and serves the API for vm until control_server_stop(). Requests are handled one at a
+ * time on the server's thread, which calls the vmm API itself: pause, resume, stop and
+ * get_state are any-thread calls, and snapshot is only ever made from that thread.
+ * Returns 0 and *out, or -1 after printing why to stderr. */
+int control_server_start(struct vmm_vm *vm, const char *path,
+			 const struct control_vm_info *info, struct control_server **out);
+
+/* Stops accepting, lets requests in flight finish sending their response (so that the
+ * answer to vm.shutdown reaches the client), stops the thread and removes the socket
+ * file. The VM may be destroyed afterwards, not before. NULL is a no-op. */
+void control_server_stop(struct control_server *srv);
+
+/* The JSON encoding of snapshot statistics, shared by every endpoint that reports them
+ * (vm.snapshot; vm.migrate reports the same figures). Returns a new object. */
+struct json_object *control_json_snapshot_stats(const struct vmm_snapshot_stats *st);
+
+#endif
