@@ -423,6 +423,16 @@ int vmm_vm_wait(struct vmm_vm *vm, int timeout_ms, struct vmm_exit *ex)
 	return r;
 }
 
+uint32_t vmm_vm_vcpus(const struct vmm_vm *vm)
+{
+	return vm ? vm->nvcpus : 0;
+}
+
+const char *vmm_vm_cmdline(const struct vmm_vm *vm)
+{
+	return vm ? vm->cmdline : "";
+}
+
 uint64_t vmm_vm_mem_size(const struct vmm_vm *vm)
 {
 	return vm ? vm->mem.size : 0;

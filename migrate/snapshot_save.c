@@ -183,6 +183,13 @@ static int write_round(struct save *s, int tracking)
 	}
 	if (!r)
 		r = s->image ? vmm__xport_drain(s->qx) : vmm__ram_tx_flush(s->tx, s->sx);
+	if (!s->image) { /* batches count their own pages */
+		const struct vmm__ram_tx_stats *t = vmm__ram_tx_stats(s->tx);
+
+		s->st.pages_written = t->pages - t->zero_pages;
+		s->st.zero_pages = t->zero_pages;
+		s->st.ram_bytes = t->wire_bytes;
+	}
 	s->st.rounds++;
 	return r;
 }
@@ -231,13 +238,13 @@ static int live_rounds(struct save *s)
 	if (r)
 		return r;
 	for (uint32_t round = 0;; round++) {
-		uint64_t t0 = now_ns(), bytes0 = s->st.ram_bytes + s->st.pages_written, dirty;
+		uint64_t t0 = now_ns(), bytes0 = s->st.ram_bytes, dirty;
 		double bw;
 
 		r = write_round(s, 1);
 		if (r)
 			return r;
-		bw = (double)(s->st.ram_bytes + s->st.pages_written - bytes0) /
+		bw = (double)(s->st.ram_bytes - bytes0) /
 		     ((double)(now_ns() - t0) / 1e9 + 1e-9);
 		memset(s->pages, 0, words * 8);
 		r = vmm__dirty_sync(s->vm, s->pages);

@@ -1,5 +1,6 @@
 /* VM shape <-> Hello message, and the checks on an incoming one. */
 #include <string.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
 #include "error_internal.h"
@@ -12,8 +13,22 @@
 uint64_t vmm__cpuid_digest(struct vmm_vm *vm)
 {
 	const struct kvm_cpuid2 *c = vm->kvm->cpuid;
+	XXH3_state_t st;
 
-	return XXH3_64bits(c->entries, c->nent * sizeof(c->entries[0]));
+	/* KVM_GET_SUPPORTED_CPUID reports the APIC ID of the host CPU that ran the ioctl
+	 * (leaf 1 EBX[31:24], leaves 0xb/0x1f EDX): leave those out, or the same host would
+	 * look different from one call to the next. */
+	XXH3_64bits_reset(&st);
+	for (uint32_t i = 0; i < c->nent; i++) {
+		struct kvm_cpuid_entry2 e = c->entries[i];
+
+		if (e.function == 1)
+			e.ebx &= 0x00ffffff;
+		if (e.function == 0xb || e.function == 0x1f)
+			e.edx = 0;
+		XXH3_64bits_update(&st, &e, sizeof(e));
+	}
+	return XXH3_64bits_digest(&st);
 }
 
 void vmm__hello_from_vm(struct vmm_vm *vm, uint64_t required_features, struct vmm__hello_buf *hb)

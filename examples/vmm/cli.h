@@ -7,7 +7,6 @@
 
 #include "vmm/vmm.h"
 
-struct control_vm_info;
 
 int cmd_run(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
@@ -19,8 +18,7 @@ int cmd_control(const char *verb, int argc, char **argv);
  * control_path while it runs (NULL: no socket), waits until it stops (SIGINT/SIGTERM stop
  * it), destroys it and returns the process exit status. Takes ownership of vm. info is
  * what vm.info reports beyond the VM's state. */
-int cli_run_foreground(struct vmm_vm *vm, const char *control_path,
-		       const struct control_vm_info *info);
+int cli_run_foreground(struct vmm_vm *vm, const char *control_path);
 
 /* "512M", "2G", "4096K", or bytes. Returns 0 and *out, -1 on garbage. */
 int cli_parse_size(const char *s, uint64_t *out);

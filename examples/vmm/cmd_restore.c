@@ -15,8 +15,6 @@ int cmd_restore(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct vmm_restore_opts ropts;
-	struct vmm_snapshot_info si;
-	struct control_vm_info info = { 0 };
 	const char *control = NULL;
 	struct vmm_vm *vm;
 	int c, r;
@@ -43,11 +41,5 @@ int cmd_restore(int argc, char **argv)
 	r = vmm_snapshot_restore(argv[optind], &ropts, &vm);
 	if (r)
 		return cli_fail(argv[optind], r);
-	/* vm.info's vCPU count; libvmm has no getter on the VM, the file's header has it.
-	 * The guest command line is not recorded, so vm.info reports "". */
-	memset(&si, 0, sizeof(si));
-	si.size = sizeof(si);
-	if (!vmm_snapshot_info(argv[optind], 0, &si))
-		info.vcpus = si.vcpus;
-	return cli_run_foreground(vm, control, &info);
+	return cli_run_foreground(vm, control);
 }

@@ -30,8 +30,7 @@ static int wait_interruptible(struct vmm_vm *vm, struct vmm_exit *ex)
 	}
 }
 
-int cli_run_foreground(struct vmm_vm *vm, const char *control_path,
-		       const struct control_vm_info *info)
+int cli_run_foreground(struct vmm_vm *vm, const char *control_path)
 {
 	struct control_server *srv = NULL;
 	struct vmm_exit ex;
@@ -45,7 +44,7 @@ int cli_run_foreground(struct vmm_vm *vm, const char *control_path,
 		return cli_fail("run", r);
 	}
 	/* Served only once the VM runs, so that a client never sees it half-started. */
-	if (control_path && control_server_start(vm, control_path, info, &srv)) {
+	if (control_path && control_server_start(vm, control_path, &srv)) {
 		vmm_vm_stop(vm);
 		vmm_vm_wait(vm, -1, NULL);
 		vmm_vm_destroy(vm);
@@ -70,7 +69,6 @@ int cmd_run(int argc, char **argv)
 		{ "control", required_argument, NULL, 'C' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct control_vm_info info;
 	struct vmm_vm_config cfg;
 	struct vmm_vm *vm;
 	const char *initrd = NULL, *control = NULL;
@@ -116,7 +114,5 @@ int cmd_run(int argc, char **argv)
 		vmm_vm_destroy(vm);
 		return cli_fail(argv[optind], r);
 	}
-	info.vcpus = cfg.vcpus;
-	info.cmdline = cfg.cmdline;
-	return cli_run_foreground(vm, control, &info);
+	return cli_run_foreground(vm, control);
 }

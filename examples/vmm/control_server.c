@@ -24,8 +24,6 @@ struct control_server {
 	struct MHD_Daemon *mhd;
 	struct vmm_vm *vm;
 	char *path;
-	uint32_t vcpus;
-	char *cmdline;
 	uint64_t mem_size;    /* read once here: mem_size is not on vm.h's any-thread list */
 	struct timespec started;
 	pthread_mutex_t lock; /* inflight and busy, read by control_server_stop */
@@ -169,9 +167,9 @@ static void handle_info(struct control_server *srv, struct json_object *body, st
 	rep->json = json_object_new_object();
 	json_object_object_add(rep->json, "state",
 			       json_object_new_string(vmm_vm_state_name(vmm_vm_get_state(srv->vm))));
-	json_object_object_add(rep->json, "vcpus", json_object_new_int64(srv->vcpus));
+	json_object_object_add(rep->json, "vcpus", json_object_new_int64(vmm_vm_vcpus(srv->vm)));
 	json_object_object_add(rep->json, "memory_bytes", json_object_new_uint64(srv->mem_size));
-	json_object_object_add(rep->json, "cmdline", json_object_new_string(srv->cmdline));
+	json_object_object_add(rep->json, "cmdline", json_object_new_string(vmm_vm_cmdline(srv->vm)));
 	json_object_object_add(rep->json, "uptime_ms", json_object_new_int64(up));
 	json_object_object_add(rep->json, "version", json_object_new_string(version));
 }
@@ -523,30 +521,24 @@ static void server_free(struct control_server *srv)
 {
 	pthread_cond_destroy(&srv->idle);
 	pthread_mutex_destroy(&srv->lock);
-	free(srv->cmdline);
 	free(srv->path);
 	free(srv);
 }
 
-int control_server_start(struct vmm_vm *vm, const char *path,
-			 const struct control_vm_info *info, struct control_server **out)
+int control_server_start(struct vmm_vm *vm, const char *path, struct control_server **out)
 {
 	struct control_server *srv = calloc(1, sizeof(*srv));
 	int fd;
 
 	*out = NULL;
-	if (!srv || !(srv->path = strdup(path)) ||
-	    !(srv->cmdline = strdup(info->cmdline ? info->cmdline : ""))) {
+	if (!srv || !(srv->path = strdup(path))) {
 		fprintf(stderr, "vmm: control socket: out of memory\n");
-		if (srv)
-			free(srv->path);
 		free(srv);
 		return -1;
 	}
 	pthread_mutex_init(&srv->lock, NULL);
 	pthread_cond_init(&srv->idle, NULL);
 	srv->vm = vm;
-	srv->vcpus = info->vcpus;
 	srv->mem_size = vmm_vm_mem_size(vm);
 	clock_gettime(CLOCK_MONOTONIC, &srv->started);
 	fd = listen_unix(path);

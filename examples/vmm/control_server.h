@@ -13,12 +13,6 @@
 #define CONTROL_API_PREFIX "/api/v1/"
 #define CONTROL_BODY_MAX (64 * 1024)
 
-/* What vm.info reports that libvmm has no getter for. */
-struct control_vm_info {
-	uint32_t vcpus;
-	const char *cmdline; /* NULL: reported as "" */
-};
-
 struct control_server;
 
 /* Binds a UNIX socket at path (mode 0600; a stale socket nobody listens on is replaced)
@@ -26,8 +20,7 @@ struct control_server;
  * time on the server's thread, which calls the vmm API itself: pause, resume, stop and
  * get_state are any-thread calls, and snapshot is only ever made from that thread.
  * Returns 0 and *out, or -1 after printing why to stderr. */
-int control_server_start(struct vmm_vm *vm, const char *path,
-			 const struct control_vm_info *info, struct control_server **out);
+int control_server_start(struct vmm_vm *vm, const char *path, struct control_server **out);
 
 /* Stops accepting, lets requests in flight finish sending their response (so that the
  * answer to vm.shutdown reaches the client), stops the thread and removes the socket

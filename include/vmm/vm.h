@@ -88,6 +88,10 @@ VMM_EXPORT int vmm_vm_stop(struct vmm_vm *vm);
 /* Current state. Any thread. */
 VMM_EXPORT enum vmm_vm_state vmm_vm_get_state(const struct vmm_vm *vm);
 VMM_EXPORT const char *vmm_vm_state_name(enum vmm_vm_state st);
+/* The VM's shape as created (or restored, or received). Any thread. */
+VMM_EXPORT uint32_t vmm_vm_vcpus(const struct vmm_vm *vm);
+/* The guest command line; valid while the VM lives. Any thread. */
+VMM_EXPORT const char *vmm_vm_cmdline(const struct vmm_vm *vm);
 
 enum vmm_exit_reason {
 	VMM_EXIT_NONE = 0,
