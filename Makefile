@@ -1,7 +1,8 @@
 # The two commands the README starts with. Each installs missing Debian packages (as
 # root), configures and builds with CMake into build/, then runs.
 #   make demo    show the product working
-#   make check   the whole test suite, then again under ASan+UBSan
+#   make check   the whole test suite, then again under ASan+UBSan, then the threaded
+#                parts under TSan
 #   make install PREFIX=/some/dir
 #   make bench   benchmarks (figures, never pass/fail on time)
 
@@ -9,15 +10,16 @@ PREFIX ?= /usr/local
 JOBS ?= $(shell nproc)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES = gcc make cmake pkg-config python3 binutils \
 	liburing-dev libzstd-dev libxxhash-dev libprotobuf-c-dev protobuf-c-compiler libcmocka-dev \
-	qemu-system-x86 iproute2 valgrind \
+	qemu-system-x86 iproute2 valgrind cppcheck \
 	libmicrohttpd-dev libjson-c-dev libcurl4-openssl-dev curl
 
-.PHONY: all deps build check check-fast check-asan demo install bench clean
+.PHONY: all deps build check check-fast check-asan check-tsan demo install bench clean
 
 all: build
 
@@ -46,7 +48,15 @@ check-asan: deps
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j$(JOBS)
 
-check: check-fast check-asan
+# The threaded parts (vCPU threads, pause/resume, dirty rings, migration) under TSan.
+TSAN_TESTS = 'lifecycle|dirty|test_migrate$$|migrate_fail|ram_batch'
+check-tsan: deps
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVMM_SANITIZE=thread
+	cmake --build $(TSAN_BUILD) -j$(JOBS)
+	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+		ctest --output-on-failure -R $(TSAN_TESTS)
+
+check: check-fast check-asan check-tsan
 
 demo: build
 	@bash examples/demo.sh $(BUILD)
@@ -58,4 +68,4 @@ bench: build
 	@bash tests/bench/run.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

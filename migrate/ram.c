@@ -348,7 +348,7 @@ static int read_zstd(struct vmm__ram_rx *rx, struct vmm__xport *xp, const struct
 
 int vmm__ram_rx_apply(struct vmm__ram_rx *rx, struct vmm__xport *xp, uint32_t rec_len)
 {
-	struct vmm__batch_hdr bh;
+	struct vmm__batch_hdr bh = { 0 };
 	const uint8_t *bm;
 	XXH3_state_t hs;
 	size_t meta_len, raw;

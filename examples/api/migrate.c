@@ -49,7 +49,7 @@ static int destination(int lfd)
 {
 	struct vmm_receive_opts o;
 	struct vmm_vm *vm;
-	struct vmm_exit ex;
+	struct vmm_exit ex = { 0 };
 	int r;
 
 	vmm_receive_opts_init(&o);
