@@ -53,7 +53,7 @@ static int destination(int lfd)
 	int r;
 
 	vmm_receive_opts_init(&o);
-	static struct side dst = { "destination" };
+	static struct side dst = { .name = "destination" };
 
 	o.serial_out = on_serial;
 	o.serial_opaque = &dst;
@@ -91,7 +91,7 @@ int main(int argc, char **argv)
 	vmm_vm_config_init(&cfg);
 	cfg.mem_size = 256 << 20;
 	cfg.cmdline = argc > 2 ? argv[2] : "mem=64 gens=8";
-	static struct side src = { "source" };
+	static struct side src = { .name = "source" };
 
 	cfg.serial_out = on_serial;
 	cfg.serial_opaque = &src;
