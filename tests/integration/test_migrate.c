@@ -25,10 +25,10 @@ struct guest {
 };
 
 static const struct guest guests[] = {
-	{ "counter.elf", "count=60 interval=4000", "done", 32, 1, 11, 0 },
+	{ "counter.elf", "count=120 interval=5000", "done", 32, 1, 11, 0 },
 	{ "memcheck.elf", "mem=160 gens=30 rate=400", "memcheck done ok", 256, 1, 3, 0 },
-	{ "fpu.elf", "loops=100", "fpu ok", 32, 1, 3, 0 },
-	{ "timer.elf", "secs=6", "timer ok", 32, 1, 2, 0 },
+	{ "fpu.elf", "loops=1000", "fpu ok", 32, 1, 3, 0 },
+	{ "timer.elf", "secs=10", "timer ok", 32, 1, 2, 0 },
 	{ "smp.elf", "cpus=2 iters=300000000", "smp ok", 32, 2, 0, 400 },
 };
 
