@@ -11,6 +11,10 @@
 int cmd_run(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_snapshot_info(int argc, char **argv);
+/* vmm receive ADDR:PORT: wait for a live migration, then run the VM like vmm run. */
+int cmd_receive(int argc, char **argv);
+/* vmm migrate PATH HOST:PORT: the client of vm.migrate, with live progress. */
+int cmd_migrate(int argc, char **argv);
 /* The clients of a running vmm's control socket: pause, resume, status, shutdown, snapshot. */
 int cmd_control(const char *verb, int argc, char **argv);
 
@@ -22,6 +26,10 @@ int cli_run_foreground(struct vmm_vm *vm, const char *control_path);
 
 /* "512M", "2G", "4096K", or bytes. Returns 0 and *out, -1 on garbage. */
 int cli_parse_size(const char *s, uint64_t *out);
+/* "HOST:PORT", or "[V6]:PORT" for an IPv6 literal (an unbracketed one is refused as
+ * ambiguous), port 1..65535. Returns 0 with host (NUL-terminated) and *port, -1 on garbage
+ * or a host that does not fit hostlen. */
+int cli_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
 /* "512 B", "4.0 KiB", "1.5 GiB" into buf. */
 void cli_format_size(uint64_t bytes, char *buf, size_t len);
 /* Prints "vmm: what: message (detail)" to stderr and returns 1. */

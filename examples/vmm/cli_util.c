@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -26,6 +27,40 @@ int cli_parse_size(const char *s, uint64_t *out)
 	if (*end)
 		return -1;
 	*out = v;
+	return 0;
+}
+
+int cli_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
+{
+	const char *h = s, *colon, *d;
+	unsigned long p = 0;
+	size_t hlen;
+
+	if (*s == '[') {
+		const char *close = strchr(s, ']');
+
+		if (!close || close[1] != ':')
+			return -1;
+		h = s + 1;
+		hlen = (size_t)(close - h);
+		colon = close + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || memchr(s, ':', (size_t)(colon - s)))
+			return -1;
+		hlen = (size_t)(colon - s);
+	}
+	if (!hlen || hlen >= hostlen || !colon[1])
+		return -1;
+	for (d = colon + 1; *d; d++) {
+		if (*d < '0' || *d > '9' || (p = p * 10 + (unsigned long)(*d - '0')) > 65535)
+			return -1;
+	}
+	if (!p)
+		return -1;
+	memcpy(host, h, hlen);
+	host[hlen] = 0;
+	*port = (uint16_t)p;
 	return 0;
 }
 

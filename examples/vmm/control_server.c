@@ -1,6 +1,7 @@
 /* The control API server of `vmm run --control PATH`: a routing table of endpoints, each a
  * short handler that calls one libvmm function and turns its result into an HTTP status
- * and a JSON body. libmicrohttpd does the HTTP, json-c the JSON. */
+ * and a JSON body. libmicrohttpd does the HTTP, json-c the JSON; a migration runs on a
+ * worker thread of its own (control_migrate.c). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 
 #include <microhttpd.h>
 
+#include "control_migrate.h"
 #include "control_server.h"
 
 /* How long control_server_stop() lets a finished handler's response reach its client. */
@@ -23,6 +25,7 @@
 struct control_server {
 	struct MHD_Daemon *mhd;
 	struct vmm_vm *vm;
+	struct control_migration *mig;
 	char *path;
 	uint64_t mem_size;    /* read once here: mem_size is not on vm.h's any-thread list */
 	struct timespec started;
@@ -66,6 +69,12 @@ static void handle_snapshot(struct control_server *srv, struct json_object *body
 			    struct reply *rep);
 static void handle_shutdown(struct control_server *srv, struct json_object *body,
 			    struct reply *rep);
+static void handle_migrate(struct control_server *srv, struct json_object *body,
+			   struct reply *rep);
+static void handle_migration(struct control_server *srv, struct json_object *body,
+			     struct reply *rep);
+static void handle_migrate_cancel(struct control_server *srv, struct json_object *body,
+				  struct reply *rep);
 
 static const struct route routes[] = {
 	{ "vm.info", MHD_HTTP_METHOD_GET, 0, handle_info },
@@ -73,6 +82,9 @@ static const struct route routes[] = {
 	{ "vm.resume", MHD_HTTP_METHOD_PUT, 0, handle_resume },
 	{ "vm.snapshot", MHD_HTTP_METHOD_PUT, ROUTE_BODY, handle_snapshot },
 	{ "vm.shutdown", MHD_HTTP_METHOD_PUT, 0, handle_shutdown },
+	{ "vm.migrate", MHD_HTTP_METHOD_PUT, ROUTE_BODY, handle_migrate },
+	{ "vm.migration", MHD_HTTP_METHOD_GET, 0, handle_migration },
+	{ "vm.migrate-cancel", MHD_HTTP_METHOD_PUT, 0, handle_migrate_cancel },
 };
 
 /* --- replies */
@@ -174,22 +186,80 @@ static void handle_info(struct control_server *srv, struct json_object *body, st
 	json_object_object_add(rep->json, "version", json_object_new_string(version));
 }
 
+/* While a migration runs the VM is its thread's, and once it has moved it must stay
+ * paused: 409 for pause, resume and snapshot. */
+static int migration_conflict(struct control_server *srv, struct reply *rep)
+{
+	const char *why = control_migrate_busy(srv->mig);
+
+	if (!why)
+		return 0;
+	reply_error(rep, MHD_HTTP_CONFLICT, vmm_err_name(VMM_ESTATE), vmm_strerror(VMM_ESTATE),
+		    "%s", why);
+	return 1;
+}
+
 static void handle_pause(struct control_server *srv, struct json_object *body, struct reply *rep)
 {
-	reply_vmm(rep, vmm_vm_pause(srv->vm));
+	if (!migration_conflict(srv, rep))
+		reply_vmm(rep, vmm_vm_pause(srv->vm));
 }
 
 static void handle_resume(struct control_server *srv, struct json_object *body, struct reply *rep)
 {
-	reply_vmm(rep, vmm_vm_resume(srv->vm));
+	if (!migration_conflict(srv, rep))
+		reply_vmm(rep, vmm_vm_resume(srv->vm));
 }
 
 /* The response is sent after vmm_vm_stop(): the main thread, woken from vmm_vm_wait(),
- * lets it finish in control_server_stop() before the process exits. */
+ * lets it finish in control_server_stop() before the process exits. A migration in
+ * progress is canceled first, so that the VM stays here and stops. */
 static void handle_shutdown(struct control_server *srv, struct json_object *body,
 			    struct reply *rep)
 {
+	control_migrate_cancel(srv->mig);
 	reply_vmm(rep, vmm_vm_stop(srv->vm));
+}
+
+/* 202 at once: the migration runs on, GET vm.migration follows it. */
+static void handle_migrate(struct control_server *srv, struct json_object *body,
+			   struct reply *rep)
+{
+	struct control_migrate_req req;
+	char why[400];
+	int r;
+
+	if (control_migrate_parse(body, &req, why, sizeof(why))) {
+		reply_error(rep, MHD_HTTP_BAD_REQUEST, vmm_err_name(VMM_EINVAL),
+			    vmm_strerror(VMM_EINVAL), "%s", why);
+		return;
+	}
+	r = control_migrate_start(srv->mig, &req, why, sizeof(why));
+	if (r) {
+		reply_error(rep, http_status(r), vmm_err_name(r), vmm_strerror(r), "%s", why);
+		return;
+	}
+	rep->status = MHD_HTTP_ACCEPTED;
+	rep->json = control_migrate_status(srv->mig, 0);
+}
+
+static void handle_migration(struct control_server *srv, struct json_object *body,
+			     struct reply *rep)
+{
+	rep->status = MHD_HTTP_OK;
+	rep->json = control_migrate_status(srv->mig, 1);
+}
+
+static void handle_migrate_cancel(struct control_server *srv, struct json_object *body,
+				  struct reply *rep)
+{
+	if (control_migrate_cancel(srv->mig)) {
+		reply_error(rep, MHD_HTTP_CONFLICT, vmm_err_name(VMM_ESTATE),
+			    vmm_strerror(VMM_ESTATE), "no migration in progress");
+		return;
+	}
+	rep->status = MHD_HTTP_ACCEPTED;
+	rep->json = control_migrate_status(srv->mig, 0);
 }
 
 static int json_flag(struct json_object *v, const char *key, uint32_t flag, uint32_t *flags,
@@ -271,7 +341,7 @@ static void handle_snapshot(struct control_server *srv, struct json_object *body
 	int r;
 
 	vmm_snapshot_opts_init(&opts);
-	if (parse_snapshot_body(body, &opts, &path, rep))
+	if (parse_snapshot_body(body, &opts, &path, rep) || migration_conflict(srv, rep))
 		return;
 	memset(&stats, 0, sizeof(stats));
 	r = vmm_snapshot_save(srv->vm, path, &opts, &stats);
@@ -283,7 +353,7 @@ static void handle_snapshot(struct control_server *srv, struct json_object *body
 	rep->json = control_json_snapshot_stats(&stats);
 }
 
-static struct json_object *json_ms(uint64_t ns)
+struct json_object *control_json_ms(uint64_t ns)
 {
 	char s[32];
 
@@ -295,8 +365,8 @@ struct json_object *control_json_snapshot_stats(const struct vmm_snapshot_stats 
 {
 	struct json_object *o = json_object_new_object();
 
-	json_object_object_add(o, "total_ms", json_ms(st->total_ns));
-	json_object_object_add(o, "pause_ms", json_ms(st->pause_ns));
+	json_object_object_add(o, "total_ms", control_json_ms(st->total_ns));
+	json_object_object_add(o, "pause_ms", control_json_ms(st->pause_ns));
 	json_object_object_add(o, "file_bytes", json_object_new_uint64(st->file_bytes));
 	json_object_object_add(o, "ram_bytes", json_object_new_uint64(st->ram_bytes));
 	json_object_object_add(o, "pages_written", json_object_new_uint64(st->pages_written));
@@ -519,6 +589,7 @@ fail:
 
 static void server_free(struct control_server *srv)
 {
+	control_migration_free(srv->mig); /* joins the worker */
 	pthread_cond_destroy(&srv->idle);
 	pthread_mutex_destroy(&srv->lock);
 	free(srv->path);
@@ -540,6 +611,12 @@ int control_server_start(struct vmm_vm *vm, const char *path, struct control_ser
 	pthread_cond_init(&srv->idle, NULL);
 	srv->vm = vm;
 	srv->mem_size = vmm_vm_mem_size(vm);
+	srv->mig = control_migration_new(vm);
+	if (!srv->mig) {
+		fprintf(stderr, "vmm: control socket: out of memory\n");
+		server_free(srv);
+		return -1;
+	}
 	clock_gettime(CLOCK_MONOTONIC, &srv->started);
 	fd = listen_unix(path);
 	if (fd < 0) {
@@ -574,6 +651,9 @@ void control_server_stop(struct control_server *srv)
 
 	if (!srv)
 		return;
+	/* A migration still running is canceled (its worker is joined in server_free());
+	 * one that has completed stops waiting for a client to read its result. */
+	control_migration_close(srv->mig);
 	fd = MHD_quiesce_daemon(srv->mhd);
 	/* A handler still running (a snapshot with "stop" stops the VM before it returns) is
 	 * waited for however long it takes; after that, its response gets DRAIN_SEC to reach

@@ -18,17 +18,24 @@ struct control_server;
 /* Binds a UNIX socket at path (mode 0600; a stale socket nobody listens on is replaced)
  * and serves the API for vm until control_server_stop(). Requests are handled one at a
  * time on the server's thread, which calls the vmm API itself: pause, resume, stop and
- * get_state are any-thread calls, and snapshot is only ever made from that thread.
+ * get_state are any-thread calls, and snapshot is only ever made from that thread. A
+ * migration (vm.migrate) runs on a worker thread of the server's; while it does, pause,
+ * resume and snapshot are refused (409). Once it has completed, the worker stops the VM
+ * (see control_migrate.h), so the vmm exits 0.
  * Returns 0 and *out, or -1 after printing why to stderr. */
 int control_server_start(struct vmm_vm *vm, const char *path, struct control_server **out);
 
-/* Stops accepting, lets requests in flight finish sending their response (so that the
- * answer to vm.shutdown reaches the client), stops the thread and removes the socket
- * file. The VM may be destroyed afterwards, not before. NULL is a no-op. */
+/* Stops accepting, cancels a migration in progress, lets requests in flight finish sending
+ * their response (so that the answer to vm.shutdown reaches the client), stops and joins
+ * the threads and removes the socket file. The VM may be destroyed afterwards, not
+ * before. NULL is a no-op. */
 void control_server_stop(struct control_server *srv);
 
 /* The JSON encoding of snapshot statistics, shared by every endpoint that reports them
- * (vm.snapshot; vm.migrate reports the same figures). Returns a new object. */
+ * (vm.snapshot; vm.migration has figures of its own, control_migrate.c). Returns a new
+ * object. */
 struct json_object *control_json_snapshot_stats(const struct vmm_snapshot_stats *st);
+/* A duration in ns as a JSON number of milliseconds with 3 decimals. */
+struct json_object *control_json_ms(uint64_t ns);
 
 #endif

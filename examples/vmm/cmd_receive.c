@@ -1,0 +1,66 @@
+/* vmm receive ADDR:PORT: wait for one live migration (from `vmm migrate`), then run the
+ * VM that arrived in the foreground exactly like vmm run (guest serial on stdout, exit
+ * with the guest's status, optional control socket). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli.h"
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: vmm receive [--control PATH] [--timeout-ms N] ADDR:PORT\n");
+	return 2;
+}
+
+int cmd_receive(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "control", required_argument, NULL, 'C' },
+		{ "timeout-ms", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct vmm_receive_opts ro;
+	const char *control = NULL;
+	char host[256], *end;
+	struct vmm_vm *vm;
+	uint16_t port;
+	long ms;
+	int c, r;
+
+	vmm_receive_opts_init(&ro);
+	ro.serial_out = cli_serial_stdout;
+	ro.log = cli_log_stderr;
+	/* cli_run_foreground() starts it, as it does a booted or restored VM. */
+	ro.no_start = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'C':
+			control = optarg;
+			break;
+		case 't':
+			ms = strtol(optarg, &end, 10);
+			if (*end || end == optarg || ms < 1 || ms > 3600000) {
+				fprintf(stderr, "vmm: bad --timeout-ms '%s' (1..3600000)\n", optarg);
+				return 2;
+			}
+			ro.timeout_ms = (int)ms;
+			break;
+		default:
+			return usage();
+		}
+	}
+	if (optind != argc - 1)
+		return usage();
+	if (cli_parse_hostport(argv[optind], host, sizeof(host), &port)) {
+		fprintf(stderr, "vmm: bad address '%s' (ADDR:PORT, [ADDR]:PORT for IPv6)\n",
+			argv[optind]);
+		return 2;
+	}
+	/* Scripts wait for this line before they start the migration. */
+	fprintf(stderr, "vmm: receiving on %s\n", argv[optind]);
+	r = vmm_migrate_receive_at(host, port, &ro, &vm);
+	if (r)
+		return cli_fail("receive", r);
+	return cli_run_foreground(vm, control);
+}
