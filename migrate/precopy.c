@@ -6,6 +6,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,33 @@ int vmm_vm_migrated(const struct vmm_vm *vm)
 	m = vm->migrated;
 	pthread_mutex_unlock((pthread_mutex_t *)&vm->lock);
 	return m;
+}
+
+/* A peer that is gone makes the next write on its socket raise SIGPIPE, whose default
+ * action ends the process, and io_uring's writev has no MSG_NOSIGNAL. So a migration
+ * blocks SIGPIPE on its thread for its duration (the connection threads it starts inherit
+ * the mask; io_uring completes socket writes on the submitting thread) and discards what
+ * was raised before restoring the mask: the write itself fails with EPIPE, VMM_EPEER. */
+static void sigpipe_block(sigset_t *old)
+{
+	sigset_t s;
+
+	sigemptyset(&s);
+	sigaddset(&s, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &s, old);
+}
+
+static void sigpipe_restore(const sigset_t *old)
+{
+	static const struct timespec zero;
+	sigset_t s;
+
+	sigemptyset(&s);
+	sigaddset(&s, SIGPIPE);
+	if (!sigismember(old, SIGPIPE))
+		while (sigtimedwait(&s, NULL, &zero) == SIGPIPE)
+			;
+	pthread_sigmask(SIG_SETMASK, old, NULL);
 }
 
 /* ---- RAM rounds */
@@ -329,6 +357,12 @@ static int stop_and_copy(struct sender *s)
 			return r;
 		s->paused = 1;
 	}
+	/* The guest may have exited during pre-copy (the VM is STOPPED, not PAUSED). Sending
+	 * it anyway would make the destination start vCPUs past the guest's exit, where it
+	 * hangs, while the exit itself is reported nowhere: fail instead and leave the
+	 * caller its stopped VM, whose vmm_vm_wait() still tells how the guest ended. */
+	if (vmm_vm_get_state(s->vm) != VMM_VM_PAUSED)
+		return vmm__err(VMM_ESTATE, "migrate: the VM stopped during pre-copy");
 	s->t_pause = now_ns();
 	vmm__vm_set_throttle(s->vm, 0);
 	/* The guest cannot write now: one more sync catches what the last round missed. */
@@ -476,6 +510,7 @@ int vmm_migrate_send(struct vmm_vm *vm, const int *fds, unsigned nfds,
 {
 	struct sender *s;
 	enum vmm_vm_state st;
+	sigset_t sigmask;
 	int r;
 
 	if (!vm || !fds)
@@ -491,6 +526,7 @@ int vmm_migrate_send(struct vmm_vm *vm, const int *fds, unsigned nfds,
 		}
 		memcpy(&s->o, opts, sizeof(s->o) < opts->size ? sizeof(s->o) : opts->size);
 	}
+	sigpipe_block(&sigmask);
 	s->n = s->o.connections;
 	pthread_mutex_init(&s->clear_lock, NULL);
 	s->t0 = now_ns();
@@ -529,6 +565,7 @@ int vmm_migrate_send(struct vmm_vm *vm, const int *fds, unsigned nfds,
 		*stats = s->st;
 	teardown(s);
 	free(s);
+	sigpipe_restore(&sigmask);
 	return r;
 }
 

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,33 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* A peer that is gone makes the next write on its socket raise SIGPIPE, whose default
+ * action ends the process, and io_uring's writev has no MSG_NOSIGNAL. So a migration
+ * blocks SIGPIPE on its thread for its duration (the connection threads it starts inherit
+ * the mask; io_uring completes socket writes on the submitting thread) and discards what
+ * was raised before restoring the mask: the write itself fails with EPIPE, VMM_EPEER. */
+static void sigpipe_block(sigset_t *old)
+{
+	sigset_t s;
+
+	sigemptyset(&s);
+	sigaddset(&s, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &s, old);
+}
+
+static void sigpipe_restore(const sigset_t *old)
+{
+	static const struct timespec zero;
+	sigset_t s;
+
+	sigemptyset(&s);
+	sigaddset(&s, SIGPIPE);
+	if (!sigismember(old, SIGPIPE))
+		while (sigtimedwait(&s, NULL, &zero) == SIGPIPE)
+			;
+	pthread_sigmask(SIG_SETMASK, old, NULL);
 }
 
 static int conn_open(struct receiver *rv, struct rconn *c, int fd)
@@ -321,6 +349,7 @@ int vmm_migrate_receive(int lfd, const struct vmm_receive_opts *opts, struct vmm
 {
 	struct receiver *rv;
 	Vmm__Stream__Hello *h = NULL;
+	sigset_t sigmask;
 	int fd0 = -1, r;
 
 	if (!out)
@@ -332,6 +361,7 @@ int vmm_migrate_receive(int lfd, const struct vmm_receive_opts *opts, struct vmm
 	vmm_receive_opts_init(&rv->o);
 	if (opts)
 		memcpy(&rv->o, opts, sizeof(rv->o) < opts->size ? sizeof(rv->o) : opts->size);
+	sigpipe_block(&sigmask);
 	r = accept_one(lfd, -1, &fd0);
 	if (!r)
 		r = conn_open(rv, &rv->c[0], fd0);
@@ -348,8 +378,18 @@ int vmm_migrate_receive(int lfd, const struct vmm_receive_opts *opts, struct vmm
 		r = receive_state(rv);
 	if (!r && !rv->o.no_start)
 		r = vmm_vm_start(rv->vm);
-	if (r && rv->c[0].xp && r != VMM_EPEER)
-		vmm__stream_send_error(rv->c[0].xp, r, vmm_last_error());
+	if (r && rv->c[0].xp && r != VMM_EPEER) {
+		char why[512];
+
+		/* rv->abort is every connection's cancel flag and a failed RAM phase has set it:
+		 * clear it (the connection threads are joined by now) or the error record is
+		 * refused as "canceled" and never reaches the source. Keep the cause as this
+		 * thread's detail, not the outcome of this courtesy write. */
+		snprintf(why, sizeof(why), "%s", vmm_last_error());
+		__atomic_store_n(&rv->abort, 0, __ATOMIC_RELEASE);
+		vmm__stream_send_error(rv->c[0].xp, r, why);
+		vmm__err(r, "%s", why);
+	}
 	for (unsigned i = 0; i < VMM_MIGRATE_MAX_CONNS; i++) {
 		vmm__ram_rx_free(rv->c[i].rx);
 		vmm__xport_free(rv->c[i].xp);
@@ -363,6 +403,7 @@ int vmm_migrate_receive(int lfd, const struct vmm_receive_opts *opts, struct vmm
 	else
 		*out = rv->vm;
 	free(rv);
+	sigpipe_restore(&sigmask);
 	return r;
 }
 

@@ -1,7 +1,6 @@
-/* Live-migration failure injection: a destination that refuses, vanishes, falls silent, is
- * killed or talks garbage at each phase of the exchange, a hostile source feeding a real
- * receiver, and cancel. Until the destination commits, the source VM must run on as if
- * nothing happened: its guest's self-check passes and a retry of the migration succeeds. */
+/* Live-migration failure injection: destinations that refuse, vanish, fall silent, die or talk
+ * garbage at each phase, a hostile source against a real receiver, and cancel. Before commit the
+ * source VM must run on untouched, its guest's self-check pass, and a retry succeed. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
