@@ -6,7 +6,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,33 +89,6 @@ int vmm_vm_migrated(const struct vmm_vm *vm)
 	m = vm->migrated;
 	pthread_mutex_unlock((pthread_mutex_t *)&vm->lock);
 	return m;
-}
-
-/* A peer that is gone makes the next write on its socket raise SIGPIPE, whose default
- * action ends the process, and io_uring's writev has no MSG_NOSIGNAL. So a migration
- * blocks SIGPIPE on its thread for its duration (the connection threads it starts inherit
- * the mask; io_uring completes socket writes on the submitting thread) and discards what
- * was raised before restoring the mask: the write itself fails with EPIPE, VMM_EPEER. */
-static void sigpipe_block(sigset_t *old)
-{
-	sigset_t s;
-
-	sigemptyset(&s);
-	sigaddset(&s, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &s, old);
-}
-
-static void sigpipe_restore(const sigset_t *old)
-{
-	static const struct timespec zero;
-	sigset_t s;
-
-	sigemptyset(&s);
-	sigaddset(&s, SIGPIPE);
-	if (!sigismember(old, SIGPIPE))
-		while (sigtimedwait(&s, NULL, &zero) == SIGPIPE)
-			;
-	pthread_sigmask(SIG_SETMASK, old, NULL);
 }
 
 /* ---- RAM rounds */
@@ -285,6 +257,11 @@ static int precopy_round(struct sender *s, uint32_t round, int *done)
 	r = send_round_marker(s, round, vmm__bitmap_weight(s->pages, s->npages), 0);
 	if (!r)
 		r = send_round_pages(s);
+	/* Until the peer has it: otherwise the round's time is the time to fill socket
+	 * buffers, the bandwidth looks higher than the link and the downtime estimate lies
+	 * (and what is still queued would be paid for in the pause). */
+	for (unsigned i = 0; i < s->n && !r; i++)
+		r = vmm__xport_wait_sent(s->c[i].xp);
 	if (!r)
 		r = cancelled(s);
 	if (r)
@@ -505,12 +482,25 @@ static int migrate(struct sender *s)
 	return r;
 }
 
-int vmm_migrate_send(struct vmm_vm *vm, const int *fds, unsigned nfds,
-		     const struct vmm_migrate_opts *opts, struct vmm_migrate_stats *stats)
+/* Tells the destination why, briefly: a dead or stalled peer must not hold up the
+ * source's recovery, and the first cause stays the one reported. */
+static void notify_failure(struct sender *s, int r)
+{
+	char cause[512];
+
+	if (!s->c[0].xp || r == VMM_EPEER || r == VMM_EREFUSED)
+		return;
+	snprintf(cause, sizeof(cause), "%s", vmm_last_error());
+	vmm__xport_set_opts(s->c[0].xp, 500, NULL);
+	vmm__stream_send_error(s->c[0].xp, r, cause);
+	vmm__err(r, "%s", cause);
+}
+
+static int send_fds(struct vmm_vm *vm, const int *fds, unsigned nfds,
+		    const struct vmm_migrate_opts *opts, struct vmm_migrate_stats *stats)
 {
 	struct sender *s;
 	enum vmm_vm_state st;
-	sigset_t sigmask;
 	int r;
 
 	if (!vm || !fds)
@@ -526,7 +516,6 @@ int vmm_migrate_send(struct vmm_vm *vm, const int *fds, unsigned nfds,
 		}
 		memcpy(&s->o, opts, sizeof(s->o) < opts->size ? sizeof(s->o) : opts->size);
 	}
-	sigpipe_block(&sigmask);
 	s->n = s->o.connections;
 	pthread_mutex_init(&s->clear_lock, NULL);
 	s->t0 = now_ns();
@@ -538,7 +527,6 @@ int vmm_migrate_send(struct vmm_vm *vm, const int *fds, unsigned nfds,
 		r = vmm__err(VMM_ESTATE, "migrate: the VM is %s", vmm_vm_state_name(st));
 	else
 		r = 0;
-	__atomic_store_n(&vm->migrate_cancel, 0, __ATOMIC_RELEASE);
 	if (!r)
 		r = setup(s, vm, fds);
 	if (!r)
@@ -552,8 +540,7 @@ int vmm_migrate_send(struct vmm_vm *vm, const int *fds, unsigned nfds,
 		pthread_mutex_unlock(&vm->lock);
 	} else {
 		/* Tell the destination why, if it still listens, and run on as before. */
-		if (s->c[0].xp && r != VMM_EPEER && r != VMM_EREFUSED)
-			vmm__stream_send_error(s->c[0].xp, r, vmm_last_error());
+		notify_failure(s, r);
 		if (s->paused)
 			vmm_vm_resume(vm);
 	}
@@ -565,8 +552,15 @@ int vmm_migrate_send(struct vmm_vm *vm, const int *fds, unsigned nfds,
 		*stats = s->st;
 	teardown(s);
 	free(s);
-	sigpipe_restore(&sigmask);
 	return r;
+}
+
+int vmm_migrate_send(struct vmm_vm *vm, const int *fds, unsigned nfds,
+		     const struct vmm_migrate_opts *opts, struct vmm_migrate_stats *stats)
+{
+	if (vm)
+		__atomic_store_n(&vm->migrate_cancel, 0, __ATOMIC_RELEASE);
+	return send_fds(vm, fds, nfds, opts, stats);
 }
 
 /* ---- connecting */
@@ -618,16 +612,20 @@ int vmm_migrate_send_to(struct vmm_vm *vm, const char *host, uint16_t port,
 	vmm_migrate_opts_init(&o);
 	if (opts)
 		memcpy(&o, opts, sizeof(o) < opts->size ? sizeof(o) : opts->size);
-	if (!host || o.connections < 1 || o.connections > VMM_MIGRATE_MAX_CONNS)
+	if (!vm || !host || o.connections < 1 || o.connections > VMM_MIGRATE_MAX_CONNS)
 		return vmm__err(VMM_EINVAL, "host or connection count");
+	/* Cleared before connecting, so a cancel during the connect is not lost. */
+	__atomic_store_n(&vm->migrate_cancel, 0, __ATOMIC_RELEASE);
 	/* The control connection first: the destination accepts the rest after its hello
 	 * reply, but the kernel's backlog holds them until then. */
 	for (; n < o.connections && !r; n++)
 		r = dial(host, port, o.timeout_ms, &fds[n]);
 	if (r)
 		n--;
+	if (!r && __atomic_load_n(&vm->migrate_cancel, __ATOMIC_ACQUIRE))
+		r = vmm__err(VMM_ECANCELED, "migration canceled");
 	if (!r)
-		r = vmm_migrate_send(vm, fds, n, &o, stats);
+		r = send_fds(vm, fds, n, &o, stats);
 	for (unsigned i = 0; i < n; i++)
 		close(fds[i]);
 	return r;

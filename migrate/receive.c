@@ -8,7 +8,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,33 +60,6 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* A peer that is gone makes the next write on its socket raise SIGPIPE, whose default
- * action ends the process, and io_uring's writev has no MSG_NOSIGNAL. So a migration
- * blocks SIGPIPE on its thread for its duration (the connection threads it starts inherit
- * the mask; io_uring completes socket writes on the submitting thread) and discards what
- * was raised before restoring the mask: the write itself fails with EPIPE, VMM_EPEER. */
-static void sigpipe_block(sigset_t *old)
-{
-	sigset_t s;
-
-	sigemptyset(&s);
-	sigaddset(&s, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &s, old);
-}
-
-static void sigpipe_restore(const sigset_t *old)
-{
-	static const struct timespec zero;
-	sigset_t s;
-
-	sigemptyset(&s);
-	sigaddset(&s, SIGPIPE);
-	if (!sigismember(old, SIGPIPE))
-		while (sigtimedwait(&s, NULL, &zero) == SIGPIPE)
-			;
-	pthread_sigmask(SIG_SETMASK, old, NULL);
 }
 
 static int conn_open(struct receiver *rv, struct rconn *c, int fd)
@@ -349,7 +321,6 @@ int vmm_migrate_receive(int lfd, const struct vmm_receive_opts *opts, struct vmm
 {
 	struct receiver *rv;
 	Vmm__Stream__Hello *h = NULL;
-	sigset_t sigmask;
 	int fd0 = -1, r;
 
 	if (!out)
@@ -361,7 +332,6 @@ int vmm_migrate_receive(int lfd, const struct vmm_receive_opts *opts, struct vmm
 	vmm_receive_opts_init(&rv->o);
 	if (opts)
 		memcpy(&rv->o, opts, sizeof(rv->o) < opts->size ? sizeof(rv->o) : opts->size);
-	sigpipe_block(&sigmask);
 	r = accept_one(lfd, -1, &fd0);
 	if (!r)
 		r = conn_open(rv, &rv->c[0], fd0);
@@ -403,7 +373,6 @@ int vmm_migrate_receive(int lfd, const struct vmm_receive_opts *opts, struct vmm
 	else
 		*out = rv->vm;
 	free(rv);
-	sigpipe_restore(&sigmask);
 	return r;
 }
 

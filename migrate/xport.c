@@ -3,7 +3,10 @@
 #include <liburing.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "error_internal.h"
 #include "xport.h"
@@ -370,4 +373,32 @@ int vmm__xport_drain(struct vmm__xport *xp)
 	r = xp->deferred_err;
 	xp->deferred_err = 0;
 	return r;
+}
+
+int vmm__xport_wait_sent(struct vmm__xport *xp)
+{
+	struct timespec ms = { 0, 1000000 };
+	int waited_us = 0, queued;
+
+	if (xp->opts.is_file)
+		return 0;
+	for (;;) {
+		if (ioctl(xp->fd, SIOCOUTQ, &queued) < 0)
+			return vmm__err_sys(VMM_EIO, "SIOCOUTQ");
+		if (!queued)
+			return 0;
+		if (canceled(xp))
+			return vmm__err(VMM_ECANCELED, "write: canceled");
+		if (xp->opts.timeout_ms > 0 && waited_us / 1000 >= xp->opts.timeout_ms)
+			return vmm__err(VMM_ETIMEDOUT, "write: %d bytes unacknowledged after %d ms",
+					queued, xp->opts.timeout_ms);
+		nanosleep(&ms, NULL);
+		waited_us += 1000;
+	}
+}
+
+void vmm__xport_set_opts(struct vmm__xport *xp, int timeout_ms, const int *cancel)
+{
+	xp->opts.timeout_ms = timeout_ms;
+	xp->opts.cancel = cancel;
 }

@@ -45,6 +45,15 @@ int vmm__xport_pwritev_queued(struct vmm__xport *xp, uint64_t off, const struct 
 /* Waits for every queued write. */
 int vmm__xport_drain(struct vmm__xport *xp);
 
+/* Sockets: waits until the peer has acknowledged everything written (the kernel's send
+ * queue is empty), so that time measured includes the link and not just the buffer.
+ * Files: returns at once. Honours the timeout and the cancel flag. */
+int vmm__xport_wait_sent(struct vmm__xport *xp);
+
+/* Changes the timeout and cancel flag, e.g. to send a last error record briefly after
+ * a cancel. */
+void vmm__xport_set_opts(struct vmm__xport *xp, int timeout_ms, const int *cancel);
+
 /* Bytes moved so far (both directions). */
 uint64_t vmm__xport_bytes(const struct vmm__xport *xp);
 
