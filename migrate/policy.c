@@ -16,10 +16,10 @@ uint64_t vmm__policy_expected_downtime(const struct vmm__round_measure *m)
 	double bw = vmm__policy_bandwidth(m);
 
 	if (!m->remaining_bytes)
-		return 0;
+		return m->fixed_ns;
 	if (bw <= 0)
 		return UINT64_MAX;
-	return (uint64_t)((double)m->remaining_bytes / bw * 1e9);
+	return (uint64_t)((double)m->remaining_bytes / bw * 1e9) + m->fixed_ns;
 }
 
 int vmm__policy_should_stop(uint64_t expected_downtime_ns, uint64_t limit_ns, uint32_t round,

@@ -10,13 +10,15 @@ struct vmm__round_measure {
 	uint64_t duration_ns;     /* time the round's sending took */
 	uint64_t elapsed_ns;      /* round start to the dirty sync after it */
 	uint64_t remaining_bytes; /* dirty after the round */
+	uint64_t fixed_ns;        /* what stop-and-copy costs beyond its pages: the
+				   * COMPLETE -> COMMITTED round trip */
 };
 
 /* Bandwidth in bytes/s (0 if nothing was measured). */
 double vmm__policy_bandwidth(const struct vmm__round_measure *m);
 /* Bytes/s the guest dirtied during the round. */
 double vmm__policy_dirty_rate(const struct vmm__round_measure *m);
-/* remaining / bandwidth, in ns; UINT64_MAX without a bandwidth. */
+/* remaining / bandwidth + fixed, in ns; UINT64_MAX without a bandwidth. */
 uint64_t vmm__policy_expected_downtime(const struct vmm__round_measure *m);
 
 /* 1 when pre-copy should stop and copy the rest with the guest paused: the expected

@@ -277,6 +277,7 @@ static int precopy_round(struct sender *s, uint32_t round, int *done)
 		.duration_ns = t_end - s->round_t0,
 		.elapsed_ns = now_ns() - s->round_t0,
 		.remaining_bytes = vmm__bitmap_weight(s->pages, s->npages) * VMM_PAGE_SIZE,
+		.fixed_ns = vmm__xport_rtt_ns(s->c[0].xp),
 	};
 	rd.duration_ns = m.duration_ns;
 	rd.bandwidth_mbps = vmm__policy_bandwidth(&m) / 1e6;

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -401,4 +403,14 @@ void vmm__xport_set_opts(struct vmm__xport *xp, int timeout_ms, const int *cance
 {
 	xp->opts.timeout_ms = timeout_ms;
 	xp->opts.cancel = cancel;
+}
+
+uint64_t vmm__xport_rtt_ns(const struct vmm__xport *xp)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	if (xp->opts.is_file || getsockopt(xp->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+		return 0;
+	return (uint64_t)ti.tcpi_rtt * 1000;
 }

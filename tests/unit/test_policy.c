@@ -11,7 +11,11 @@ static void measures(void **state)
 	assert_true(vmm__policy_bandwidth(&m) == 2e9);     /* 1 GB in 0.5 s */
 	assert_true(vmm__policy_dirty_rate(&m) == 2e7);    /* 20 MB dirtied in 1 s */
 	assert_int_equal(vmm__policy_expected_downtime(&m), 10000000); /* 20 MB at 2 GB/s */
+	m.fixed_ns = 300000; /* a round trip */
+	assert_int_equal(vmm__policy_expected_downtime(&m), 10300000);
 	m.remaining_bytes = 0;
+	assert_int_equal(vmm__policy_expected_downtime(&m), 300000);
+	m.fixed_ns = 0;
 	assert_int_equal(vmm__policy_expected_downtime(&m), 0);
 	m.remaining_bytes = 4096;
 	m.duration_ns = 0; /* nothing measured: no estimate */
