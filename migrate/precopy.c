@@ -16,6 +16,7 @@
 
 #include "bitmap.h"
 #include "dirty.h"
+#include "clock.h"
 #include "error_internal.h"
 #include "memory.h"
 #include "policy.h"
@@ -53,14 +54,6 @@ struct sender {
 	uint64_t t0, t_pause, round_t0;
 	uint8_t session[16];
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 void vmm_migrate_opts_init(struct vmm_migrate_opts *o)
 {
@@ -110,7 +103,7 @@ static void rate_limit(struct conn *c, uint64_t sent)
 
 	if (!limit)
 		return;
-	elapsed = now_ns() - s->round_t0;
+	elapsed = vmm__now_ns() - s->round_t0;
 	due = (uint64_t)((double)sent * 1e9 / (double)limit);
 	if (due > elapsed) {
 		struct timespec ts = { (time_t)((due - elapsed) / 1000000000ull),
@@ -252,7 +245,7 @@ static int precopy_round(struct sender *s, uint32_t round, int *done)
 	int r;
 
 	snapshot_tx_stats(s, before);
-	s->round_t0 = now_ns();
+	s->round_t0 = vmm__now_ns();
 	rd.throttle_pct = s->vm->throttle_pct;
 	r = send_round_marker(s, round, vmm__bitmap_weight(s->pages, s->npages), 0);
 	if (!r)
@@ -266,7 +259,7 @@ static int precopy_round(struct sender *s, uint32_t round, int *done)
 		r = cancelled(s);
 	if (r)
 		return r;
-	t_end = now_ns();
+	t_end = vmm__now_ns();
 	memset(s->pages, 0, words * 8);
 	r = vmm__dirty_sync(s->vm, s->pages);
 	if (r)
@@ -275,7 +268,7 @@ static int precopy_round(struct sender *s, uint32_t round, int *done)
 	m = (struct vmm__round_measure){
 		.wire_bytes = rd.wire_bytes,
 		.duration_ns = t_end - s->round_t0,
-		.elapsed_ns = now_ns() - s->round_t0,
+		.elapsed_ns = vmm__now_ns() - s->round_t0,
 		.remaining_bytes = vmm__bitmap_weight(s->pages, s->npages) * VMM_PAGE_SIZE,
 		.fixed_ns = vmm__xport_rtt_ns(s->c[0].xp),
 	};
@@ -289,7 +282,7 @@ static int precopy_round(struct sender *s, uint32_t round, int *done)
 	if (s->o.progress)
 		s->o.progress(s->o.progress_opaque, &rd, &s->st);
 	*done = vmm__policy_should_stop(rd.expected_downtime_ns, s->o.downtime_limit_ns, round,
-					s->o.max_rounds, now_ns() - s->t0, s->o.max_time_ns);
+					s->o.max_rounds, vmm__now_ns() - s->t0, s->o.max_time_ns);
 	return *done ? 0 : converge(s, &rd);
 }
 
@@ -341,7 +334,7 @@ static int stop_and_copy(struct sender *s)
 	 * caller its stopped VM, whose vmm_vm_wait() still tells how the guest ended. */
 	if (vmm_vm_get_state(s->vm) != VMM_VM_PAUSED)
 		return vmm__err(VMM_ESTATE, "migrate: the VM stopped during pre-copy");
-	s->t_pause = now_ns();
+	s->t_pause = vmm__now_ns();
 	vmm__vm_set_throttle(s->vm, 0);
 	/* The guest cannot write now: one more sync catches what the last round missed. */
 	r = vmm__dirty_sync(s->vm, s->pages);
@@ -351,7 +344,7 @@ static int stop_and_copy(struct sender *s)
 	for (unsigned i = 0; i < s->n; i++)
 		vmm__ram_tx_set_stable(s->c[i].tx, 1);
 	snapshot_tx_stats(s, before);
-	s->round_t0 = now_ns();
+	s->round_t0 = vmm__now_ns();
 	r = send_round_marker(s, rd.round, vmm__bitmap_weight(s->pages, s->npages), 1);
 	if (!r)
 		r = send_round_pages(s);
@@ -368,10 +361,10 @@ static int stop_and_copy(struct sender *s)
 		r = wait_committed(s);
 	if (r)
 		return r;
-	rd.duration_ns = now_ns() - s->round_t0;
+	rd.duration_ns = vmm__now_ns() - s->round_t0;
 	rd.bandwidth_mbps = (double)rd.wire_bytes / ((double)rd.duration_ns / 1e9) / 1e6;
 	s->st.rounds++;
-	s->st.downtime_ns = now_ns() - s->t_pause;
+	s->st.downtime_ns = vmm__now_ns() - s->t_pause;
 	s->st.wire_bytes = wire_bytes(s);
 	if (s->o.progress)
 		s->o.progress(s->o.progress_opaque, &rd, &s->st);
@@ -519,7 +512,7 @@ static int send_fds(struct vmm_vm *vm, const int *fds, unsigned nfds,
 	}
 	s->n = s->o.connections;
 	pthread_mutex_init(&s->clear_lock, NULL);
-	s->t0 = now_ns();
+	s->t0 = vmm__now_ns();
 	st = vmm_vm_get_state(vm);
 	if (s->n < 1 || s->n > VMM_MIGRATE_MAX_CONNS || nfds != s->n)
 		r = vmm__err(VMM_EINVAL, "%u connections for %u sockets (1..%d)", s->n, nfds,
@@ -545,7 +538,7 @@ static int send_fds(struct vmm_vm *vm, const int *fds, unsigned nfds,
 		if (s->paused)
 			vmm_vm_resume(vm);
 	}
-	s->st.total_ns = now_ns() - s->t0;
+	s->st.total_ns = vmm__now_ns() - s->t0;
 	s->st.compression_ratio = s->st.wire_bytes ? (double)s->st.raw_bytes /
 						       (double)(s->st.wire_bytes ? s->st.wire_bytes : 1)
 						   : 1.0;

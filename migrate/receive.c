@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "error_internal.h"
 #include "memory.h"
 #include "protocol.h"
@@ -52,14 +53,6 @@ void vmm_receive_opts_init(struct vmm_receive_opts *o)
 	memset(o, 0, sizeof(*o));
 	o->size = sizeof(*o);
 	o->timeout_ms = 10000;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static int conn_open(struct receiver *rv, struct rconn *c, int fd)
@@ -294,7 +287,7 @@ static int receive_state(struct receiver *rv)
 
 	if (r)
 		return r;
-	t0 = now_ns();
+	t0 = vmm__now_ns();
 	memset(&ms, 0, sizeof(ms));
 	r = vmm__machine_state_decode(p, h.len, &ms);
 	free(p);
@@ -313,7 +306,7 @@ static int receive_state(struct receiver *rv)
 	pthread_mutex_lock(&rv->vm->lock);
 	rv->vm->loaded = 1;
 	pthread_mutex_unlock(&rv->vm->lock);
-	ok.has_apply_ns = 1, ok.apply_ns = now_ns() - t0;
+	ok.has_apply_ns = 1, ok.apply_ns = vmm__now_ns() - t0;
 	return vmm__stream_write_msg(rv->c[0].xp, VMM_REC_COMMITTED, &ok.base);
 }
 

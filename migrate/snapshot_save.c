@@ -17,6 +17,7 @@
 
 #include "bitmap.h"
 #include "dirty.h"
+#include "clock.h"
 #include "error_internal.h"
 #include "memory.h"
 #include "ram.h"
@@ -53,14 +54,6 @@ struct save {
 	uint64_t t_pause;
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 void vmm_snapshot_opts_init(struct vmm_snapshot_opts *o)
 {
 	memset(o, 0, sizeof(*o));
@@ -75,7 +68,7 @@ static int open_tmp(struct save *s, const char *path)
 	unsigned rnd = 0;
 
 	if (getrandom(&rnd, sizeof(rnd), 0) < 0)
-		rnd = (unsigned)now_ns();
+		rnd = (unsigned)vmm__now_ns();
 	if (snprintf(s->tmp, sizeof(s->tmp), "%s.tmp-%d-%08x", path, getpid(), rnd) >=
 	    (int)sizeof(s->tmp))
 		return vmm__err(VMM_EINVAL, "path too long");
@@ -211,7 +204,7 @@ static int pause_vm(struct save *s)
 	default: /* the guest ended during a live snapshot: its state is not worth keeping */
 		r = vmm__err(VMM_ESTATE, "the guest stopped during the snapshot");
 	}
-	s->t_pause = now_ns();
+	s->t_pause = vmm__now_ns();
 	return r;
 }
 
@@ -238,14 +231,14 @@ static int live_rounds(struct save *s)
 	if (r)
 		return r;
 	for (uint32_t round = 0;; round++) {
-		uint64_t t0 = now_ns(), bytes0 = s->st.ram_bytes, dirty;
+		uint64_t t0 = vmm__now_ns(), bytes0 = s->st.ram_bytes, dirty;
 		double bw;
 
 		r = write_round(s, 1);
 		if (r)
 			return r;
 		bw = (double)(s->st.ram_bytes - bytes0) /
-		     ((double)(now_ns() - t0) / 1e9 + 1e-9);
+		     ((double)(vmm__now_ns() - t0) / 1e9 + 1e-9);
 		memset(s->pages, 0, words * 8);
 		r = vmm__dirty_sync(s->vm, s->pages);
 		if (r)
@@ -500,7 +493,7 @@ static int finish(struct save *s, const char *path)
 	/* Resume before the fsync so the pause does not pay for the disk; with STOP, the file
 	 * must be safe before the VM is given up. */
 	if (!stop && s->paused_by_us) {
-		s->st.pause_ns = now_ns() - s->t_pause;
+		s->st.pause_ns = vmm__now_ns() - s->t_pause;
 		vmm_vm_resume(s->vm);
 		s->paused_by_us = 0;
 	}
@@ -508,7 +501,7 @@ static int finish(struct save *s, const char *path)
 	if (r)
 		return r;
 	if (stop) {
-		s->st.pause_ns = now_ns() - s->t_pause;
+		s->st.pause_ns = vmm__now_ns() - s->t_pause;
 		vmm_vm_stop(s->vm);
 		s->paused_by_us = 0;
 	}
@@ -519,7 +512,7 @@ int vmm_snapshot_save(struct vmm_vm *vm, const char *path, const struct vmm_snap
 		      struct vmm_snapshot_stats *stats)
 {
 	struct save s;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = vmm__now_ns();
 	enum vmm_vm_state st;
 	int r;
 
@@ -562,7 +555,7 @@ int vmm_snapshot_save(struct vmm_vm *vm, const char *path, const struct vmm_snap
 	free(s.pages);
 	free(s.hashes);
 	free(s.written);
-	s.st.total_ns = now_ns() - t0;
+	s.st.total_ns = vmm__now_ns() - t0;
 	if (s.tx == NULL && !s.image)
 		(void)0;
 	if (stats)

@@ -357,6 +357,12 @@ class Qemu:
             time.sleep(0.002)
         raise BenchError("%s: not %s within %ss" % (self.name, want, timeout))
 
+    def stop(self):
+        self.qmp.cmd("stop")
+
+    def cont(self):
+        self.qmp.cmd("cont")
+
     def verify_full(self, timeout=300):
         """NMI -> the fill guest checks all of its memory and prints verify ok/FAILED."""
         before = self.serial_text().count("verify ok")
@@ -629,13 +635,22 @@ def phase_physical():
         path = os.path.join(CTX.tmp, "dd.img")
         rc, out, err = run(["dd", "if=/dev/zero", "of=" + path, "bs=1M", "count=2048",
                             "oflag=direct"], 300)
-        rm(path)
         if rc != 0:
+            rm(path)
             raise BenchError("dd: " + err)
         m = re.search(r"(\d+) bytes.*copied, ([\d.]+) s", err)
         CTX.add("physical", "dd_direct_mb_s", {"run": r, "bytes": int(m.group(1)),
                                                "s": float(m.group(2)),
                                                "mb_s": int(m.group(1)) / 1e6 / float(m.group(2))})
+        # and read back around the page cache (what a restore could get from the disk)
+        rc, out, err = run(["dd", "if=" + path, "of=/dev/null", "bs=1M", "iflag=direct"], 300)
+        rm(path)
+        if rc != 0:
+            raise BenchError("dd: " + err)
+        m = re.search(r"(\d+) bytes.*copied, ([\d.]+) s", err)
+        CTX.add("physical", "dd_read_direct_mb_s", {"run": r, "bytes": int(m.group(1)),
+                                                    "s": float(m.group(2)),
+                                                    "mb_s": int(m.group(1)) / 1e6 / float(m.group(2))})
         port = free_port()
         srv = track(subprocess.Popen(["iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", str(port)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -658,8 +673,9 @@ def phase_physical():
             CTX.add("physical", "first_touch_%s_gb_s" % e["kind"], {"run": r, "gb_s": e["gb_s"]})
 
 
-def libvmm_restore(path, mode, verify, tag):
-    evict(path)
+def libvmm_restore(path, mode, verify, tag, cold=True):
+    if cold:
+        evict(path)
     evs, v = vmm_oneshot(["restore", "--file", path, "--mode", mode, "--verify", verify],
                          "restore-" + tag, "restore", 300)
     res = evs[0]
@@ -672,12 +688,14 @@ def libvmm_restore(path, mode, verify, tag):
 
 
 def qemu_save(q, path, live=False):
-    """QEMU's snapshot: (stop,) migrate to "exec:cat > FILE", wait for cat, fsync, (cont)."""
+    """QEMU's snapshot of a running VM: (stop,) migrate to "exec:cat > FILE", wait for cat,
+    fsync. The VM is left paused (stopped, or postmigrate after a live save)."""
     rm(path)
+    q.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 100 * 1000 * MIB})
+    q.cont()
     t0 = time.time()
     if not live:
-        q.qmp.cmd("stop")
-    q.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 100 * 1000 * MIB})
+        q.stop()
     _, info = q.migrate("exec:cat > " + path)
     deadline = time.time() + 60
     while q.children() and time.time() < deadline:
@@ -686,7 +704,6 @@ def qemu_save(q, path, live=False):
     os.fsync(fd)
     os.close(fd)
     t1 = time.time()
-    q.qmp.cmd("cont")
     return {"ms": (t1 - t0) * 1e3, "qemu_total_ms": info.get("total-time"),
             "downtime_ms": info.get("downtime"), "file_bytes": os.path.getsize(path),
             "disk_bytes": disk_bytes(path), "live": live}
@@ -697,9 +714,22 @@ def qemu_restore(path, mem_mib, append, verify):
     t0 = time.time()
     q = Qemu("qemu-restore", mem_mib, CTX.fill, append, incoming="exec:cat " + path)
     try:
-        q.wait_status("running", 300)
+        # The stream carries the source's run state (paused by the save): wait for the
+        # incoming migration to complete, then cont.
+        deadline = time.time() + 300
+        while True:
+            st = q.qmp.cmd("query-migrate").get("status")
+            if st == "completed":
+                break
+            if st == "failed" or time.time() > deadline:
+                raise BenchError("QEMU restore: incoming migration %s" % st)
+            time.sleep(0.002)
+        t_loaded = time.time()
+        q.cont()
+        q.wait_status("running", 60)
         t1 = time.time()
-        res = {"restore_ms": (t1 - t0) * 1e3, "from": "process spawn to status running"}
+        res = {"restore_ms": (t1 - t0) * 1e3, "loaded_ms": (t_loaded - t0) * 1e3,
+               "from": "process spawn to status running (incoming completed, then cont)"}
         if verify:
             q.verify_full()
             res["verify"] = "verify ok full"
@@ -733,10 +763,17 @@ def phase_snapshot(contents, lv):
             q.wait_serial("fill done", 600)
             if dom:
                 dom.wait_serial("fill done", 600)
+            # Idle fill guests busy-poll: only the VM being measured may run.
+            vs.cmd("pause", "paused", 30)
+            q.stop()
+            if dom:
+                lv.virsh("suspend", dom.name)
             for r in range(CTX.runs):
                 last = r == CTX.runs - 1
                 # libvmm save, eager restore
+                vs.cmd("resume", "resumed", 30)
                 s = vs.cmd("save " + lfile, "save", 300)
+                vs.cmd("pause", "paused", 30)
                 s["content"] = content
                 CTX.add("snapshot", "libvmm_save_" + content, s)
                 res = libvmm_restore(lfile, "eager", "full" if last else "sampled", "eager")
@@ -759,6 +796,7 @@ def phase_snapshot(contents, lv):
                 if dom and lv.ok:
                     try:
                         rm(vfile)
+                        lv.virsh("resume", dom.name)
                         t0 = time.time()
                         lv.virsh("save", dom.name, vfile)
                         t1 = time.time()
@@ -774,6 +812,7 @@ def phase_snapshot(contents, lv):
                         if last:
                             dom.verify_full()
                             ent["verify"] = "verify ok full"
+                        lv.virsh("suspend", dom.name)
                         CTX.add("snapshot", "libvirt_" + content, ent)
                         log("  libvirt save %.0f ms, restore %.0f ms" % (ent["save_ms"], ent["restore_ms"]))
                     except BenchError as e:
@@ -781,17 +820,22 @@ def phase_snapshot(contents, lv):
                         lv.reason = "virsh save/restore failed: %s" % e
                         log("libvirt: " + lv.reason)
                 # libvmm compressed
+                vs.cmd("resume", "resumed", 30)
                 c = vs.cmd("save %s compress" % cfile, "save", 600)
+                vs.cmd("pause", "paused", 30)
                 CTX.add("snapshot", "libvmm_save_compressed_" + content, c)
                 rm(cfile)
             if content == "random":
                 for r in range(CTX.runs):
+                    vs.cmd("resume", "resumed", 30)
                     s = vs.cmd("save %s.live live" % lfile, "save", 300)
+                    vs.cmd("pause", "paused", 30)
                     CTX.add("snapshot", "libvmm_save_live_random", s)
                     rm(lfile + ".live")
                     qs = qemu_save(q, qfile, live=True)
                     CTX.add("snapshot", "qemu_save_live_random", qs)
                     rm(qfile)
+            vs.cmd("resume", "resumed", 30)
             vs.cmd("verify full", "verify", 300)
         finally:
             vs.finish()
@@ -822,8 +866,12 @@ def phase_lazy(sizes):
                                      "lazy-%d" % mem)
                 res["mem_mib"] = mem
                 CTX.add("lazy", "lazy_%d" % mem, res)
-                log("  lazy %d MiB: restore %.2f ms, first instruction %.2f ms" %
-                    (mem, res["restore_ms"], res["first_insn_ms"]))
+                # again with the file still in the page cache (a hot snapshot, as for clones)
+                w = libvmm_restore(files[mem], "lazy", "none", "lazywarm-%d" % mem, cold=False)
+                w["mem_mib"] = mem
+                CTX.add("lazy_warm", "lazy_%d" % mem, w)
+                log("  lazy %d MiB: restore %.2f ms, first instruction %.2f ms (cold), %.2f ms (warm)" %
+                    (mem, res["restore_ms"], res["first_insn_ms"], w["first_insn_ms"]))
         return files
     except Exception:
         for f in files.values():
@@ -904,6 +952,9 @@ def phase_migrate(contents):
             src.expect("booted", 600)
             src.expect("ready", 30)
             q.wait_serial("fill done", 600)
+            # Idle fill guests busy-poll: only the VM being migrated runs.
+            q.stop()
+            cur.cmd("pause", "paused", 30)
             hops = [(r, lm, qm) for r in range(CTX.runs) for lm, qm in zip(LIBVMM_MODES, QEMU_MODES)]
             for i, (r, (lname, conns, comp), (qname, qparams)) in enumerate(hops):
                 last = i == len(hops) - 1
@@ -911,6 +962,7 @@ def phase_migrate(contents):
                 dst = VmmProc(["migrate-recv", "--port", "0", "--stdin"], "mdst-" + content)
                 try:
                     port = dst.expect("listening", 30)["port"]
+                    cur.cmd("resume", "resumed", 30)
                     cur.rounds = []
                     s = cur.cmd("send %d %d %s" % (port, conns, comp), "send", 600)
                     s["rounds_detail"] = cur.rounds
@@ -918,6 +970,7 @@ def phase_migrate(contents):
                     s["dst_start_to_insn_ms"] = recv["start_to_insn_ms"]
                     dst.expect("ready", 30)
                     cur.expect("gone", 30)
+                    dst.cmd("pause", "paused", 30)
                 except Exception:
                     dst.kill()
                     raise
@@ -926,13 +979,16 @@ def phase_migrate(contents):
                 s["content"] = content
                 CTX.add("migrate", "libvmm_%s_%s" % (lname, content), s)
                 # QEMU, same guest and contents
+                q.cont()
                 qr, qd = qemu_migrate_hop(q, mem, fill_append(mem, content), qparams, verify=last)
                 q.remove()
                 q = qd
+                q.stop()
                 qr["content"] = content
                 CTX.add("migrate", "qemu_%s_%s" % (qname, content), qr)
                 log("  run %d: libvmm %s %.0f ms (%.0f MB/s, %d rounds) | QEMU %s %.0f ms (%.0f MB/s)" %
                     (r, lname, s["total_ms"], s["mb_s"], s["rounds"], qname, qr["wall_ms"], qr["mb_s"]))
+            cur.cmd("resume", "resumed", 30)
             v = cur.cmd("verify full", "verify", 300)
             CTX.add("migrate", "libvmm_verify_" + content, v)
         finally:
@@ -1032,6 +1088,11 @@ def build_report(info, lv):
     L.append("%s · %s, %s cores, %s GiB · kernel %s · %s · %s · build %s · bench disk %s\n" % (
         info["date"], info.get("cpu", "?"), info["cores"], info.get("mem_gib", "?"), info["kernel"],
         info["kvm"], info.get("qemu", "?"), info.get("build_type", "?"), info.get("bench_disk", "?")))
+    loads = [x["loadavg"][0] for v in R.get("load", {}).values() for x in v]
+    if loads:
+        L.append("Machine load (1-min load average at phase boundaries, other users' jobs "
+                 "included): %.1f–%.1f on %s cores. The machine is shared: absolute figures move "
+                 "with it; libvmm/QEMU ratios are from alternating runs.\n" % (min(loads), max(loads), info["cores"]))
     L.append("Every figure: median of %d runs (min–max in brackets), libvmm and QEMU runs "
              "alternating, all on this machine in this run (%.1f min). Ratios use medians. "
              "Times are wall-clock. Raw runs: report.json.\n" % (CTX.runs, (time.time() - CTX.t_start) / 60))
@@ -1114,6 +1175,8 @@ def build_report(info, lv):
     L.append("| Limit | Median (min–max) |")
     L.append("|---|---|")
     L.append("| dd if=/dev/zero bs=1M count=2048 oflag=direct, MB/s | %s |" % fmt(dd))
+    ddr = stats([x["mb_s"] for x in phys.get("dd_read_direct_mb_s", [])])
+    L.append("| dd of that file to /dev/null iflag=direct, MB/s | %s |" % fmt(ddr))
     L.append("| iperf3 single stream, 127.0.0.1, 5 s, MB/s | %s |" % fmt(ip))
     L.append("| memcpy 2 GiB (pre-faulted), GB/s | %s |" % fmt(mc, "", 2))
     L.append("| first touch of fresh memory, anonymous 4 KiB pages, GB/s | %s |" % fmt(ft["anon4k"], "", 2))
@@ -1191,14 +1254,16 @@ def build_report(info, lv):
         L.append("`vmm_snapshot_restore(LAZY)` call → first heartbeat MMIO after `vmm_vm_start` "
                  "(the guest writes one every 50 µs). Snapshot files dropped from the page cache "
                  "first. Goal: under 5 ms and flat in RAM size.\n")
-        L.append("| VM RAM | data in snapshot | restore call ms | start → first instruction ms | total ms |")
-        L.append("|---|---|---|---|---|")
+        L.append("| VM RAM | data in snapshot | restore call ms | start → first instruction ms | total ms (cold file) | total ms (file in page cache) |")
+        L.append("|---|---|---|---|---|---|")
+        lw = R.get("lazy_warm", {})
         for mem in sorted(int(k.split("_")[1]) for k in lz):
             v = lz["lazy_%d" % mem]
-            L.append("| %d MiB | %d MiB random | %s | %s | %s |" % (
+            L.append("| %d MiB | %d MiB random | %s | %s | %s | %s |" % (
                 mem, fill_mib(mem) if mem <= 4096 else 4096, fmt(stats([x["restore_ms"] for x in v]), "", 2),
                 fmt(stats([x["start_to_insn_ms"] for x in v]), "", 2),
-                fmt(stats([x["first_insn_ms"] for x in v]), "", 2)))
+                fmt(stats([x["first_insn_ms"] for x in v]), "", 2),
+                fmt(stats([x["first_insn_ms"] for x in lw.get("lazy_%d" % mem, [])]), "", 2)))
         L.append("")
 
     # ---- migration
@@ -1409,24 +1474,30 @@ def make_plots(out):
         qr = pick(mc["qemu"], "wall_ms")
         fig, axs = plt.subplots(3, 1, figsize=(10, 9), sharex=True)
         # libvmm: one point per round (at its end)
-        t = [r["t_ms"] / 1e3 for r in lr["rounds_detail"]]
-        axs[0].step([0] + t, [1024] + [r["remaining_bytes"] / 1e6 for r in lr["rounds_detail"]],
-                    where="post", marker="o", color="#1f77b4", label="libvmm (per round)")
-        axs[1].plot(t, [r["dirty_rate_mbps"] for r in lr["rounds_detail"]], "o-", color="#1f77b4", label="libvmm")
-        axs[2].plot(t, [r["bandwidth_mbps"] for r in lr["rounds_detail"]], "o-", color="#1f77b4", label="libvmm")
+        # libvmm reports per round: the rate held over the round, what is left at its end.
+        rd = lr["rounds_detail"]
+        t = [r["t_ms"] / 1e3 for r in rd]
+        t0s = [(r["t_ms"] - r["duration_ms"]) / 1e3 for r in rd]
+        axs[0].plot(t, [r["remaining_bytes"] / 1e6 for r in rd], "o--", color="#1f77b4",
+                    label="libvmm: dirty at the end of each round")
+        for k, key in ((1, "dirty_rate_mbps"), (2, "bandwidth_mbps")):
+            axs[k].hlines([r[key] for r in rd], t0s, t, colors="#1f77b4", lw=2.5,
+                          label="libvmm: per round (%s)" % ", ".join(
+                              "r%d%s" % (r["round"], "*" if r["final"] else "") for r in rd))
+            axs[k].plot(t, [r[key] for r in rd], "o", color="#1f77b4")
         smp = [s for s in qr["samples"] if s.get("ram")]
         if smp:
             tq = [s["t_ms"] / 1e3 for s in smp]
             ps = [s["ram"].get("page-size", 4096) for s in smp]
             axs[0].plot(tq, [s["ram"]["remaining"] / 1e6 for s in smp], ".-", color="#d62728",
-                        label="QEMU (query-migrate every 20 ms)")
+                        label="QEMU: ram.remaining (query-migrate every 20 ms)")
             axs[1].plot(tq, [s["ram"].get("dirty-pages-rate", 0) * p / 1e6 for s, p in zip(smp, ps)],
                         ".-", color="#d62728", label="QEMU")
             axs[2].plot(tq, [s["ram"].get("mbps", 0) / 8 for s in smp], ".-", color="#d62728", label="QEMU")
         axs[0].set_ylabel("MB remaining")
         axs[1].set_ylabel("dirty rate, MB/s")
         axs[2].set_ylabel("bandwidth, MB/s")
-        axs[2].set_xlabel("seconds since migration start")
+        axs[2].set_xlabel("seconds since migration start (* = final round, guest paused)")
         axs[0].set_title("memcheck (512 MiB rewritten at ~100 MB/s) in a 1 GiB VM: migration progress\n"
                          "libvmm %.0f ms, %d rounds, downtime %.1f ms | QEMU %.0f ms, %s syncs, downtime %s ms (median runs)" % (
                              lr["total_ms"], lr["rounds"], lr["downtime_ms"], qr["wall_ms"], qr["rounds"], qr["downtime_ms"]))
@@ -1483,6 +1554,7 @@ def main():
             if name not in only:
                 continue
             t0 = time.time()
+            CTX.add("load", name, {"when": "start", "loadavg": os.getloadavg()})
             try:
                 fn()
             except (BenchError, subprocess.SubprocessError, OSError, ValueError, KeyError) as e:
@@ -1490,6 +1562,7 @@ def main():
                 log("FAILED in %s: %s" % (name, e))
                 traceback.print_exc()
                 status = 1
+            CTX.add("load", name, {"when": "end", "loadavg": os.getloadavg()})
             CTX.results.setdefault("phase_seconds", {})[name] = round(time.time() - t0, 1)
             log("%s done in %.0f s" % (name, time.time() - t0))
     finally:

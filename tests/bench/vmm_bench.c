@@ -24,6 +24,7 @@
  *   verify sampled|full              ask the guest to check its memory
  *   wait-exit SECONDS                wait for the guest to exit (memcheck)
  *   heartbeat                        check the guest still runs
+ *   pause | resume                   (so that idle guests do not spin while others are measured)
  *   quit
  * Every command answers with one JSON line with "ok". The exit status is 0 only if every
  * operation and every verification succeeded. */
@@ -605,11 +606,11 @@ static int do_save(struct vmm_vm *vm, struct gio *g, const char *file, int compr
 		failures++;
 		return r;
 	}
-	/* The guest must still be running afterwards. */
+	/* A running guest must still be running afterwards (a paused one stays paused). */
 	pthread_mutex_lock(&g->lock);
 	uint64_t have = g->hb_count;
 	pthread_mutex_unlock(&g->lock);
-	int alive = gio_wait_hb(g, have, 10) == 0;
+	int alive = vmm_vm_get_state(vm) != VMM_VM_RUNNING || gio_wait_hb(g, have, 10) == 0;
 	uint64_t mem = vmm_vm_mem_size(vm);
 
 	printf("{\"event\":\"save\",\"ok\":%s,\"run\":%d,\"mem_bytes\":%llu,\"compress\":%d,\"live\":%d,"
@@ -766,6 +767,15 @@ static void command_loop(struct vmm_vm *vm, struct gio *g)
 			verify_cmd(g, a[0] ? a : "sampled");
 		} else if (!strncmp(line, "wait-exit", 9)) {
 			wait_exit(vm, atof(a));
+		} else if (!strcmp(line, "pause") || !strcmp(line, "resume")) {
+			int p = line[0] == 'p';
+			uint64_t t0 = now_ns();
+			int r = p ? vmm_vm_pause(vm) : vmm_vm_resume(vm);
+			printf("{\"event\":\"%s\",\"ok\":%s,\"us\":%.1f}\n", p ? "paused" : "resumed",
+			       r ? "false" : "true", (now_ns() - t0) / 1e3);
+			fflush(stdout);
+			if (r)
+				failures++;
 		} else if (!strncmp(line, "heartbeat", 9)) {
 			pthread_mutex_lock(&g->lock);
 			uint64_t have = g->hb_count, v = g->hb_value;

@@ -70,21 +70,6 @@ static void bad_kernels(void **state)
 	vmm_vm_destroy(vm);
 }
 
-static uint8_t *read_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	uint8_t *p;
-
-	assert_non_null(f);
-	fseek(f, 0, SEEK_END);
-	*len = (size_t)ftell(f);
-	rewind(f);
-	p = malloc(*len);
-	assert_int_equal(fread(p, 1, *len, f), *len);
-	fclose(f);
-	return p;
-}
-
 /* Every truncation and many single-byte corruptions of real images: an error or a
  * successful load, never a crash or a write outside RAM (ASan watches). */
 static void mutated_images(void **state)
@@ -94,7 +79,7 @@ static void mutated_images(void **state)
 	(void)state;
 	for (size_t f = 0; f < 3; f++) {
 		size_t len;
-		uint8_t *img = read_file(tu_guest(files[f]), &len), *m = malloc(len);
+		uint8_t *img = (uint8_t *)tu_read_file(tu_guest(files[f]), &len), *m = malloc(len);
 
 		for (size_t cut = 0; cut < len; cut += cut < 1024 ? 7 : 997) {
 			struct vmm_vm *vm = new_vm(16 << 20);
@@ -160,7 +145,7 @@ static void too_big(void **state)
 	vm = new_vm(16 << 20);
 	{
 		size_t len;
-		uint8_t *k = read_file(tu_guest("hello.bzimage"), &len);
+		uint8_t *k = (uint8_t *)tu_read_file(tu_guest("hello.bzimage"), &len);
 
 		assert_int_equal(vmm_vm_load_kernel_image(vm, k, len, initrd, 20 << 20),
 				 VMM_ETOOBIG);

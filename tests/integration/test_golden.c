@@ -6,22 +6,6 @@
 
 #include "testutil.h"
 
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	long len;
-	char *s;
-
-	assert_non_null(f);
-	fseek(f, 0, SEEK_END);
-	len = ftell(f);
-	rewind(f);
-	s = calloc(1, (size_t)len + 1);
-	assert_int_equal(fread(s, 1, (size_t)len, f), (size_t)len);
-	fclose(f);
-	return s;
-}
-
 static void golden(const char *name, enum vmm_restore_mode mode)
 {
 	char path[1024];
@@ -34,9 +18,9 @@ static void golden(const char *name, enum vmm_restore_mode mode)
 	int r;
 
 	snprintf(path, sizeof(path), "%s/tests/golden/%s.before", VMM_SOURCE_DIR, name);
-	before = slurp(path);
+	before = tu_read_file(path, NULL);
 	snprintf(path, sizeof(path), "%s/tests/golden/%s.expected", VMM_SOURCE_DIR, name);
-	expected = slurp(path);
+	expected = tu_read_file(path, NULL);
 	snprintf(path, sizeof(path), "%s/tests/golden/%s.snap", VMM_SOURCE_DIR, name);
 	assert_int_equal(vmm_snapshot_info(path, 1, &info), 0);
 	assert_int_equal(info.verified, 1);

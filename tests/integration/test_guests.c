@@ -52,20 +52,12 @@ static void bzimage_with_initrd(void **state)
 	struct tu_output out;
 	struct vmm_vm *vm;
 	struct vmm_exit ex;
-	FILE *f;
 	char *kernel, *s, expect[64];
-	long klen;
+	size_t klen;
 	uint32_t sum = 0;
 
 	(void)state;
-	f = fopen(tu_guest("hello.bzimage"), "rb");
-	assert_non_null(f);
-	fseek(f, 0, SEEK_END);
-	klen = ftell(f);
-	rewind(f);
-	kernel = malloc(klen);
-	assert_int_equal(fread(kernel, 1, klen, f), klen);
-	fclose(f);
+	kernel = tu_read_file(tu_guest("hello.bzimage"), &klen);
 	tu_output_init(&out);
 	vmm_vm_config_init(&cfg);
 	cfg.mem_size = 64 << 20;

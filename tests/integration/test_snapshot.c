@@ -76,9 +76,6 @@ static char *spawn_restore(const char *file, const char *mode, int *status)
 	char outpath[512];
 	pid_t pid;
 	int ws;
-	FILE *f;
-	char *buf;
-	long len;
 
 	snprintf(outpath, sizeof(outpath), "%s/child.out", tmpdir);
 	posix_spawn_file_actions_init(&fa);
@@ -87,14 +84,7 @@ static char *spawn_restore(const char *file, const char *mode, int *status)
 	posix_spawn_file_actions_destroy(&fa);
 	assert_int_equal(waitpid(pid, &ws, 0), pid);
 	*status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
-	f = fopen(outpath, "rb");
-	fseek(f, 0, SEEK_END);
-	len = ftell(f);
-	rewind(f);
-	buf = calloc(1, (size_t)len + 1);
-	assert_int_equal(fread(buf, 1, (size_t)len, f), (size_t)len);
-	fclose(f);
-	return buf;
+	return tu_read_file(outpath, NULL);
 }
 
 /* ---- the parent */

@@ -38,21 +38,6 @@ static void make_snapshot(const char *path, uint32_t flags)
 	tu_output_free(&out);
 }
 
-static uint8_t *slurp(const char *path, size_t *len)
-{
-	int fd = open(path, O_RDONLY);
-	struct stat st;
-	uint8_t *p;
-
-	assert_true(fd >= 0);
-	fstat(fd, &st);
-	*len = (size_t)st.st_size;
-	p = malloc(*len);
-	assert_int_equal(pread(fd, p, *len, 0), (ssize_t)*len);
-	close(fd);
-	return p;
-}
-
 static void spit(const char *path, const void *p, size_t len)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -87,7 +72,7 @@ static void flip_at(const char *src, size_t at, int want, const char *what)
 {
 	char bad[600];
 	size_t len;
-	uint8_t *p = slurp(src, &len);
+	uint8_t *p = (uint8_t *)tu_read_file(src, &len);
 
 	snprintf(bad, sizeof(bad), "%s/bad.snap", dir);
 	assert_true(at < len);
@@ -114,7 +99,7 @@ static void good_files_verify(void **state)
 static void truncated(void **state)
 {
 	size_t len;
-	uint8_t *p = slurp(good, &len);
+	uint8_t *p = (uint8_t *)tu_read_file(good, &len);
 	char bad[600];
 	size_t cuts[] = { 0, 5, 100, 4095, 4096, 8192, len / 2, len - 33, len - 1 };
 
@@ -158,7 +143,7 @@ static void reseal(const char *src, const char *dst,
 		   void (*edit)(struct vmm__snap_preamble *, uint8_t **meta))
 {
 	size_t len;
-	uint8_t *p = slurp(src, &len), *meta, *out;
+	uint8_t *p = (uint8_t *)tu_read_file(src, &len), *meta, *out;
 	struct vmm__snap_preamble pre;
 	struct vmm__snap_trailer tr;
 

@@ -47,21 +47,12 @@ void mu_dest_start(struct mu_dest *d, uint64_t max_mem_mib)
 char *mu_dest_finish(struct mu_dest *d, int *status)
 {
 	int ws;
-	FILE *f;
-	long len;
 	char *buf;
 
 	close(d->lfd);
 	assert_int_equal(waitpid(d->pid, &ws, 0), d->pid);
 	*status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
-	f = fopen(d->outpath, "rb");
-	assert_non_null(f);
-	fseek(f, 0, SEEK_END);
-	len = ftell(f);
-	rewind(f);
-	buf = calloc(1, (size_t)len + 1);
-	assert_int_equal(fread(buf, 1, (size_t)len, f), (size_t)len);
-	fclose(f);
+	buf = tu_read_file(d->outpath, NULL);
 	unlink(d->outpath);
 	return buf;
 }

@@ -121,6 +121,26 @@ char *tu_run_guest(const char *name, const char *cmdline, uint64_t mem_mib, uint
 	return s;
 }
 
+char *tu_read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	long n;
+	char *buf;
+
+	if (!f)
+		fail_msg("cannot open %s: %m", path);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	buf = calloc(1, (size_t)n + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	if (len)
+		*len = (size_t)n;
+	return buf;
+}
+
 const char *tu_last_line(const char *s)
 {
 	static char line[512];

@@ -38,6 +38,9 @@ struct vmm_vm *tu_vm_new(const char *name, const char *cmdline, uint64_t mem_mib
 /* Runs a guest to completion; returns its output (malloc'd) and the exit in *ex. */
 char *tu_run_guest(const char *name, const char *cmdline, uint64_t mem_mib, uint32_t vcpus,
 		   struct vmm_exit *ex);
+/* A whole file, NUL-terminated, malloc'd; *len (may be NULL) gets its size. Asserts that
+ * it can be read. */
+char *tu_read_file(const char *path, size_t *len);
 /* Returns the last non-empty line of s in a static buffer. */
 const char *tu_last_line(const char *s);
 void tu_sleep_us(unsigned us);

@@ -1,0 +1,108 @@
+#!/bin/bash
+# make bench: libvmm against the physical limits and QEMU 7.2, measured in one run.
+#   bash tests/bench/run.sh [BUILD]      (BUILD: the CMake build tree, default build)
+# Installs what it needs (Debian, as root), builds vmm_bench and the guests, runs
+# tests/bench/bench.py. Output: BUILD/bench/report.md, report.json, *.png; logs in
+# BUILD/bench/logs. Figures only: it fails when a run fails, never on time.
+#
+# Benchmarks need an optimised library: if BUILD is not a Release/RelWithDebInfo tree, a
+# RelWithDebInfo tree is configured in BUILD/bench/obj and used instead (BUILD is left alone).
+set -euo pipefail
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD=$(realpath -m "${1:-build}")
+OUT=$BUILD/bench
+PY=/usr/bin/python3   # Debian's python3 (python3-matplotlib lives there), not a pyenv shim
+PKGS="qemu-system-x86 iperf3 libvirt-daemon-system libvirt-clients python3 python3-matplotlib \
+cmake gcc make pkg-config liburing-dev libzstd-dev libxxhash-dev libprotobuf-c-dev \
+protobuf-c-compiler libmicrohttpd-dev libjson-c-dev libcurl4-openssl-dev"
+T0=$(date +%s)
+
+say() { echo "[run.sh $(( $(date +%s) - T0 ))s] $*"; }
+
+# ---- packages
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "run.sh: run as root, or install:$missing" >&2
+		exit 1
+	fi
+	say "installing:$missing"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi
+if [ ! -w /dev/kvm ]; then
+	echo "run.sh: /dev/kvm is not accessible read-write" >&2
+	exit 1
+fi
+
+# ---- build (retried: other people edit the tree while this runs)
+mkdir -p "$OUT"
+btype=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
+case "$btype" in
+Release | RelWithDebInfo) OBJ=$BUILD ;;
+"")
+	OBJ=$BUILD
+	cmake -S "$SRC" -B "$OBJ" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	;;
+*)
+	OBJ=$OUT/obj
+	say "$BUILD is a $btype build; benchmarking an optimised (RelWithDebInfo) build in $OBJ"
+	cmake -S "$SRC" -B "$OBJ" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF >/dev/null
+	;;
+esac
+built=0
+for attempt in 1 2 3 4; do
+	if cmake --build "$OBJ" --target vmm_bench guests -j"$(nproc)" >"$OUT/build.log" 2>&1; then
+		built=1
+		break
+	fi
+	say "build failed (attempt $attempt, see $OUT/build.log); someone may be mid-edit, retrying in 60 s"
+	tail -5 "$OUT/build.log"
+	sleep 60
+done
+[ "$built" = 1 ] || { echo "run.sh: build failed, see $OUT/build.log" >&2; exit 1; }
+say "built $OBJ/tests/bench/vmm_bench and the guests"
+
+# ---- run; everything the orchestrator starts is in its own process group
+pid=""
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM HUP
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+		kill -KILL -- "-$pid" 2>/dev/null || true
+	fi
+	# stragglers of ours only: the orchestrator's process group
+	[ -n "$pid" ] && kill -KILL -- "-$pid" 2>/dev/null || true
+	rm -rf "$OUT/tmp"
+	exit "$rc"
+}
+trap cleanup EXIT INT TERM HUP
+
+rm -rf "$OUT/tmp" "$OUT/logs"
+setsid "$PY" "$SRC/tests/bench/bench.py" --build "$OBJ" --out "$OUT" \
+	--vmm-bench "$OBJ/tests/bench/vmm_bench" --guests "$OBJ/tests/guests" \
+	${BENCH_ARGS:-} > >(tee "$OUT/bench.log") 2>&1 &
+pid=$!
+# Bounded: every wait inside is bounded too; this is the backstop.
+deadline=$(( $(date +%s) + ${BENCH_TIMEOUT:-3600} ))
+while kill -0 "$pid" 2>/dev/null; do
+	if [ "$(date +%s)" -gt "$deadline" ]; then
+		echo "run.sh: benchmarks still running after ${BENCH_TIMEOUT:-3600} s, stopping them" >&2
+		exit 1
+	fi
+	sleep 1
+done
+set +e
+wait "$pid"
+rc=$?
+set -e
+pid=""
+say "done (exit $rc): $OUT/report.md"
+[ -f "$OUT/report.md" ] && sed -n '/^## Headline/,/^## Physical/p' "$OUT/report.md" | head -n -1
+exit "$rc"
