@@ -2,7 +2,7 @@
  * The destination is this program forked, receiving on 127.0.0.1.
  *
  *   cc migrate.c $(pkg-config --cflags --libs libvmm) -o migrate
- *   ./migrate memcheck.elf "mem=64 gens=8"
+ *   ./migrate memcheck.elf "mem=64 gens=20 rate=200"
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -90,7 +90,7 @@ int main(int argc, char **argv)
 
 	vmm_vm_config_init(&cfg);
 	cfg.mem_size = 256 << 20;
-	cfg.cmdline = argc > 2 ? argv[2] : "mem=64 gens=8";
+	cfg.cmdline = argc > 2 ? argv[2] : "mem=64 gens=20 rate=200";
 	static struct side src = { .name = "source" };
 
 	cfg.serial_out = on_serial;

@@ -34,7 +34,7 @@ echo "$out" | tail -n1 | grep -q '^done ' || { echo "snapshot_restore: $out"; ex
 out=$("$prefix/clone" "$prefix/counter.snap" 3)
 echo "$out"
 echo "$out" | grep -q 'clones: 3 started, 3 finished ok'
-out=$("$prefix/migrate" "$g/memcheck.elf" "mem=32 gens=30" 2>&1)
+out=$("$prefix/migrate" "$g/memcheck.elf" "mem=32 gens=20 rate=200" 2>&1)
 echo "$out" | grep -E 'moved in|round'
 echo "$out" | grep -q '^\[destination\] memcheck done ok' || { echo "migrate: $out" | tail; exit 1; }
 ! echo "$out" | grep -q CORRUPT
