@@ -270,11 +270,13 @@ static int child_receive_at(char **argv)
 	if (r) {
 		fprintf(stderr, "receive: %s: %s (%s)\n", vmm_err_name(r), vmm_strerror(r),
 			vmm_last_error());
+		tu_output_free(&out);
 		return 100;
 	}
 	r = vmm_vm_wait(vm, 120000, &ex);
 	vmm_vm_destroy(vm);
 	fwrite(out.buf ? out.buf : "", 1, out.len, stdout);
+	tu_output_free(&out);
 	if (r)
 		return 101;
 	return ex.reason == VMM_EXIT_GUEST ? ex.status : 102;

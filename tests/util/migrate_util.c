@@ -73,6 +73,7 @@ int mu_child_receive(int argc, char **argv)
 	r = vmm_migrate_receive(atoi(argv[2]), &o, &vm);
 	if (r) {
 		fprintf(stderr, "receive: %s (%s)\n", vmm_strerror(r), vmm_last_error());
+		tu_output_free(&out);
 		return 100;
 	}
 	r = vmm_vm_wait(vm, 300000, &ex);
