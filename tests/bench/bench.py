@@ -1064,7 +1064,11 @@ def fmt(s, unit="", digits=0):
     if not s:
         return "n/a"
     f = "%%.%df" % digits
-    return (f % s["median"]) + unit + " (" + (f % s["min"]) + "–" + (f % s["max"]) + ")"
+
+    def g(v):
+        t = f % v
+        return t[1:] if t.startswith("-") and float(t) == 0 else t
+    return g(s["median"]) + unit + " (" + g(s["min"]) + "–" + g(s["max"]) + ")"
 
 
 def ratio(a, b, digits=2):
@@ -1083,6 +1087,11 @@ def build_report(info, lv):
     ft = {k: stats([x["gb_s"] for x in phys.get("first_touch_%s_gb_s" % k, [])])
           for k in ("anon4k", "anon_thp", "memfd")}
     summary = {}
+    # The machine's first-touch limit: the fastest kind of fresh memory measured (libvmm's
+    # own memfd RAM is one of the kinds; it is reported separately).
+    ftk = [k for k in ft if ft[k]]
+    ft_best_kind = max(ftk, key=lambda k: ft[k]["median"]) if ftk else None
+    ftb = ft[ft_best_kind] if ft_best_kind else None
 
     L.append("# libvmm benchmarks\n")
     L.append("%s · %s, %s cores, %s GiB · kernel %s · %s · %s · build %s · bench disk %s\n" % (
@@ -1113,16 +1122,44 @@ def build_report(info, lv):
             (fmt(limit_s, unit, digits) + " " + limit_name) if limit_s else "–",
             ratio(lvm, lim) if limit_s else "–"))
 
-    rs = stats([x["mb_s"] for x in snap.get("libvmm_save_random", [])])
-    qs = stats([x["mb_s"] for x in snap.get("qemu_save_random", [])])
-    row("Save 2 GiB random, MB/s", rs, qs, "", 0, dd, "dd oflag=direct")
-    rr = stats([x["restore_ms"] for x in snap.get("libvmm_restore_eager_random", [])])
-    qr = stats([x["restore_ms"] for x in snap.get("qemu_restore_random", [])])
-    row("Eager restore 2 GiB random, ms", rr, qr, "", 0)
+    ddr = stats([x["mb_s"] for x in phys.get("dd_read_direct_mb_s", [])])
+
+    def best_qemu(cands, higher):
+        """[(label, stats)] -> the best QEMU-based path by median."""
+        c = [(n, s_) for n, s_ in cands if s_]
+        if not c:
+            return None, None
+        return (max if higher else min)(c, key=lambda x: x[1]["median"])
+
+    for content in ("random", "text", "halfzero"):
+        rs = stats([x["mb_s"] for x in snap.get("libvmm_save_" + content, [])])
+        if not rs:
+            continue
+        qn, qs = best_qemu([("QMP exec:cat", stats([x["mb_s"] for x in snap.get("qemu_save_" + content, [])])),
+                            ("virsh save", stats([x["save_mb_s"] for x in snap.get("libvirt_" + content, [])]))], True)
+        L.append("| Save 2 GiB %s, MB/s | %s | %s (%s) | %s | %s dd oflag=direct | %s |" % (
+            content, fmt(rs), fmt(qs), qn, ratio(rs["median"], qs["median"] if qs else None),
+            fmt(dd), ratio(rs["median"], dd["median"] if dd else None)))
+    rlim = None
+    if ddr and ftb:
+        rlim = min(ddr["median"], ftb["median"] * 1000)
+    for content in ("random", "text", "halfzero"):
+        rr = stats([x["restore_ms"] for x in snap.get("libvmm_restore_eager_" + content, [])])
+        if not rr:
+            continue
+        qn, qr = best_qemu([("QMP -incoming exec:cat", stats([x["restore_ms"] for x in snap.get("qemu_restore_" + content, [])])),
+                            ("virsh restore", stats([x["restore_ms"] for x in snap.get("libvirt_" + content, [])]))], False)
+        lim_ms = 2048 * MIB / 1e6 / rlim * 1e3 if rlim else None
+        L.append("| Eager restore 2 GiB %s, ms | %s | %s (%s) | %s | %s ms = 2 GiB at min(dd iflag=direct, first touch) | %s |" % (
+            content, fmt(rr), fmt(qr), qn, ratio(rr["median"], qr["median"] if qr else None),
+            "%.0f" % lim_ms if lim_ms else "n/a", ratio(rr["median"], lim_ms)))
     lz = R.get("lazy", {})
+    lzw = R.get("lazy_warm", {})
     for mem in sorted(int(k.split("_")[1]) for k in lz):
-        s = stats([x["first_insn_ms"] for x in lz["lazy_%d" % mem]])
-        row("Lazy restore %d MiB → first guest instruction, ms" % mem, s, None, "", 2)
+        s_ = stats([x["first_insn_ms"] for x in lz["lazy_%d" % mem]])
+        w_ = stats([x["first_insn_ms"] for x in lzw.get("lazy_%d" % mem, [])])
+        L.append("| Lazy restore %d MiB → first guest instruction, ms (file cold / in page cache) | %s / %s | – | – | goal < 5 | – |" % (
+            mem, fmt(s_, "", 2), fmt(w_, "", 2)))
     for content in ("random", "text", "halfzero", "none"):
         best_l = None
         best_q = None
@@ -1141,14 +1178,14 @@ def build_report(info, lv):
             summary["migrate_best_%s" % content] = {"libvmm": best_l, "qemu": best_q}
     raw1 = stats([x["mb_s"] for x in mig.get("libvmm_raw1_random", [])])
     lim = None
-    if ip and ft["memfd"]:
-        lim_v = min(ip["median"], ft["memfd"]["median"] * 1000)
+    if ip and ftb:
+        lim_v = min(ip["median"], ftb["median"] * 1000)
         lim = {"median": lim_v, "min": lim_v, "max": lim_v}
     if raw1:
-        L.append("| Migrate 2 GiB random, 1 connection raw, MB/s | %s | %s | %s | %s = min(iperf3 %s, dest. first touch %s) | %s |" % (
+        L.append("| Migrate 2 GiB random, 1 connection raw, MB/s | %s | %s | %s | %s = min(iperf3 %s, first touch %s %s) | %s |" % (
             fmt(raw1), fmt(stats([x["mb_s"] for x in mig.get("qemu_plain_random", [])])),
             ratio(raw1["median"], med([x["mb_s"] for x in mig.get("qemu_plain_random", [])])),
-            "%.0f" % lim["median"] if lim else "n/a", fmt(ip), fmt(ft["memfd"] and {k: (v * 1000 if k != "n" else v) for k, v in ft["memfd"].items()}),
+            "%.0f" % lim["median"] if lim else "n/a", fmt(ip), ft_best_kind, fmt(ftb and {k: (v * 1000 if k != "n" else v) for k, v in ftb.items()}),
             ratio(raw1["median"], lim["median"]) if lim else "n/a"))
     mcl = R.get("memcheck", {})
     if mcl:
@@ -1182,7 +1219,9 @@ def build_report(info, lv):
     L.append("| first touch of fresh memory, anonymous 4 KiB pages, GB/s | %s |" % fmt(ft["anon4k"], "", 2))
     L.append("| first touch, anonymous + MADV_HUGEPAGE (QEMU's RAM), GB/s | %s |" % fmt(ft["anon_thp"], "", 2))
     L.append("| first touch, shared memfd + MADV_HUGEPAGE (libvmm's RAM), GB/s | %s |" % fmt(ft["memfd"], "", 2))
-    L.append("\nTHP: `%s`; shmem THP: `%s` (libvmm's memfd RAM can only get huge pages if the "
+    L.append("\n(dd issues one 1 MiB O_DIRECT write at a time; libvmm queues several through io_uring, "
+             "so its save can exceed the dd figure.)\n")
+    L.append("THP: `%s`; shmem THP: `%s` (libvmm's memfd RAM can only get huge pages if the "
              "latter allows it).\n" % (info.get("thp"), info.get("thp_shmem")))
 
     # ---- snapshot
@@ -1194,7 +1233,10 @@ def build_report(info, lv):
                  ". MB/s = VM RAM size / time. Restores read files dropped from the page cache "
                  "(fsync + POSIX_FADV_DONTNEED); libvmm eager restore time is the "
                  "`vmm_snapshot_restore` call, QEMU's is process spawn to QMP status `running` "
-                 "with `-incoming \"exec:cat FILE\"`.\n")
+                 "with `-incoming \"exec:cat FILE\"` (the migration completes paused, as saved, then "
+                 "`cont`); libvirt's is the `virsh restore` call (QEMU reads the file descriptor "
+                 "libvirt hands it, no `cat` pipe). halfzero: the guest writes the zero pages, so "
+                 "they are allocated zero pages, not holes.\n")
         L.append("| Content | libvmm save MB/s | ÷ dd | QEMU save MB/s | libvmm ÷ QEMU | libvirt save MB/s | libvmm file / disk MB | QEMU file MB | libvmm eager restore ms | QEMU restore ms | libvirt restore ms | libvmm restore ÷ QEMU |")
         L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for content in ("random", "text", "halfzero"):
@@ -1295,9 +1337,10 @@ def build_report(info, lv):
                                            ratio(b["libvmm"][1]["median"], b["qemu"][1]["median"]) if b else "n/a"))
         L.append("")
         if ip:
-            L.append("Loopback limit: iperf3 %s MB/s; destination first touch (memfd) %s GB/s. "
+            L.append("Loopback limit: iperf3 %s MB/s; first touch of fresh memory %s GB/s (%s, the "
+                     "fastest kind here; libvmm's memfd RAM: %s GB/s). "
                      "libvmm random, 1 connection raw: %s MB/s = %s × min(iperf3, first touch).\n" % (
-                         fmt(ip), fmt(ft["memfd"], "", 2), "%.0f" % raw1["median"] if raw1 else "n/a",
+                         fmt(ip), fmt(ftb, "", 2), ft_best_kind, fmt(ft["memfd"], "", 2), "%.0f" % raw1["median"] if raw1 else "n/a",
                          ratio(raw1["median"] if raw1 else None, lim["median"] if lim else None)))
         L.append("| Content | libvmm rounds (raw1) | libvmm downtime ms (raw1) | libvmm wire MB (auto) | QEMU downtime ms (plain) | QEMU MB transferred (multifd+zstd) |")
         L.append("|---|---|---|---|---|---|")
@@ -1319,7 +1362,8 @@ def build_report(info, lv):
         L.append("Migration starts when generation 1 is done (all 512 MiB written once); the guest "
                  "keeps rewriting ~100 MB/s and must end with `memcheck done ok` on the destination. "
                  "Each side's default downtime limit (libvmm 50 ms, QEMU 300 ms); QEMU bandwidth "
-                 "unlimited. Plot: memcheck_progress.png.\n")
+                 "unlimited. Plot: memcheck_progress.png (QEMU's `ram.remaining` starts at the whole "
+                 "1 GiB because it also scans and sends the never-touched pages; libvmm skips them).\n")
         L.append("| | libvmm | QEMU 7.2 | libvmm / QEMU |")
         L.append("|---|---|---|---|")
         a, b = mcl.get("libvmm", []), mcl.get("qemu", [])
@@ -1359,18 +1403,18 @@ def build_report(info, lv):
         L.append("As examples/api/clone.c; each clone is restored, started, seen executing (first "
                  "heartbeat), then paused so that a hundred busy-polling guests do not starve the "
                  "restores that follow on two cores. Memory = the process's Private_Clean + "
-                 "Private_Dirty growth (smaps_rollup) per clone; MemAvailable drop per clone "
-                 "includes KVM's kernel memory.\n")
-        L.append("| Clones | restore + start per clone, ms | → first instruction per clone, ms | private memory per clone, kB | MemAvailable drop per clone, kB |")
-        L.append("|---|---|---|---|---|")
+                 "Private_Dirty growth (smaps_rollup) per clone (KVM's kernel memory is not in it; "
+                 "MemAvailable deltas are in report.json but too noisy on this shared machine "
+                 "to quote).\n")
+        L.append("| Clones | restore + start per clone, ms | → first instruction per clone, ms | private memory per clone, kB |")
+        L.append("|---|---|---|---|")
         for n in (1, 10, 100):
             v = cl.get("clone_%d" % n, [])
             if v:
-                L.append("| %d | %s | %s | %s | %s |" % (
+                L.append("| %d | %s | %s | %s |" % (
                     n, fmt(stats([x["restore_start_ms_mean"] for x in v]), "", 2),
                     fmt(stats([x["first_insn_ms_mean"] for x in v]), "", 2),
-                    fmt(stats([x["private_kb_per_clone"] for x in v])),
-                    fmt(stats([x["memavailable_kb_per_clone"] for x in v]))))
+                    fmt(stats([x["private_kb_per_clone"] for x in v]))))
         L.append("")
     if CTX.notes:
         L.append("## Notes\n")
@@ -1418,12 +1462,16 @@ def make_plots(out):
             xs = [j + (i - 2.5) * width for j in range(len(contents))]
             ax.bar(xs, meds, width, label=label, color=color, yerr=[lo, hi], capsize=2)
         ip = stats([x["mb_s"] for x in phys.get("iperf3_mb_s", [])])
-        ft = stats([x["gb_s"] * 1000 for x in phys.get("first_touch_memfd_gb_s", [])])
+        ft = stats([x["gb_s"] * 1000 for x in phys.get("first_touch_memfd_gb_s", [])])  # libvmm RAM
         if ip:
             ax.axhline(ip["median"], color="k", ls="--", lw=1, label="iperf3 1 stream (%.0f MB/s)" % ip["median"])
         if ft:
             ax.axhline(ft["median"], color="g", ls=":", lw=1.5,
-                       label="first touch, memfd (%.0f MB/s)" % ft["median"])
+                       label="first touch, memfd = libvmm RAM (%.0f MB/s)" % ft["median"])
+        ftq = stats([x["gb_s"] * 1000 for x in phys.get("first_touch_anon_thp_gb_s", [])])
+        if ftq:
+            ax.axhline(ftq["median"], color="m", ls="-.", lw=1,
+                       label="first touch, anon + THP = QEMU RAM (%.0f MB/s)" % ftq["median"])
         ax.set_xticks(range(len(contents)))
         ax.set_xticklabels(["random", "text", "half zero", "never touched"])
         ax.set_ylabel("MB/s (2 GiB VM RAM / wall time)")
@@ -1478,8 +1526,9 @@ def make_plots(out):
         rd = lr["rounds_detail"]
         t = [r["t_ms"] / 1e3 for r in rd]
         t0s = [(r["t_ms"] - r["duration_ms"]) / 1e3 for r in rd]
-        axs[0].plot(t, [r["remaining_bytes"] / 1e6 for r in rd], "o--", color="#1f77b4",
-                    label="libvmm: dirty at the end of each round")
+        axs[0].plot([0] + t, [rd[0]["pages"] * 4096 / 1e6] + [r["remaining_bytes"] / 1e6 for r in rd],
+                    "o--", color="#1f77b4",
+                    label="libvmm: round 0's pages at t=0, then dirty at the end of each round")
         for k, key in ((1, "dirty_rate_mbps"), (2, "bandwidth_mbps")):
             axs[k].hlines([r[key] for r in rd], t0s, t, colors="#1f77b4", lw=2.5,
                           label="libvmm: per round (%s)" % ", ".join(
@@ -1492,7 +1541,7 @@ def make_plots(out):
             axs[0].plot(tq, [s["ram"]["remaining"] / 1e6 for s in smp], ".-", color="#d62728",
                         label="QEMU: ram.remaining (query-migrate every 20 ms)")
             axs[1].plot(tq, [s["ram"].get("dirty-pages-rate", 0) * p / 1e6 for s, p in zip(smp, ps)],
-                        ".-", color="#d62728", label="QEMU")
+                        ".-", color="#d62728", label="QEMU (dirty-pages-rate, updated at each sync)")
             axs[2].plot(tq, [s["ram"].get("mbps", 0) / 8 for s in smp], ".-", color="#d62728", label="QEMU")
         axs[0].set_ylabel("MB remaining")
         axs[1].set_ylabel("dirty rate, MB/s")
@@ -1524,11 +1573,29 @@ def main():
     ap.add_argument("--migrate-contents", default="random,text,halfzero,none")
     ap.add_argument("--lazy-sizes", default="256,2048,8192")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rebuild report.md and the plots from <out>/report.json")
     args = ap.parse_args()
     CTX = Ctx(args)
+    if args.report_only:
+        with open(os.path.join(CTX.out, "report.json")) as f:
+            CTX.results = json.load(f)
+        lv = Libvirt()
+        lv.ok = CTX.results.get("libvirt", {}).get("ok", False)
+        lv.reason = CTX.results.get("libvirt", {}).get("reason", "")
+        lv.version = CTX.results.get("libvirt", {}).get("version", "")
+        CTX.failures = CTX.results.get("failures", [])
+        CTX.notes = CTX.results.get("notes", [])
+        CTX.t_start = time.time() - CTX.results.get("total_seconds", 0)
+        make_plots(CTX.out)
+        with open(os.path.join(CTX.out, "report.md"), "w") as f:
+            f.write(build_report(CTX.results["meta"], lv))
+        shutil.rmtree(CTX.tmp, ignore_errors=True)
+        return 0
     atexit.register(cleanup_all)
 
     def on_signal(sig, frame):
+        CTX.failures.append("interrupted by signal %d: the report is partial" % sig)
         raise SystemExit("signal %d" % sig)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -1570,7 +1637,9 @@ def main():
             rm(f)
         lv.stop()
         cleanup_all()
-        CTX.results["libvirt"] = {"ok": lv.ok, "reason": lv.reason}
+        CTX.results["libvirt"] = {"ok": lv.ok, "reason": lv.reason,
+                                  "version": getattr(lv, "version", "")}
+        CTX.results["notes"] = CTX.notes
         CTX.results["failures"] = CTX.failures
         CTX.results["total_seconds"] = round(time.time() - CTX.t_start, 1)
         with open(os.path.join(CTX.out, "report.json"), "w") as f:

@@ -55,7 +55,7 @@ Release | RelWithDebInfo) OBJ=$BUILD ;;
 	;;
 esac
 built=0
-for attempt in 1 2 3 4; do
+for attempt in 1 2 3 4 5 6 7 8 9 10; do
 	if cmake --build "$OBJ" --target vmm_bench guests -j"$(nproc)" >"$OUT/build.log" 2>&1; then
 		built=1
 		break

@@ -11,6 +11,8 @@
  *                  [--compress off|zstd|auto] [--guest ELF --cmdline STR --wait-line STR]
  *                  [--downtime-ms MS]
  *   vmm_bench migrate-recv --port P [--stdin] [--wait-exit SECONDS]
+ *                  (--port 0: an ephemeral port, printed; with --wait-exit or --guest the
+ *                  arriving guest is not the fill guest and has no heartbeat to wait for)
  *   vmm_bench clone --file F --n N
  *
  * Guest: the fill guest (tests/guests/fill.c). Its heartbeat is an MMIO write to
