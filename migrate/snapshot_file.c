@@ -1,6 +1,7 @@
 /* Opening and checking snapshot files; reading and verifying their RAM section. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -207,58 +208,111 @@ static int read_extent(struct vmm__snap *s, struct vmm__xport *xp, uint8_t *ram,
 	return 0;
 }
 
-static int read_image(struct vmm__snap *s, uint8_t *ram)
+/* The next data extent of the RAM image at or after pos, page-aligned, relative to the
+ * RAM section; from == to == ram_len when there is none. */
+static void next_extent(const struct vmm__snap *s, uint64_t pos, uint64_t *from, uint64_t *to)
 {
-	uint64_t npages = s->pre.ram_len / VMM_PAGE_SIZE, covered = 0;
-	uint64_t *hashes = malloc(s->pre.hashes_len ? s->pre.hashes_len : 1);
-	uint8_t *scratch = ram ? NULL : malloc(READ_CHUNK);
-	uint8_t zero[VMM_PAGE_SIZE] = { 0 };
-	uint64_t zero_hash = XXH3_64bits(zero, sizeof(zero));
+	off_t d = lseek(s->fd, (off_t)(s->pre.ram_off + pos), SEEK_DATA), h;
+
+	if (d < 0 || (uint64_t)d >= s->pre.ram_off + s->pre.ram_len) {
+		*from = *to = s->pre.ram_len;
+		return;
+	}
+	h = lseek(s->fd, d, SEEK_HOLE);
+	*from = ((uint64_t)d - s->pre.ram_off) & ~(VMM_PAGE_SIZE - 1);
+	*to = h < 0 ? s->pre.ram_len : (uint64_t)h - s->pre.ram_off;
+	*to = (*to + VMM_PAGE_SIZE - 1) & ~(VMM_PAGE_SIZE - 1);
+	if (*to > s->pre.ram_len)
+		*to = s->pre.ram_len;
+}
+
+static int hole_is_zero(const uint64_t *hashes, uint64_t zero_hash, uint64_t p)
+{
+	if (hashes[p] == zero_hash)
+		return 0;
+	return vmm__err(VMM_ECORRUPT, "RAM page %llu missing (a hole)", (unsigned long long)p);
+}
+
+/* Verify only: every extent through one scratch buffer. */
+static int verify_image(struct vmm__snap *s, const uint64_t *hashes, uint64_t zero_hash)
+{
 	struct vmm__xport_opts o = { .is_file = 1 };
 	struct vmm__xport *xp = NULL;
+	uint8_t *scratch = malloc(READ_CHUNK);
+	uint64_t covered = 0, from, to;
+	int r = scratch ? vmm__xport_new(s->fd, &o, &xp) : vmm__err(VMM_ENOMEM, "read buffer");
+
+	for (uint64_t pos = 0; !r && pos < s->pre.ram_len; pos = to) {
+		next_extent(s, pos, &from, &to);
+		for (uint64_t p = covered; p < from / VMM_PAGE_SIZE && !r; p++)
+			r = hole_is_zero(hashes, zero_hash, p);
+		if (!r && from < to)
+			r = read_extent(s, xp, NULL, scratch, hashes, from, to);
+		covered = to / VMM_PAGE_SIZE;
+	}
+	vmm__xport_free(xp);
+	free(scratch);
+	return r;
+}
+
+/* Eager restore: the data extents are read straight into guest RAM, many reads in flight,
+ * around the page cache when the file system allows (O_DIRECT: the page cache copy cost
+ * more than the disk here); then every page is checked against its hash. */
+static int load_image(struct vmm__snap *s, uint8_t *ram, const uint64_t *hashes,
+		      uint64_t zero_hash)
+{
+	uint64_t npages = s->pre.ram_len / VMM_PAGE_SIZE, from, to;
+	uint64_t *present = calloc((npages + 63) / 64, 8);
+	struct vmm__xport_opts o = { .is_file = 1 };
+	struct vmm__xport *xp = NULL;
+	char self[64];
+	int dfd, r;
+
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", s->fd);
+	dfd = open(self, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	r = present ? vmm__xport_new(dfd >= 0 ? dfd : s->fd, &o, &xp)
+		    : vmm__err(VMM_ENOMEM, "page bitmap");
+	for (uint64_t pos = 0; !r && pos < s->pre.ram_len; pos = to) {
+		next_extent(s, pos, &from, &to);
+		for (uint64_t off = from; off < to && !r; off += READ_CHUNK) {
+			struct iovec iov = { ram + off, to - off < READ_CHUNK ? to - off : READ_CHUNK };
+
+			r = vmm__xport_preadv_queued(xp, s->pre.ram_off + off, &iov, 1);
+		}
+		for (uint64_t p = from / VMM_PAGE_SIZE; p < to / VMM_PAGE_SIZE; p++)
+			present[p / 64] |= 1ull << (p % 64);
+	}
+	if (!r)
+		r = vmm__xport_drain(xp);
+	for (uint64_t p = 0; !r && p < npages; p++) {
+		if (!((present[p / 64] >> (p % 64)) & 1))
+			r = hole_is_zero(hashes, zero_hash, p);
+		else if (XXH3_64bits(ram + p * VMM_PAGE_SIZE, VMM_PAGE_SIZE) != hashes[p])
+			r = vmm__err(VMM_ECORRUPT, "RAM page %llu checksum mismatch",
+				     (unsigned long long)p);
+	}
+	vmm__xport_free(xp);
+	if (dfd >= 0)
+		close(dfd);
+	free(present);
+	return r;
+}
+
+static int read_image(struct vmm__snap *s, uint8_t *ram)
+{
+	uint64_t *hashes = malloc(s->pre.hashes_len ? s->pre.hashes_len : 1);
+	uint8_t zero[VMM_PAGE_SIZE] = { 0 };
+	uint64_t zero_hash = XXH3_64bits(zero, sizeof(zero));
 	int r;
 
-	if (!hashes || (!ram && !scratch)) {
-		r = vmm__err(VMM_ENOMEM, "page hashes");
-		goto out;
-	}
+	if (!hashes)
+		return vmm__err(VMM_ENOMEM, "page hashes");
 	r = pread_all(s->fd, hashes, s->pre.hashes_len, s->pre.hashes_off, "page hashes");
 	if (!r && XXH3_64bits(hashes, s->pre.hashes_len) != s->pre.hashes_hash)
 		r = vmm__err(VMM_ECORRUPT, "page hash table checksum mismatch");
 	if (!r)
-		r = vmm__xport_new(s->fd, &o, &xp);
-	/* Only the file's data extents are read: holes are pages that were never written,
-	 * which must be zero pages by the table. */
-	for (uint64_t pos = 0; !r && pos < s->pre.ram_len;) {
-		off_t d = lseek(s->fd, (off_t)(s->pre.ram_off + pos), SEEK_DATA), h;
-		uint64_t from, to;
-
-		if (d < 0 || (uint64_t)d >= s->pre.ram_off + s->pre.ram_len)
-			from = to = s->pre.ram_len;
-		else {
-			h = lseek(s->fd, d, SEEK_HOLE);
-			from = ((uint64_t)d - s->pre.ram_off) & ~(VMM_PAGE_SIZE - 1);
-			to = h < 0 ? s->pre.ram_len : (uint64_t)h - s->pre.ram_off;
-			to = (to + VMM_PAGE_SIZE - 1) & ~(VMM_PAGE_SIZE - 1);
-			if (to > s->pre.ram_len)
-				to = s->pre.ram_len;
-		}
-		for (uint64_t p = covered; p < from / VMM_PAGE_SIZE; p++)
-			if (hashes[p] != zero_hash) {
-				r = vmm__err(VMM_ECORRUPT, "RAM page %llu missing (a hole)",
-					     (unsigned long long)p);
-				break;
-			}
-		if (!r && from < to)
-			r = read_extent(s, xp, ram, scratch, hashes, from, to);
-		covered = to / VMM_PAGE_SIZE;
-		pos = to;
-	}
-	(void)npages;
-out:
-	vmm__xport_free(xp);
+		r = ram ? load_image(s, ram, hashes, zero_hash) : verify_image(s, hashes, zero_hash);
 	free(hashes);
-	free(scratch);
 	return r;
 }
 

@@ -106,44 +106,81 @@ static int queue_run(struct save *s, uint64_t first, uint64_t n)
 	return vmm__xport_pwritev_queued(s->qx, VMM_SNAP_RAM_OFFSET + first * VMM_PAGE_SIZE, &iov, 1);
 }
 
-/* Writes the non-zero pages of [first, first + n) set in s->pages, hashing each; a page
- * that became zero after it was written is punched out of the file. */
+/* A zero page that leaves the file: punched out if an earlier round wrote it. */
+static int drop_zero_page(struct save *s, uint64_t p)
+{
+	if (!vmm__bitmap_test(s->written, p))
+		return 0;
+	s->written[p / 64] &= ~(1ull << (p % 64));
+	if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)(VMM_SNAP_RAM_OFFSET + p * VMM_PAGE_SIZE), VMM_PAGE_SIZE) < 0)
+		return vmm__err_sys(VMM_EIO, "punch a zero page");
+	return 0;
+}
+
+/* The write run being built: [start, start + len) holds data; the `zeros` zero pages
+ * after it join the run (written as zeros) if more data follows within ZERO_GAP_PAGES,
+ * because one 4 KiB O_DIRECT write per isolated data page costs far more than writing a
+ * few zero pages (measured: half-zero memory saved at 0.3x dd before this). */
+#define ZERO_GAP_PAGES 16
+
+struct run {
+	uint64_t start, len, zeros;
+};
+
+static int run_close(struct save *s, struct run *rn)
+{
+	int r = rn->len ? queue_run(s, rn->start, rn->len) : 0;
+
+	for (uint64_t i = 0; i < rn->zeros && !r; i++)
+		r = drop_zero_page(s, rn->start + rn->len + i);
+	*rn = (struct run){ 0 };
+	return r;
+}
+
+/* Writes the pages of [first, first + n) set in s->pages, hashing each; all-zero pages
+ * stay holes unless they fill a short gap inside a run of data. */
 static int image_write_chunk(struct save *s, uint64_t first, uint64_t n)
 {
-	uint64_t run = 0, run_len = 0;
+	struct run rn = { 0 };
 	int r = 0;
 
 	for (uint64_t p = first; p < first + n && !r; p++) {
 		const uint8_t *pg = s->vm->mem.host + p * VMM_PAGE_SIZE;
+		int adjacent = rn.len && p == rn.start + rn.len + rn.zeros;
 
-		if (!vmm__bitmap_test(s->pages, p))
+		if (!vmm__bitmap_test(s->pages, p)) {
+			if (rn.len)
+				r = run_close(s, &rn);
 			continue;
+		}
 		if (vmm__page_is_zero(pg)) {
 			s->st.zero_pages++;
 			s->hashes[p] = s->zero_hash;
-			if (vmm__bitmap_test(s->written, p)) {
-				if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-					      (off_t)(VMM_SNAP_RAM_OFFSET + p * VMM_PAGE_SIZE),
-					      VMM_PAGE_SIZE) < 0)
-					r = vmm__err_sys(VMM_EIO, "punch a zero page");
-				s->written[p / 64] &= ~(1ull << (p % 64));
-			}
+			if (adjacent && rn.zeros < ZERO_GAP_PAGES)
+				rn.zeros++;
+			else if (rn.len)
+				r = run_close(s, &rn) ?: drop_zero_page(s, p);
+			else
+				r = drop_zero_page(s, p);
 			continue;
 		}
 		s->hashes[p] = XXH3_64bits(pg, VMM_PAGE_SIZE);
-		vmm__bitmap_set(s->written, p);
 		s->st.pages_written++;
-		if (run_len && p == run + run_len && run_len < RUN_PAGES) {
-			run_len++;
-			continue;
+		if (adjacent && rn.len + rn.zeros < RUN_PAGES) {
+			/* the gap's zero pages are written too: they are data in the file now */
+			for (uint64_t z = rn.start + rn.len; z < p; z++)
+				vmm__bitmap_set(s->written, z);
+			rn.len += rn.zeros + 1;
+			rn.zeros = 0;
+		} else {
+			r = run_close(s, &rn);
+			rn = (struct run){ p, 1, 0 };
 		}
-		if (run_len)
-			r = queue_run(s, run, run_len);
-		run = p;
-		run_len = 1;
+		vmm__bitmap_set(s->written, p);
 	}
-	if (!r && run_len)
-		r = queue_run(s, run, run_len);
+	if (!r)
+		r = run_close(s, &rn);
 	return r;
 }
 

@@ -15,9 +15,9 @@ uint64_t vmm__cpuid_digest(struct vmm_vm *vm)
 	const struct kvm_cpuid2 *c = vm->kvm->cpuid;
 	XXH3_state_t st;
 
-	/* KVM_GET_SUPPORTED_CPUID reports the APIC ID of the host CPU that ran the ioctl
-	 * (leaf 1 EBX[31:24], leaves 0xb/0x1f EDX): leave those out, or the same host would
-	 * look different from one call to the next. */
+	/* KVM_GET_SUPPORTED_CPUID reports the topology of the host CPU that ran the ioctl
+	 * (leaf 1 EBX[31:24], leaves 0xb/0x1f EDX, AMD's 0x8000001e EAX/EBX): leave those out,
+	 * or the same host would look different from one call to the next. */
 	XXH3_64bits_reset(&st);
 	for (uint32_t i = 0; i < c->nent; i++) {
 		struct kvm_cpuid_entry2 e = c->entries[i];
@@ -26,6 +26,8 @@ uint64_t vmm__cpuid_digest(struct vmm_vm *vm)
 			e.ebx &= 0x00ffffff;
 		if (e.function == 0xb || e.function == 0x1f)
 			e.edx = 0;
+		if (e.function == 0x8000001e)
+			e.eax = e.ebx = 0;
 		XXH3_64bits_update(&st, &e, sizeof(e));
 	}
 	return XXH3_64bits_digest(&st);

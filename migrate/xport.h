@@ -42,11 +42,16 @@ void vmm__xport_seek(struct vmm__xport *xp, uint64_t off);
  * queue or drain call. */
 int vmm__xport_pwritev_queued(struct vmm__xport *xp, uint64_t off, const struct iovec *iov,
 			      int iovcnt);
-/* Waits for every queued write. */
+/* The same for a positional read into iov; a read that meets the end of the file fails
+ * with VMM_ETRUNCATED. */
+int vmm__xport_preadv_queued(struct vmm__xport *xp, uint64_t off, const struct iovec *iov,
+			     int iovcnt);
+/* Waits for every queued transfer. */
 int vmm__xport_drain(struct vmm__xport *xp);
 
-/* Sockets: waits until the peer has acknowledged everything written (the kernel's send
- * queue is empty), so that time measured includes the link and not just the buffer.
+/* Sockets: waits until the kernel has put everything written on the wire (nothing left
+ * unsent in the send queue), so that time measured includes the link and not just the
+ * buffer.
  * Files: returns at once. Honours the timeout and the cancel flag. */
 int vmm__xport_wait_sent(struct vmm__xport *xp);
 
