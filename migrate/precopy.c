@@ -286,6 +286,23 @@ static int precopy_round(struct sender *s, uint32_t round, int *done)
 	return *done ? 0 : converge(s, &rd);
 }
 
+/* Waits until the destination has applied everything sent so far (protocol.h, SYNC), so
+ * that the pause only pays for the last pages, not for a receive backlog. */
+static int sync_destination(struct sender *s)
+{
+	struct vmm__rec_hdr h;
+	uint8_t *p;
+	int r = 0;
+
+	for (unsigned i = 0; i < s->n && !r; i++)
+		r = vmm__stream_write_rec(s->c[i].xp, VMM_REC_SYNC, NULL, 0);
+	for (unsigned i = 0; i < s->n && !r; i++) {
+		r = vmm__stream_read_rec(s->c[i].xp, VMM_REC_SYNC, &h, &p);
+		free(p);
+	}
+	return r;
+}
+
 /* ---- stop-and-copy and commit */
 
 static int send_state(struct sender *s)
@@ -471,6 +488,8 @@ static int migrate(struct sender *s)
 		r = vmm__memory_populated(&s->vm->mem, s->pages);
 	for (uint32_t round = 0; !r && !done; round++)
 		r = precopy_round(s, round, &done);
+	if (!r)
+		r = sync_destination(s);
 	if (!r)
 		r = stop_and_copy(s);
 	return r;

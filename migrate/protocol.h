@@ -16,6 +16,8 @@
  *   by its 2 MiB chunk, so per-page order holds)   one thread per connection
  *   ROUND {k}: what round k-1 saw dirtied ...
  *   (expected downtime <= limit, or a cap)
+ *   SYNC on every connection ---------------------> (after applying all before it)
+ *              <---------------------------------- SYNC, on each connection
  *   pause the guest; final dirty sync
  *   ROUND {final}, the last RAM batches
  *   END on every connection ---------------------> join the connections
@@ -23,6 +25,10 @@
  *   COMPLETE {pages} ----------------------------> check
  *              <---------------------------------- COMMITTED {apply time}; start the VM
  *   the VM is moved: it stays PAUSED, migrated
+ *
+ * SYNC exists because "written to the socket" is not "applied": a destination slower than
+ * the link (first touch of its fresh memory) holds a backlog in its socket buffers, and
+ * without the barrier the guest would stay paused while that backlog drains.
  *
  * Either side may send ERROR {code, message} instead of its next record and close. Until
  * COMMITTED arrives the source owns the VM: on any failure (refusal, a peer gone or

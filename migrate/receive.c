@@ -210,6 +210,10 @@ static int receive_ram(struct rconn *c)
 			free(p);
 			break;
 		}
+		case VMM_REC_SYNC:
+			/* Everything before it on this connection is applied. */
+			r = vmm__stream_write_rec(c->xp, VMM_REC_SYNC, NULL, 0);
+			break;
 		case VMM_REC_END:
 			return 0;
 		case VMM_REC_ERROR: {

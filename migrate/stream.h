@@ -36,8 +36,9 @@ enum vmm__rec_type {
 	VMM_REC_COMPLETE = 6,
 	VMM_REC_COMMITTED = 7,
 	VMM_REC_ERROR = 8,
-	VMM_REC_END = 9, /* end of a RAM section */
-	VMM_REC_MAX_TYPE = 9,
+	VMM_REC_END = 9,  /* end of a RAM section */
+	VMM_REC_SYNC = 10, /* echoed by the receiver once everything before it is applied */
+	VMM_REC_MAX_TYPE = 10,
 };
 
 #define VMM_REC_MAX_LEN (64u << 20)

@@ -304,6 +304,9 @@ static void fake_records(struct fake *f, struct vmm__xport *xp)
 		case VMM_REC_STATE:
 			r = skip_payload(f, xp, h.len);
 			break;
+		case VMM_REC_SYNC: /* the barrier before stop-and-copy: echo it */
+			r = vmm__stream_write_rec(xp, VMM_REC_SYNC, NULL, 0);
+			break;
 		case VMM_REC_COMPLETE:
 			r = skip_payload(f, xp, h.len);
 			if (r)
