@@ -157,7 +157,6 @@ static int send_batch(struct vmm__ram_tx *tx, struct vmm__xport *xp)
 	struct vmm__rec_hdr rh = { VMM_REC_HDR_MAGIC, VMM_REC_RAM, 0, 0 };
 	struct vmm__batch_hdr bh = { .count = tx->n };
 	size_t idx_len = 0, raw = 0, zlen = 0;
-	uint32_t nonzero = 0;
 	XXH3_state_t hs;
 	int niov = 4, r;
 
@@ -172,7 +171,6 @@ static int send_batch(struct vmm__ram_tx *tx, struct vmm__xport *xp)
 			tx->stats.zero_pages++;
 			continue;
 		}
-		nonzero++;
 		if (tx->stage)
 			memcpy(tx->stage + raw, p, PAGE);
 		else
@@ -212,7 +210,6 @@ static int send_batch(struct vmm__ram_tx *tx, struct vmm__xport *xp)
 	tx->stats.raw_bytes += raw;
 	tx->stats.wire_bytes += sizeof(rh) + rh.len;
 	tx->n = 0;
-	(void)nonzero;
 	return 0;
 }
 

@@ -507,10 +507,8 @@ static int setup(struct save *s, struct vmm_vm *vm, const char *path)
 				    (s->o.flags & VMM_SNAPSHOT_COMPRESS) ? VMM_COMPRESS_ZSTD
 									 : VMM_COMPRESS_COPY,
 				    s->o.compress_level, &s->tx);
-	if (!r && !s->image) {
+	if (!r && !s->image) /* batches are appended from the start of the RAM section */
 		vmm__xport_seek(s->sx, VMM_SNAP_RAM_OFFSET);
-		r = vmm__xport_write(s->sx, zero, 0);
-	}
 	return r;
 }
 
@@ -593,8 +591,6 @@ int vmm_snapshot_save(struct vmm_vm *vm, const char *path, const struct vmm_snap
 	free(s.hashes);
 	free(s.written);
 	s.st.total_ns = vmm__now_ns() - t0;
-	if (s.tx == NULL && !s.image)
-		(void)0;
 	if (stats)
 		*stats = s.st;
 	return r;
