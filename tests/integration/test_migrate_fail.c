@@ -305,6 +305,12 @@ static void fake_records(struct fake *f, struct vmm__xport *xp)
 			r = skip_payload(f, xp, h.len);
 			break;
 		case VMM_REC_SYNC: /* the barrier before stop-and-copy: echo it */
+			if (f->act == FAKE_GARBAGE_BACK) {
+				/* The source reads our garbage where it waits for the echo. */
+				f->reached = 1;
+				read_peer_error(f, xp);
+				return;
+			}
 			r = vmm__stream_write_rec(xp, VMM_REC_SYNC, NULL, 0);
 			break;
 		case VMM_REC_COMPLETE:
@@ -570,8 +576,9 @@ static void garbage_back(void **state)
 	struct fake f;
 	char why[512];
 
-	/* The source reads its control connection only for COMMITTED: that is where the
-	 * garbage must be caught, never taken for a commit. */
+	/* The source reads its control connection only for the SYNC echo before
+	 * stop-and-copy and for COMMITTED: the garbage must be caught there, never taken for
+	 * either. */
 	fake_case(FAKE_GARBAGE_BACK, 0, NULL, VMM_EPROTO, &f, why, sizeof(why));
 	assert_int_equal(f.peer_code, VMM_EPROTO);
 }
