@@ -11,7 +11,7 @@ vmm=$(realpath "$build/examples/vmm")
 guest=$(realpath "$build/tests/guests/memcheck.elf")
 mem=${MEM_MIB:-128} gens=${GENS:-40} rate=${RATE:-150}
 tmp=$(mktemp -d /tmp/vmm-demo.XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"' EXIT
 bold() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 fail() { printf '\n\033[31mdemo FAILED: %s\033[0m\n' "$*"; exit 1; }
 wait_for() { # file, pattern, seconds
