@@ -92,7 +92,7 @@ static void migrate_case(void **state)
 	ref = reference(i / NVARIANTS);
 	mu_dest_start(&d, 0);
 	tu_output_init(&out);
-	vm = mu_vm_new(g->file, g->cmdline, g->mem_mib, g->vcpus, v->ring, &out);
+	vm = tu_vm_new_ring(g->file, g->cmdline, g->mem_mib, g->vcpus, v->ring, &out);
 	assert_int_equal(vmm_vm_start(vm), 0);
 	while (tu_output_lines(&out) < g->at_lines)
 		tu_sleep_us(1000);

@@ -90,26 +90,3 @@ int mu_send(struct vmm_vm *vm, struct mu_dest *d, const struct vmm_migrate_opts 
 {
 	return vmm_migrate_send_to(vm, "127.0.0.1", d->port, o, st);
 }
-
-struct vmm_vm *mu_vm_new(const char *name, const char *cmdline, uint64_t mem_mib,
-			 uint32_t vcpus, uint32_t ring, struct tu_output *out)
-{
-	struct vmm_vm_config cfg;
-	struct vmm_vm *vm = NULL;
-	int r;
-
-	vmm_vm_config_init(&cfg);
-	cfg.mem_size = mem_mib << 20;
-	cfg.vcpus = vcpus;
-	cfg.cmdline = cmdline;
-	cfg.serial_out = tu_output_sink;
-	cfg.serial_opaque = out;
-	cfg.dirty_ring_entries = ring;
-	r = vmm_vm_create(&cfg, &vm);
-	if (r)
-		fail_msg("vmm_vm_create: %s (%s)", vmm_strerror(r), vmm_last_error());
-	r = vmm_vm_load_kernel(vm, tu_guest(name), NULL);
-	if (r)
-		fail_msg("load %s: %s (%s)", name, vmm_strerror(r), vmm_last_error());
-	return vm;
-}

@@ -24,9 +24,6 @@ int mu_child_receive(int argc, char **argv);
 /* Connects opts->connections sockets to the destination and sends. */
 int mu_send(struct vmm_vm *vm, struct mu_dest *d, const struct vmm_migrate_opts *o,
 	    struct vmm_migrate_stats *st);
-/* tu_vm_new with a dirty ring of ring entries (0: bitmap). */
-struct vmm_vm *mu_vm_new(const char *name, const char *cmdline, uint64_t mem_mib,
-			 uint32_t vcpus, uint32_t ring, struct tu_output *out);
 /* A listening socket on 127.0.0.1:(ephemeral); *port gets the port. */
 int mu_listen(uint16_t *port);
 

@@ -80,8 +80,8 @@ size_t tu_output_lines(struct tu_output *o)
 	return n;
 }
 
-struct vmm_vm *tu_vm_new(const char *name, const char *cmdline, uint64_t mem_mib,
-			 uint32_t vcpus, struct tu_output *out)
+struct vmm_vm *tu_vm_new_ring(const char *name, const char *cmdline, uint64_t mem_mib,
+			      uint32_t vcpus, uint32_t ring, struct tu_output *out)
 {
 	struct vmm_vm_config cfg;
 	struct vmm_vm *vm = NULL;
@@ -93,6 +93,7 @@ struct vmm_vm *tu_vm_new(const char *name, const char *cmdline, uint64_t mem_mib
 	cfg.cmdline = cmdline;
 	cfg.serial_out = tu_output_sink;
 	cfg.serial_opaque = out;
+	cfg.dirty_ring_entries = ring;
 	r = vmm_vm_create(&cfg, &vm);
 	if (r)
 		fail_msg("vmm_vm_create: %s (%s)", vmm_strerror(r), vmm_last_error());
@@ -102,6 +103,12 @@ struct vmm_vm *tu_vm_new(const char *name, const char *cmdline, uint64_t mem_mib
 			fail_msg("load %s: %s (%s)", name, vmm_strerror(r), vmm_last_error());
 	}
 	return vm;
+}
+
+struct vmm_vm *tu_vm_new(const char *name, const char *cmdline, uint64_t mem_mib,
+			 uint32_t vcpus, struct tu_output *out)
+{
+	return tu_vm_new_ring(name, cmdline, mem_mib, vcpus, 0, out);
 }
 
 char *tu_run_guest(const char *name, const char *cmdline, uint64_t mem_mib, uint32_t vcpus,

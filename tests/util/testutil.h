@@ -35,6 +35,9 @@ size_t tu_output_lines(struct tu_output *o);
  * serial into out. Asserts on failure. */
 struct vmm_vm *tu_vm_new(const char *name, const char *cmdline, uint64_t mem_mib,
 			 uint32_t vcpus, struct tu_output *out);
+/* The same with a dirty ring of ring entries (0: KVM's dirty bitmap). */
+struct vmm_vm *tu_vm_new_ring(const char *name, const char *cmdline, uint64_t mem_mib,
+			      uint32_t vcpus, uint32_t ring, struct tu_output *out);
 /* Runs a guest to completion; returns its output (malloc'd) and the exit in *ex. */
 char *tu_run_guest(const char *name, const char *cmdline, uint64_t mem_mib, uint32_t vcpus,
 		   struct vmm_exit *ex);
