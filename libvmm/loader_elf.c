@@ -88,8 +88,8 @@ int vmm__elf_load(struct vmm_vm *vm, const struct vmm__image *img, int cls, uint
 	/* Validate every segment before touching RAM, so a bad image writes nothing. */
 	for (int pass = 0; pass < 2; pass++) {
 		for (uint32_t i = 0; i < phnum; i++) {
-			uint32_t type;
-			struct seg s;
+			uint32_t type = 0;
+			struct seg s = { 0 };
 
 			r = read_phdr(img, cls, phoff, i, &type, &s);
 			if (r)

@@ -468,7 +468,7 @@ static int narrow(uint64_t v, uint64_t max, const char *where, const char *field
 
 #define NARROW(dst, src, max, where, field)                              \
 	do {                                                             \
-		uint64_t v_;                                             \
+		uint64_t v_ = 0;                                         \
 		int r_ = narrow((src), (max), (where), (field), &v_);   \
 		if (r_)                                                  \
 			return r_;                                       \

@@ -52,6 +52,8 @@ struct sender {
 	int paused;              /* we paused the guest (and resume it on failure) */
 	int stable;              /* final round: the guest cannot write */
 	uint64_t t0, t_pause, round_t0;
+	uint64_t sync_ns;        /* the last dirty-log sync took this long */
+	uint64_t state_cost_ns;  /* the destination's rehearsal of the state (hello reply) */
 	uint8_t session[16];
 };
 
@@ -264,13 +266,17 @@ static int precopy_round(struct sender *s, uint32_t round, int *done)
 	r = vmm__dirty_sync(s->vm, s->pages);
 	if (r)
 		return r;
+	s->sync_ns = vmm__now_ns() - t_end;
 	add_tx_stats(s, &rd, before);
 	m = (struct vmm__round_measure){
 		.wire_bytes = rd.wire_bytes,
 		.duration_ns = t_end - s->round_t0,
 		.elapsed_ns = vmm__now_ns() - s->round_t0,
 		.remaining_bytes = vmm__bitmap_weight(s->pages, s->npages) * VMM_PAGE_SIZE,
-		.fixed_ns = vmm__xport_rtt_ns(s->c[0].xp),
+		/* What the pause costs besides the pages: the final sync, the state's capture
+		 * and load (measured on the destination at hello), COMPLETE's round trip.
+		 * Without the state a slow host overshot its estimate 70-fold. */
+		.fixed_ns = vmm__xport_rtt_ns(s->c[0].xp) + s->sync_ns + s->state_cost_ns,
 	};
 	rd.duration_ns = m.duration_ns;
 	rd.bandwidth_mbps = vmm__policy_bandwidth(&m) / 1e6;
@@ -310,11 +316,13 @@ static int send_state(struct sender *s)
 	struct vmm__machine_state ms;
 	uint8_t *buf = NULL;
 	size_t len = 0;
+	uint64_t t0 = vmm__now_ns();
 	int r = vmm__vm_state_capture(s->vm, &ms);
 
 	if (!r)
 		r = vmm__machine_state_encode(&ms, &buf, &len);
 	vmm__machine_state_free(&ms);
+	s->st.capture_ns = vmm__now_ns() - t0;
 	if (!r)
 		r = vmm__stream_write_rec(s->c[0].xp, VMM_REC_STATE, buf, len);
 	s->st.state_bytes = len;
@@ -324,21 +332,31 @@ static int send_state(struct sender *s)
 
 static int wait_committed(struct sender *s)
 {
+	Vmm__Stream__Committed *ok;
 	struct vmm__rec_hdr h;
 	uint8_t *p;
 	int r = vmm__stream_read_rec(s->c[0].xp, VMM_REC_COMMITTED, &h, &p);
 
+	if (r)
+		return r;
+	ok = vmm__stream__committed__unpack(NULL, h.len, p);
 	free(p);
-	return r;
+	if (!ok)
+		return vmm__err(VMM_EPROTO, "unparsable committed record");
+	s->st.apply_ns = ok->has_apply_ns ? ok->apply_ns : 0;
+	vmm__stream__committed__free_unpacked(ok, NULL);
+	return 0;
 }
 
 static int stop_and_copy(struct sender *s)
 {
 	struct vmm_migrate_round rd = { .final = 1, .round = s->st.rounds };
 	Vmm__Stream__Complete done = VMM__STREAM__COMPLETE__INIT;
-	uint64_t before[4];
+	uint64_t before[4], t_sync;
 	int r;
 
+	/* The downtime starts as the pause does: the vCPUs stop during the call. */
+	s->t_pause = vmm__now_ns();
 	if (vmm_vm_get_state(s->vm) == VMM_VM_RUNNING) {
 		r = vmm_vm_pause(s->vm);
 		if (r)
@@ -351,12 +369,14 @@ static int stop_and_copy(struct sender *s)
 	 * caller its stopped VM, whose vmm_vm_wait() still tells how the guest ended. */
 	if (vmm_vm_get_state(s->vm) != VMM_VM_PAUSED)
 		return vmm__err(VMM_ESTATE, "migrate: the VM stopped during pre-copy");
-	s->t_pause = vmm__now_ns();
+	t_sync = vmm__now_ns();
+	s->st.pause_ns = t_sync - s->t_pause;
 	vmm__vm_set_throttle(s->vm, 0);
 	/* The guest cannot write now: one more sync catches what the last round missed. */
 	r = vmm__dirty_sync(s->vm, s->pages);
 	if (r)
 		return r;
+	s->st.final_sync_ns = vmm__now_ns() - t_sync;
 	s->stable = 1;
 	for (unsigned i = 0; i < s->n; i++)
 		vmm__ram_tx_set_stable(s->c[i].tx, 1);
@@ -419,6 +439,7 @@ static int hello(struct sender *s)
 	if (!rep->accepted)
 		r = vmm__err(VMM_EREFUSED, "destination refused: %s (%s)",
 			     rep->reason ? rep->reason : "", vmm_err_name(rep->error));
+	s->state_cost_ns = rep->has_state_rehearsal_ns ? rep->state_rehearsal_ns : 0;
 	vmm__stream__hello_reply__free_unpacked(rep, NULL);
 	/* The extra connections introduce themselves with the session id. */
 	for (unsigned i = 1; i < s->n && !r; i++) {

@@ -420,6 +420,10 @@ static struct json_object *total_json(const struct control_migration *m)
 	json_object_object_add(o, "total_ms", control_json_ms(total_ns));
 	json_object_object_add(o, "downtime_ms", control_json_ms(st->downtime_ns));
 	json_object_object_add(o, "expected_downtime_ms", control_json_ms(st->expected_downtime_ns));
+	json_object_object_add(o, "pause_ms", control_json_ms(st->pause_ns));
+	json_object_object_add(o, "final_sync_ms", control_json_ms(st->final_sync_ns));
+	json_object_object_add(o, "capture_ms", control_json_ms(st->capture_ns));
+	json_object_object_add(o, "apply_ms", control_json_ms(st->apply_ns));
 	add_u64(o, "pages", st->pages);
 	add_u64(o, "zero_pages", st->zero_pages);
 	add_u64(o, "raw_bytes", st->raw_bytes);

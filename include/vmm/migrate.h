@@ -54,7 +54,13 @@ struct vmm_migrate_stats {
 	double compression_ratio; /* raw page bytes / page bytes on the wire (1.0: none) */
 	uint32_t max_throttle_pct;
 	uint64_t state_bytes;    /* machine state */
-	uint64_t reserved[8];
+	/* Where the downtime went (they add up to about downtime_ns; the rest is the last
+	 * pages and the round trips): */
+	uint64_t pause_ns;       /* stopping the vCPUs */
+	uint64_t final_sync_ns;  /* the last dirty-log sync, guest paused */
+	uint64_t capture_ns;     /* reading and encoding vCPU and device state */
+	uint64_t apply_ns;       /* the destination decoding and loading it */
+	uint64_t reserved[4];
 };
 
 typedef void (*vmm_migrate_progress_fn)(void *opaque, const struct vmm_migrate_round *round,

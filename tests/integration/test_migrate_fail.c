@@ -68,19 +68,6 @@ struct src {
 	struct tu_output out;
 };
 
-static void wait_lines(struct src *s, size_t n)
-{
-	uint64_t t0 = now_ns();
-
-	while (tu_output_lines(&s->out) < n) {
-		if (vmm_vm_get_state(s->vm) == VMM_VM_STOPPED)
-			fail_msg("the guest stopped before printing %zu lines (raise MC_GENS?)", n);
-		if (now_ns() - t0 > 30000000000ull)
-			fail_msg("the guest printed no more than %zu lines in 30 s", tu_output_lines(&s->out));
-		tu_sleep_us(2000);
-	}
-}
-
 static void src_start(struct src *s)
 {
 	char cmd[96];
@@ -89,7 +76,7 @@ static void src_start(struct src *s)
 	tu_output_init(&s->out);
 	s->vm = tu_vm_new("memcheck.elf", cmd, VM_MIB, 1, &s->out);
 	assert_int_equal(vmm_vm_start(s->vm), 0);
-	wait_lines(s, 3); /* the banner and two generations */
+	tu_wait_lines(&s->out, s->vm, 3, 30); /* the banner and two generations */
 }
 
 /* The rule under test: the failed send left the VM running, not migrated, and the guest
@@ -100,7 +87,7 @@ static void src_survived(struct src *s)
 
 	assert_int_equal(vmm_vm_get_state(s->vm), VMM_VM_RUNNING);
 	assert_int_equal(vmm_vm_migrated(s->vm), 0);
-	wait_lines(s, n + 1);
+	tu_wait_lines(&s->out, s->vm, n + 1, 30);
 }
 
 static char *strip_cr(char *s)

@@ -89,12 +89,6 @@ static char *spawn_restore(const char *file, const char *mode, int *status)
 
 /* ---- the parent */
 
-static void wait_lines(struct tu_output *o, size_t n)
-{
-	for (int i = 0; i < 60000 && tu_output_lines(o) < n; i++)
-		tu_sleep_us(1000);
-}
-
 static void save(struct vmm_vm *vm, const char *path, uint32_t flags, const char *parent)
 {
 	struct vmm_snapshot_opts o;
@@ -131,7 +125,7 @@ static void run_case(const struct guest *g, enum mode m)
 	tu_output_init(&out);
 	vm = tu_vm_new(g->file, g->cmdline, g->mem_mib, g->vcpus, &out);
 	assert_int_equal(vmm_vm_start(vm), 0);
-	wait_lines(&out, g->at_lines);
+	tu_wait_lines(&out, vm, g->at_lines, 60);
 	tu_sleep_us(g->delay_ms * 1000);
 	switch (m) {
 	case EAGER:
@@ -145,7 +139,7 @@ static void run_case(const struct guest *g, enum mode m)
 		/* full (tracking on), the guest runs on, then only what it changed */
 		save(vm, base, VMM_SNAPSHOT_TRACK, NULL);
 		assert_int_equal(vmm_vm_get_state(vm), VMM_VM_RUNNING);
-		wait_lines(&out, g->at_lines ? g->at_lines + 1 : 0);
+		tu_wait_lines(&out, vm, g->at_lines ? g->at_lines + 1 : 0, 60);
 		tu_sleep_us(g->delay_ms * 1000);
 		save(vm, file, VMM_SNAPSHOT_STOP | VMM_SNAPSHOT_INCREMENTAL, base);
 		break;

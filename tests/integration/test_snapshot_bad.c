@@ -29,8 +29,7 @@ static void make_snapshot(const char *path, uint32_t flags)
 	tu_output_init(&out);
 	vm = tu_vm_new("counter.elf", "count=100000 interval=1000", 16, 1, &out);
 	assert_int_equal(vmm_vm_start(vm), 0);
-	while (tu_output_lines(&out) < 3)
-		tu_sleep_us(1000);
+	tu_wait_lines(&out, vm, 3, 30);
 	vmm_snapshot_opts_init(&o);
 	o.flags = flags | VMM_SNAPSHOT_STOP;
 	assert_int_equal(vmm_snapshot_save(vm, path, &o, NULL), 0);
@@ -232,8 +231,7 @@ static void disk_full(void **state)
 	tu_output_init(&out);
 	vm = tu_vm_new("memcheck.elf", "mem=24 gens=100000", 64, 1, &out);
 	assert_int_equal(vmm_vm_start(vm), 0);
-	while (tu_output_lines(&out) < 2) /* "gen 1 ok": the working set is written */
-		tu_sleep_us(1000);
+	tu_wait_lines(&out, vm, 2, 30); /* "gen 1 ok": the working set is written */
 	vmm_snapshot_opts_init(&o);
 	r = vmm_snapshot_save(vm, path, &o, NULL);
 	assert_int_equal(r, VMM_ENOSPC);
@@ -254,8 +252,7 @@ static void disk_full(void **state)
 		unlink(path);
 	}
 	/* The guest kept running through all that, and its memory still verifies. */
-	while (tu_output_lines(&out) < 5)
-		tu_sleep_us(1000);
+	tu_wait_lines(&out, vm, 5, 30);
 	assert_int_equal(vmm_vm_stop(vm), 0);
 	assert_int_equal(vmm_vm_wait(vm, 10000, &ex), 0);
 	s = tu_output_copy(&out);

@@ -22,12 +22,6 @@ static const struct rt_case cases[] = {
 	{ "smp.elf", "cpus=2 iters=300000000", "smp ok", 32, 2, 0 },
 };
 
-static void wait_lines(struct tu_output *o, size_t n)
-{
-	for (int i = 0; i < 60000 && tu_output_lines(o) < n; i++)
-		tu_sleep_us(1000);
-}
-
 static void roundtrip(void **state)
 {
 	const struct rt_case *c = *state;
@@ -46,7 +40,7 @@ static void roundtrip(void **state)
 	tu_output_init(&out1);
 	vm = tu_vm_new(c->file, c->cmdline, c->mem_mib, c->vcpus, &out1);
 	assert_int_equal(vmm_vm_start(vm), 0);
-	wait_lines(&out1, c->pause_after_lines);
+	tu_wait_lines(&out1, vm, c->pause_after_lines, 60);
 	tu_sleep_us((unsigned)(rand() % 20000)); /* an arbitrary moment, not a line boundary */
 	assert_int_equal(vmm_vm_pause(vm), 0);
 	if (vmm_vm_state_save(vm, &blob, &len))

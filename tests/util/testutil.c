@@ -80,6 +80,42 @@ size_t tu_output_lines(struct tu_output *o)
 	return n;
 }
 
+unsigned tu_slowdown(void)
+{
+	const char *e = getenv("VMM_TEST_EMULATED");
+
+	return e && *e == '1' ? 10 : 1;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void tu_wait_lines(struct tu_output *out, struct vmm_vm *vm, size_t n, unsigned timeout_s)
+{
+	uint64_t end = mono_ms() + (uint64_t)timeout_s * tu_slowdown() * 1000;
+	const char *why = NULL;
+
+	while (tu_output_lines(out) < n && !why) {
+		if (vm && vmm_vm_get_state(vm) == VMM_VM_STOPPED)
+			why = "the guest stopped";
+		else if (mono_ms() > end)
+			why = "time ran out";
+		else
+			tu_sleep_us(1000);
+	}
+	if (why && tu_output_lines(out) < n) {
+		char *s = tu_output_copy(out);
+
+		fail_msg("waited for %zu lines of guest output, got %zu (%s after %u s):\n%s", n,
+			 tu_output_lines(out), why, timeout_s * tu_slowdown(), s);
+	}
+}
+
 struct vmm_vm *tu_vm_new_ring(const char *name, const char *cmdline, uint64_t mem_mib,
 			      uint32_t vcpus, uint32_t ring, struct tu_output *out)
 {

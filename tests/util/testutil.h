@@ -31,6 +31,14 @@ char *tu_output_copy(struct tu_output *o);
 /* Number of complete lines captured so far. */
 size_t tu_output_lines(struct tu_output *o);
 
+/* How much longer than on native KVM things may take here: 10 in the emulated KVM host
+ * (tests/vmhost sets VMM_TEST_EMULATED=1), else 1. Deadlines and sizes scale with it; what
+ * a test checks never does. */
+unsigned tu_slowdown(void);
+/* Waits until out holds n complete lines. Fails the test, showing what the guest printed,
+ * if vm (may be NULL) stops first or timeout_s (times tu_slowdown()) passes. */
+void tu_wait_lines(struct tu_output *out, struct vmm_vm *vm, size_t n, unsigned timeout_s);
+
 /* Creates a VM with mem_mib MiB and vcpus, loads guest `name` with cmdline, capturing
  * serial into out. Asserts on failure. */
 struct vmm_vm *tu_vm_new(const char *name, const char *cmdline, uint64_t mem_mib,

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# tests/vmhost/ctest.sh MODE BUILD [CTEST ARG]...: runs a build tree's tests where they can
+# run. Tests labelled `kvm` run guests; the rest need no /dev/kvm.
+#   auto       where /dev/kvm opens, every test here; elsewhere the others here and the
+#              `kvm` ones in the emulated KVM host (run.sh), saying so first
+#   emulated   the `kvm` tests in the emulated KVM host, whatever this machine has
+#   native     where /dev/kvm opens, every test here; elsewhere only the others, naming
+#              the `kvm` tests this pass leaves out (the sanitizer passes: instrumented
+#              code under TCG emulation would not fit the time CI has)
+# VMM_VMHOST_TIMEOUT (seconds, default 3000) bounds the emulated host's whole run.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+MODE=${1:?usage: ctest.sh auto|emulated|native BUILD [CTEST ARG]...}
+BUILD=$(cd "${2:?build folder}" && pwd)
+shift 2
+cd "$BUILD"
+
+kvm_usable() { (exec 3<>/dev/kvm) 2>/dev/null; }
+emulated() {
+	"$HERE/run.sh" --share "$BUILD" --timeout "${VMM_VMHOST_TIMEOUT:-3000}" -- \
+		ctest --output-on-failure -L '^kvm$' "$@"
+}
+
+case $MODE in
+auto|native)
+	if kvm_usable; then
+		exec ctest --output-on-failure "$@"
+	fi
+	why="/dev/kvm cannot be opened here ($( [ -e /dev/kvm ] && echo 'no permission' || echo 'no such device'))"
+	if [ "$MODE" = native ]; then
+		echo "check: $why: this pass leaves out the KVM tests:" \
+			"$(ctest -N -L '^kvm$' "$@" | sed -n 's/^ *Test *#[0-9]*: //p' | tr '\n' ' ')"
+		ctest --output-on-failure -LE '^kvm$' "$@"
+		exit
+	fi
+	echo "check: $why: the KVM tests run in the emulated KVM host (tests/vmhost: QEMU TCG with SVM, kvm_amd)"
+	rc=0
+	ctest --output-on-failure -LE '^kvm$' "$@" || rc=$?
+	emulated "$@" || rc=$?
+	exit $rc
+	;;
+emulated)
+	echo "check: the KVM tests run in the emulated KVM host (tests/vmhost: QEMU TCG with SVM, kvm_amd)"
+	emulated "$@"
+	;;
+*)
+	echo "ctest.sh: unknown mode $MODE" >&2
+	exit 2
+	;;
+esac

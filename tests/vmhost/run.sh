@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# tests/vmhost/run.sh [options] -- CMD [ARG]...
+# Runs CMD, in the current directory, inside the emulated KVM host: a QEMU virtual machine
+# in software emulation (TCG, `-cpu max`: an AMD CPU with SVM and nested paging) whose
+# Debian kernel loads kvm_amd, so /dev/kvm there has real hardware-virtualization semantics
+# on any Linux machine, with or without a /dev/kvm of its own. The VM sees this machine's
+# / over 9p (writable, as root) but has its own tmpfs on /tmp, /run and /dev/shm; the
+# current directory, this checkout and every --share DIR are brought back over those, so
+# CMD works wherever the checkout is. CMD's stdout and stderr come out here; the exit
+# status is CMD's, 124 if --timeout ran out, 125 if the VM stopped before CMD finished
+# (the console's tail is printed then). VMM_TEST_EMULATED=1 is set for CMD, so tests can
+# scale sizes and deadlines (never what they check) to a host that is ~3-20x slower.
+#   --mem SIZE (8G)  --smp N (2)  --share DIR  --env NAME=VALUE  --timeout SECONDS
+#   --console (kernel console on stderr)  --keep (keep the run folder)
+# Environment: VMM_VMHOST_DIR (see build.sh), VMM_VMHOST_APPEND (more kernel arguments,
+# e.g. vmhost.nokeeper, or loglevel=7 with --console).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+SRC=$(cd "$HERE/../.." && pwd)
+D=${VMM_VMHOST_DIR:-/var/tmp/libvmm-vmhost}
+MEM=8G SMP=2 CONSOLE= KEEP= TIMEOUT=0 ENVS=() SHARES=("$PWD" "$SRC")
+usage() { echo "usage: run.sh [--mem SIZE] [--smp N] [--share DIR]... [--env N=V]... [--timeout S] [--console] [--keep] -- CMD..." >&2; exit 2; }
+while [ $# -gt 0 ]; do
+	case $1 in
+	--mem) MEM=$2; shift 2;;
+	--smp) SMP=$2; shift 2;;
+	--share) SHARES+=("$(cd "$2" && pwd)"); shift 2;;
+	--env) ENVS+=("$2"); shift 2;;
+	--timeout) TIMEOUT=$2; shift 2;;
+	--console) CONSOLE=1; shift;;
+	--keep) KEEP=1; shift;;
+	--) shift; break;;
+	*) usage;;
+	esac
+done
+[ $# -gt 0 ] || usage
+bash "$HERE/build.sh" "$D"
+QEMU=$D/qemu/usr/bin/qemu-system-x86_64
+
+mkdir -p "$D/runs"
+RUN=$(mktemp -d "$D/runs/XXXXXX")
+SHARES+=("$RUN")
+printf '%s\n' "${SHARES[@]}" >"$RUN/shares"
+{
+	echo '#!/bin/bash'
+	printf 'cd %q || exit 125\n' "$PWD"
+	for v in PATH HOME LANG LC_ALL TZ TERM; do [ -z "${!v+x}" ] || printf 'export %s=%q\n' "$v" "${!v}"; done
+	# The project's own settings (VMM_*, sanitizer and cmocka options) pass through.
+	while IFS='=' read -r -d '' name value; do
+		case $name in VMM_*|CMOCKA_*|ASAN_OPTIONS|UBSAN_OPTIONS|TSAN_OPTIONS|CTEST_*)
+			printf 'export %s=%q\n' "$name" "$value";; esac
+	done < <(env -0)
+	echo 'export VMM_TEST_EMULATED=1'
+	for e in ${ENVS[@]+"${ENVS[@]}"}; do printf 'export %q\n' "$e"; done
+	printf 'exec'; printf ' %q' "$@"; echo
+} >"$RUN/cmd.sh"
+chmod +x "$RUN/cmd.sh"
+
+# CMD's output goes through FIFOs copied by cat, so it lands on our own stdout and stderr
+# (QEMU opening /proc/self/fd/1 itself would not share their offset). Each FIFO is held
+# open read-write here until QEMU is gone, so the cats always see EOF.
+mkfifo "$RUN/out" "$RUN/err" "$RUN/con"
+exec 3<>"$RUN/out" 4<>"$RUN/err" 5<>"$RUN/con"
+cat "$RUN/out" 3>&- 4>&- 5>&- &
+cat "$RUN/err" >&2 3>&- 4>&- 5>&- &
+SERIAL="file:$RUN/console.log"
+[ -z "$CONSOLE" ] || { tee "$RUN/console.log" <"$RUN/con" >&2 3>&- 4>&- 5>&- & SERIAL=file:$RUN/con; }
+"$QEMU" -L "$D/qemu/usr/share/qemu" -L "$D/qemu/usr/share/seabios" \
+	-nodefaults -display none -no-reboot \
+	-accel tcg,thread=multi -cpu max -smp "$SMP" -m "$MEM" \
+	-kernel "$D/vmlinux" -initrd "$D/initrd.img" \
+	-append "console=ttyS0 quiet panic=-1 mitigations=off tsc=reliable vmhost.run=$RUN ${VMM_VMHOST_APPEND:-}" \
+	-serial "$SERIAL" -monitor none -pidfile "$RUN/qemu.pid" \
+	-virtfs local,path=/,mount_tag=hostroot,security_model=none,multidevs=remap \
+	-device virtio-serial-pci \
+	-chardev file,id=out,path="$RUN/out" -device virtserialport,chardev=out,name=out \
+	-chardev file,id=err,path="$RUN/err" -device virtserialport,chardev=err,name=err \
+	</dev/null 3>&- 4>&- 5>&- &
+qemu=$!
+cleanup() {
+	kill "$qemu" 2>/dev/null || true
+	[ -n "$KEEP" ] || rm -rf "$RUN"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+if [ "$TIMEOUT" -gt 0 ]; then
+	(sleep "$TIMEOUT" && touch "$RUN/timedout" && kill "$qemu") 3>&- 4>&- 5>&- >/dev/null 2>&1 &
+	watchdog=$!
+fi
+wait "$qemu" || true
+[ -z "${watchdog:-}" ] || kill "$watchdog" 2>/dev/null || true
+exec 3>&- 4>&- 5>&-
+wait 2>/dev/null || true
+if [ -f "$RUN/rc" ]; then
+	exit "$(cat "$RUN/rc")"
+fi
+if [ -f "$RUN/timedout" ]; then
+	echo "vmhost: timed out after $TIMEOUT s: $*; console log:" >&2
+	rc=124
+else
+	echo "vmhost: the VM stopped before the command finished: $*; console log:" >&2
+	rc=125
+fi
+tail -n 40 "$RUN/console.log" >&2 2>/dev/null || true
+exit $rc
