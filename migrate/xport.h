@@ -55,7 +55,8 @@ int vmm__xport_drain(struct vmm__xport *xp);
  * Files: returns at once. Honours the timeout and the cancel flag. */
 int vmm__xport_wait_sent(struct vmm__xport *xp);
 
-/* Sockets: the kernel's smoothed round-trip time in ns (TCP_INFO), 0 if unknown. */
+/* Sockets: the lowest round-trip time the kernel has seen on the connection in ns
+ * (TCP_INFO; its smoothed RTT where the kernel has no minimum), 0 if unknown. */
 uint64_t vmm__xport_rtt_ns(const struct vmm__xport *xp);
 
 /* Changes the timeout and cancel flag, e.g. to send a last error record briefly after

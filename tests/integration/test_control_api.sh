@@ -8,6 +8,8 @@ set -uo pipefail
 command -v curl >/dev/null || { echo "FAIL: curl missing (make deps installs it)"; exit 1; }
 g=$VMM_GUEST_DIR
 tmp=$(mktemp -d /tmp/vmm-control.XXXXXX)
+slow=1 # deadlines stretch tenfold in the emulated KVM host (tests/vmhost)
+[ "${VMM_TEST_EMULATED:-}" != 1 ] || slow=10
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
@@ -28,13 +30,13 @@ start_vm() { # sock, out, vmm args...
   "$VMM_CLI" run --control "$sock" "$@" >"$out" 2>"$out.err" &
   vmpid=$!
   pids+=("$vmpid")
-  for _ in $(seq 100); do [ -S "$sock" ] && return 0; sleep 0.1; done
+  for _ in $(seq $((100 * slow))); do [ -S "$sock" ] && return 0; sleep 0.1; done
   echo "socket $sock never appeared:"; cat "$out.err"
   return 1
 }
-# Waits (10 s at most) for a background vmm to exit; sets $vmrc.
+# Waits (10 s at most, times $slow) for a background vmm to exit; sets $vmrc.
 wait_exit() { # pid
-  for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  for _ in $(seq $((100 * slow))); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
   if kill -0 "$1" 2>/dev/null; then vmrc=timeout; kill "$1"; return; fi
   wait "$1"; vmrc=$?
 }
@@ -118,7 +120,7 @@ snap_run() { # name file [options]
   local name=$1 file=$2; shift 2
   local sock=$tmp/$name.sock out=$tmp/$name.out
   start_vm "$sock" "$out" "${args[@]}" || { bad "$name: start"; return 1; }
-  for _ in $(seq 100); do [ "$(lines "$out")" -ge 60 ] && break; sleep 0.1; done
+  for _ in $(seq $((100 * slow))); do [ "$(lines "$out")" -ge 60 ] && break; sleep 0.1; done
   "$VMM_CLI" snapshot "$sock" "$file" "$@" --stop >"$tmp/$name.summary" 2>"$tmp/$name.err"
   expect "$name: snapshot${*:+ $*} --stop" [ $? = 0 ]
   expect "$name: one-line summary" grep -q "^$file: .* file, .* pages" "$tmp/$name.summary"
@@ -142,7 +144,7 @@ check_restore lazy "$tmp/plain.out" "$f" --lazy
 # vmm restore --control serves the same API.
 "$VMM_CLI" restore --control "$tmp/r.sock" "$f" >"$tmp/r.out" 2>"$tmp/r.err" &
 vmpid=$!; pids+=("$vmpid")
-for _ in $(seq 100); do [ -S "$tmp/r.sock" ] && break; sleep 0.1; done
+for _ in $(seq $((100 * slow))); do [ -S "$tmp/r.sock" ] && break; sleep 0.1; done
 "$VMM_CLI" status "$tmp/r.sock" >"$tmp/r.status"
 expect "restore --control: status" \
   json_has "$tmp/r.status" 'd["state"] == "running" and d["vcpus"] == 1'
@@ -183,7 +185,7 @@ check_restore live "$tmp/live.out" "$f"
 # An incremental on top of a tracked base; the restore follows the chain.
 base=$tmp/base.snap f=$tmp/incr.snap
 if start_vm "$tmp/incr.sock" "$tmp/incr.out" "${args[@]}"; then
-  for _ in $(seq 100); do [ "$(lines "$tmp/incr.out")" -ge 40 ] && break; sleep 0.1; done
+  for _ in $(seq $((100 * slow))); do [ "$(lines "$tmp/incr.out")" -ge 40 ] && break; sleep 0.1; done
   "$VMM_CLI" snapshot "$tmp/incr.sock" "$base" --track >/dev/null
   expect "incr: base snapshot --track" [ $? = 0 ]
   sleep 0.5

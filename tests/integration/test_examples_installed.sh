@@ -34,7 +34,11 @@ echo "$out" | tail -n1 | grep -q '^done ' || { echo "snapshot_restore: $out"; ex
 out=$("$prefix/clone" "$prefix/counter.snap" 3)
 echo "$out"
 echo "$out" | grep -q 'clones: 3 started, 3 finished ok'
-out=$("$prefix/migrate" "$g/memcheck.elf" "mem=32 gens=20 rate=200" 2>&1)
+# In the emulated KVM host (tests/vmhost), where the link is ~10x slower, a quarter of the
+# working set at a tenth of the rate: pre-copy still chases the guest and converges.
+mc="mem=32 gens=20 rate=200"
+[ "${VMM_TEST_EMULATED:-}" != 1 ] || mc="mem=8 gens=20 rate=20"
+out=$("$prefix/migrate" "$g/memcheck.elf" "$mc" 2>&1)
 echo "$out" | grep -E 'moved in|round'
 echo "$out" | grep -q '^\[destination\] memcheck done ok' || { echo "migrate: $out" | tail; exit 1; }
 ! echo "$out" | grep -q CORRUPT
