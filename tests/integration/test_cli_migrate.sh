@@ -11,11 +11,12 @@ command -v curl >/dev/null || { echo "FAIL: curl missing (make deps installs it)
 g=$VMM_GUEST_DIR
 tmp=$(mktemp -d /tmp/vmm-migrate.XXXXXX)
 # In the emulated KVM host (tests/vmhost) deadlines stretch tenfold, and memcheck rewrites a
-# sixth of the memory at a 25th of the rate: the link there is about ten times slower and
-# every command (curl, python) takes seconds, so the guest must live longer to outlast the
-# API checks and the migration, and pre-copy still chases it.
-slow=1 mc="mem=96" rate=200 capped=20
-[ "${VMM_TEST_EMULATED:-}" != 1 ] || slow=10 mc="mem=16" rate=8 capped=2
+# sixth of the memory at a 25th of the rate: the link there is about ten times slower, so
+# pre-copy still chases the guest. Every command there (curl, python) takes a second or
+# more, so the guest that waits through the API checks lives three times as many
+# generations, to outlast them and the retry.
+slow=1 mc="mem=96" rate=200 capped=20 retry_gens=16
+[ "${VMM_TEST_EMULATED:-}" != 1 ] || slow=10 mc="mem=16" rate=8 capped=2 retry_gens=48
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
@@ -28,7 +29,7 @@ ok() { pass=$((pass+1)); echo "ok   $1"; }
 bad() { fail=$((fail+1)); echo "FAIL $1"; }
 expect() { # name, condition...
   local name=$1; shift
-  if "$@"; then ok "$name"; else bad "$name"; fi
+  if "$@"; then ok "$name"; else bad "$name"; return 1; fi
 }
 show() { echo "--- $1"; cat "$1" 2>/dev/null; }
 # A TCP port nobody listens on right now, on the loopback address given.
@@ -141,10 +142,10 @@ if start_receiver 127.0.0.1 "$port" "$tmp/rx1.out" --control "$tmp/rx1.sock" &&
   # vmm receive opens its control socket once the VM has arrived, which may be just after
   # the source has let go.
   for _ in $(seq $((50 * slow))); do [ -S "$tmp/rx1.sock" ] && break; sleep 0.1; done
-  "$VMM_CLI" status "$tmp/rx1.sock" >"$tmp/rx1.status"
+  "$VMM_CLI" status "$tmp/rx1.sock" >"$tmp/rx1.status" 2>"$tmp/rx1.status.err"
   expect "basic: vmm receive --control serves the arrived VM" json_has "$tmp/rx1.status" \
     'd["state"] == "running" and d["cmdline"] == "'"$mc gens=30 rate=$rate"'" and
-     d["memory_bytes"] == 256 << 20'
+     d["memory_bytes"] == 256 << 20' || { show "$tmp/rx1.status"; show "$tmp/rx1.status.err"; }
   wait_exit "$rx" 60
   expect "basic: vmm receive exits 0 with the guest (got $rc)" [ "$rc" = 0 ] ||
     show "$tmp/rx1.out.err"
@@ -173,7 +174,7 @@ expect "migrate without a listener says so" grep -qxF "vmm: no VM listening on $
 addr=127.0.0.1
 python3 -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/dev/null && addr=::1
 s=$tmp/s2
-if start_vm "$s" "$tmp/src2.out" --memory 256M --cmdline "$mc gens=16 rate=$rate" \
+if start_vm "$s" "$tmp/src2.out" --memory 256M --cmdline "$mc gens=$retry_gens rate=$rate" \
      "$g/memcheck.elf"; then
   src=$vmpid
   expect "api: vm.migration idle at first" [ "$(migration_state "$s")" = idle ]
@@ -227,7 +228,7 @@ if start_vm "$s" "$tmp/src2.out" --memory 256M --cmdline "$mc gens=16 rate=$rate
     expect "retry: source socket removed" [ ! -e "$s" ]
     wait_exit "$rx" 60
     expect "retry: vmm receive exits 0 (got $rc)" [ "$rc" = 0 ] || show "$tmp/rx2.out.err"
-    check_transcript retry 16 "$tmp/src2.out" "$tmp/rx2.out"
+    check_transcript retry "$retry_gens" "$tmp/src2.out" "$tmp/rx2.out"
   else
     bad "retry: start receiver"
   fi

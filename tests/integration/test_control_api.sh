@@ -22,7 +22,7 @@ ok() { pass=$((pass+1)); echo "ok   $1"; }
 bad() { fail=$((fail+1)); echo "FAIL $1"; }
 expect() { # name, condition...
   local name=$1; shift
-  if "$@"; then ok "$name"; else bad "$name"; fi
+  if "$@"; then ok "$name"; else bad "$name"; return 1; fi
 }
 # vmm run --control SOCK ARGS... in the background, output to OUT; sets $vmpid.
 start_vm() { # sock, out, vmm args...
@@ -134,7 +134,8 @@ check_restore() { # name before-output file [restore options]
   "$VMM_CLI" restore "$@" "$file" >"$tmp/$name.rest" 2>"$tmp/$name.rerr"
   expect "$name: restore${*:+ $*} exits 0" [ $? = 0 ]
   expect "$name: same '$want'" [ "$(grep '^done ' "$tmp/$name.rest")" = "$want" ]
-  expect "$name: output continues seamlessly" cmp -s <(cat "$before" "$tmp/$name.rest") "$tmp/ref"
+  expect "$name: output continues seamlessly" cmp -s <(cat "$before" "$tmp/$name.rest") "$tmp/ref" ||
+    diff <(cat "$before" "$tmp/$name.rest") "$tmp/ref" | head -n 20
 }
 
 f=$tmp/plain.snap
