@@ -13,10 +13,10 @@ tmp=$(mktemp -d /tmp/vmm-migrate.XXXXXX)
 # In the emulated KVM host (tests/vmhost) deadlines stretch tenfold, and memcheck rewrites a
 # sixth of the memory at a 25th of the rate: the link there is about ten times slower, so
 # pre-copy still chases the guest. Every command there (curl, python) takes a second or
-# more, so the guest that waits through the API checks lives three times as many
-# generations, to outlast them and the retry.
-slow=1 mc="mem=96" rate=200 capped=20 retry_gens=16
-[ "${VMM_TEST_EMULATED:-}" != 1 ] || slow=10 mc="mem=16" rate=8 capped=2 retry_gens=48
+# more (python's start alone), so the guests that wait through the API checks live three
+# times as many generations, to outlast them and the migration that follows.
+slow=1 mc="mem=96" rate=200 capped=20 retry_gens=16 cancel_gens=12
+[ "${VMM_TEST_EMULATED:-}" != 1 ] || slow=10 mc="mem=16" rate=8 capped=2 retry_gens=48 cancel_gens=40
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
@@ -119,6 +119,10 @@ if start_receiver 127.0.0.1 "$port" "$tmp/rx1.out" --control "$tmp/rx1.sock" &&
   wait_line "$tmp/src1.out" '^memcheck gen 2 ok' || bad "basic: memcheck reaches gen 2"
   "$VMM_CLI" migrate "$s" "127.0.0.1:$port" --json >"$tmp/mig1.json" 2>"$tmp/mig1.err"
   rc=$?
+  # First, while the guest surely still runs there: vmm receive opens its control socket
+  # once the VM has arrived, which may be just after the source has let go.
+  for _ in $(seq $((50 * slow))); do [ -S "$tmp/rx1.sock" ] && break; sleep 0.1; done
+  "$VMM_CLI" status "$tmp/rx1.sock" >"$tmp/rx1.status" 2>"$tmp/rx1.status.err"
   expect "basic: vmm migrate --json exits 0 (got $rc)" [ "$rc" = 0 ] || show "$tmp/mig1.err"
   expect "basic: stdout is one JSON document, completed" \
     json_has "$tmp/mig1.json" 'd["state"] == "completed" and d["final"] is True'
@@ -139,10 +143,6 @@ if start_receiver 127.0.0.1 "$port" "$tmp/rx1.out" --control "$tmp/rx1.sock" &&
   expect "basic: source socket removed" [ ! -e "$s" ]
   expect "basic: source says where the VM went" \
     grep -qxF "vmm: VM migrated to 127.0.0.1:$port" "$tmp/src1.out.err"
-  # vmm receive opens its control socket once the VM has arrived, which may be just after
-  # the source has let go.
-  for _ in $(seq $((50 * slow))); do [ -S "$tmp/rx1.sock" ] && break; sleep 0.1; done
-  "$VMM_CLI" status "$tmp/rx1.sock" >"$tmp/rx1.status" 2>"$tmp/rx1.status.err"
   expect "basic: vmm receive --control serves the arrived VM" json_has "$tmp/rx1.status" \
     'd["state"] == "running" and d["cmdline"] == "'"$mc gens=30 rate=$rate"'" and
      d["memory_bytes"] == 256 << 20' || { show "$tmp/rx1.status"; show "$tmp/rx1.status.err"; }
@@ -241,7 +241,7 @@ fi
 port=$(free_port 127.0.0.1)
 s=$tmp/s3
 if start_receiver 127.0.0.1 "$port" "$tmp/rx3.out" &&
-   start_vm "$s" "$tmp/src3.out" --memory 256M --cmdline "$mc gens=12 rate=$rate" \
+   start_vm "$s" "$tmp/src3.out" --memory 256M --cmdline "$mc gens=$cancel_gens rate=$rate" \
      "$g/memcheck.elf"; then
   src=$vmpid rx=$rxpid
   "$VMM_CLI" receive "127.0.0.1:$port" >/dev/null 2>"$tmp/err"
