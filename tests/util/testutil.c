@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "testutil.h"
 
 void tu_require_kvm(void)
@@ -87,23 +88,15 @@ unsigned tu_slowdown(void)
 	return e && *e == '1' ? 10 : 1;
 }
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 void tu_wait_lines(struct tu_output *out, struct vmm_vm *vm, size_t n, unsigned timeout_s)
 {
-	uint64_t end = mono_ms() + (uint64_t)timeout_s * tu_slowdown() * 1000;
+	uint64_t end = vmm__now_ns() + (uint64_t)timeout_s * tu_slowdown() * 1000000000ull;
 	const char *why = NULL;
 
 	while (tu_output_lines(out) < n && !why) {
 		if (vm && vmm_vm_get_state(vm) == VMM_VM_STOPPED)
 			why = "the guest stopped";
-		else if (mono_ms() > end)
+		else if (vmm__now_ns() > end)
 			why = "time ran out";
 		else
 			tu_sleep_us(1000);
