@@ -25,6 +25,7 @@
 #define MSR_STAR 0xc0000081
 #define MSR_LSTAR 0xc0000082
 #define MSR_PAT 0x277
+#define MSR_HV_VP_RUNTIME 0x40000010
 #define MSR_HV_TIME_REF_COUNT 0x40000020
 #define APIC_TPR 0x80
 #define APIC_SVR 0xf0
@@ -282,9 +283,9 @@ static const struct kvm_msr_entry *find_msr(const struct vmm__cpu_state *st, uin
 
 /* a: the saved state; b: read back from the vCPU it was set into. Equal field by field,
  * except where the value legitimately moved on:
- *  - MSR_IA32_TSC and Hyper-V's reference counter (100 ns units; read-only, derived from
- *    kvmclock, listed where KVM offers Hyper-V emulation) count on between the set and the
- *    read: b >= a, by less than 10 s.
+ *  - MSR_IA32_TSC and Hyper-V's vCPU runtime and reference counters (100 ns units, listed
+ *    where KVM offers Hyper-V emulation) count on between the set and the read: b >= a, by
+ *    less than 10 s.
  *  - an MSR KVM refused on set (reported through the skip callback) keeps the new vCPU's own
  *    value.
  *  - the LAPIC's current-count register (TMCCT) is computed at the instant of the read. */
@@ -314,7 +315,8 @@ static void cmp_cpu(const struct vmm__cpu_state *a, const struct vmm__cpu_state 
 		assert_non_null(eb);
 		if (was_refused(refused, ea->index))
 			continue;
-		if (ea->index == MSR_TSC || ea->index == MSR_HV_TIME_REF_COUNT) {
+		if (ea->index == MSR_TSC || ea->index == MSR_HV_VP_RUNTIME ||
+		    ea->index == MSR_HV_TIME_REF_COUNT) {
 			uint64_t limit = ea->index == MSR_TSC ? ten_s : 100000000ull;
 
 			if (eb->data < ea->data || eb->data - ea->data >= limit)
