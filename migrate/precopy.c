@@ -274,8 +274,8 @@ static int precopy_round(struct sender *s, uint32_t round, int *done)
 		.elapsed_ns = vmm__now_ns() - s->round_t0,
 		.remaining_bytes = vmm__bitmap_weight(s->pages, s->npages) * VMM_PAGE_SIZE,
 		/* What the pause costs besides the pages: the final sync, the state's capture
-		 * and load (measured on the destination at hello), COMPLETE's round trip.
-		 * Without the state a slow host overshot its estimate 70-fold. */
+		 * and load (rehearsed on the destination at hello), COMPLETE's round trip.
+		 * Without the state, a slow host's downtime exceeded its estimate 70-fold. */
 		.fixed_ns = vmm__xport_rtt_ns(s->c[0].xp) + s->sync_ns + s->state_cost_ns,
 	};
 	rd.duration_ns = m.duration_ns;
