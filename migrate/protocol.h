@@ -7,7 +7,9 @@
  *   HELLO {version, features, shape,
  *          connections N, session id} ----------> check version, features, shape;
  *                                                  build an empty VM of that shape
- *              <---------------------------------- HELLO_REPLY {accepted | refused: code, reason}
+ *              <---------------------------------- HELLO_REPLY {accepted | refused: code, reason;
+ *                                                   state rehearsal time: the state's
+ *                                                   share of the downtime estimate}
  *   connect #1..N-1, each: HELLO {session id,
  *          conn_index} -------------------------> accept, match the session
  *   start dirty tracking

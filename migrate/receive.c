@@ -106,7 +106,6 @@ static int reply(struct rconn *c, int code, const char *reason, uint64_t rehears
 	Vmm__Stream__HelloReply m = VMM__STREAM__HELLO_REPLY__INIT;
 
 	m.has_state_rehearsal_ns = rehearsal_ns != 0, m.state_rehearsal_ns = rehearsal_ns;
-
 	m.has_accepted = 1, m.accepted = code == 0;
 	m.has_error = code != 0, m.error = code;
 	m.reason = (char *)reason;
