@@ -39,7 +39,7 @@ if [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$STAMP" ] &&
 	[ -f "$OUT/vmlinux" ] && [ -f "$OUT/initrd.img" ] && [ -x "$OUT/qemu/usr/bin/qemu-system-x86_64" ]; then
 	exit 0
 fi
-log "building the emulated KVM host in $OUT (kernel $KVER; once per machine, ~1 min)"
+log "building the emulated KVM host in $OUT (kernel $KVER; once per machine, under a minute)"
 rm -f "$OUT/stamp"
 
 # QEMU 10 takes its shared libraries from bookworm's own qemu-system-x86 (and its
