@@ -13,7 +13,7 @@ JOBS ?= $(shell nproc)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
-CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVMM_WERROR=ON
 
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES = gcc make cmake pkg-config python3 binutils \
@@ -50,7 +50,7 @@ check-emulated: build
 	bash tests/vmhost/ctest.sh emulated $(BUILD) -j$(JOBS)
 
 check-asan: deps
-	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVMM_SANITIZE=address,undefined
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVMM_SANITIZE=address,undefined -DVMM_WERROR=ON
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 bash tests/vmhost/ctest.sh native $(ASAN_BUILD) -j$(JOBS)
@@ -58,7 +58,7 @@ check-asan: deps
 # The threaded parts (vCPU threads, pause/resume, dirty rings, migration) under TSan.
 TSAN_TESTS = 'lifecycle|dirty|test_migrate$$|migrate_fail|ram_batch'
 check-tsan: deps
-	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVMM_SANITIZE=thread
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVMM_SANITIZE=thread -DVMM_WERROR=ON
 	cmake --build $(TSAN_BUILD) -j$(JOBS)
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 VMM_TEST_QUICK=1 \
 		bash tests/vmhost/ctest.sh native $(TSAN_BUILD) -R $(TSAN_TESTS)

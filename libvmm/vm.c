@@ -15,6 +15,7 @@
 #include "devices/sysdevs.h"
 #include "dirty.h"
 #include "error_internal.h"
+#include "opts.h"
 #include "vm_internal.h"
 
 /* Where KVM keeps its real-mode TSS and identity page table: three pages just below the
@@ -45,8 +46,6 @@ void vmm__log(struct vmm_vm *vm, int level, const char *fmt, ...)
 
 static int check_config(const struct vmm_vm_config *cfg)
 {
-	if (!cfg || cfg->size < offsetof(struct vmm_vm_config, reserved))
-		return vmm__err(VMM_EINVAL, "config not initialised with vmm_vm_config_init()");
 	if (cfg->mem_size < VMM_MEM_MIN || cfg->mem_size > VMM_MEM_MAX ||
 	    cfg->mem_size % VMM_PAGE_SIZE)
 		return vmm__err(VMM_EINVAL,
@@ -130,13 +129,17 @@ static int create_machine(struct vmm_vm *vm, const struct vmm__mem_backing *back
 int vmm__vm_create(const struct vmm_vm_config *cfg, const struct vmm__mem_backing *backing,
 		   struct vmm_vm **out)
 {
+	struct vmm_vm_config c;
 	struct vmm_vm *vm;
 	int r;
 
-	if (!out)
-		return vmm__err(VMM_EINVAL, "out is NULL");
+	if (!out || !cfg)
+		return vmm__err(VMM_EINVAL, "NULL argument");
 	*out = NULL;
-	r = check_config(cfg);
+	vmm_vm_config_init(&c);
+	r = VMM__OPTS_COPY(&c, cfg, "vmm_vm_config_init");
+	if (!r)
+		r = check_config(&c);
 	if (r)
 		return r;
 	r = vmm__vcpu_signal_setup();
@@ -145,8 +148,7 @@ int vmm__vm_create(const struct vmm_vm_config *cfg, const struct vmm__mem_backin
 	vm = calloc(1, sizeof(*vm));
 	if (!vm)
 		return vmm__err(VMM_ENOMEM, "VM");
-	memcpy(&vm->cfg, cfg, cfg->size < sizeof(vm->cfg) ? cfg->size : sizeof(vm->cfg));
-	vm->cfg.size = sizeof(vm->cfg);
+	vm->cfg = c;
 	vm->cmdline = strdup(cfg->cmdline ? cfg->cmdline : "");
 	vm->cfg.cmdline = vm->cmdline;
 	vm->fd = -1;
@@ -233,7 +235,7 @@ int vmm_vm_start(struct vmm_vm *vm)
 		return vmm__err(VMM_EINVAL, "vm is NULL");
 	pthread_mutex_lock(&vm->lock);
 	if (vm->state != VMM_VM_CREATED) {
-		r = vmm__err(VMM_ESTATE, "start: VM is %s", vmm_vm_state_name(vm->state));
+		r = vmm__err(VMM_ESTATE, "start: VM is %s", vmm_vm_run_state_name(vm->state));
 		goto out;
 	}
 	if (!vm->loaded) {
@@ -277,7 +279,7 @@ int vmm_vm_pause(struct vmm_vm *vm)
 	if (vm->state == VMM_VM_PAUSED)
 		goto out;
 	if (vm->state != VMM_VM_RUNNING) {
-		r = vmm__err(VMM_ESTATE, "pause: VM is %s", vmm_vm_state_name(vm->state));
+		r = vmm__err(VMM_ESTATE, "pause: VM is %s", vmm_vm_run_state_name(vm->state));
 		goto out;
 	}
 	vm->pause_req = 1;
@@ -307,7 +309,7 @@ int vmm_vm_resume(struct vmm_vm *vm)
 		goto out;
 	if (vm->state != VMM_VM_PAUSED || vm->migrated) {
 		r = vmm__err(VMM_ESTATE, "resume: VM is %s", vm->migrated ? "migrated away"
-							     : vmm_vm_state_name(vm->state));
+							     : vmm_vm_run_state_name(vm->state));
 		goto out;
 	}
 	/* Every vCPU is parked, so nobody races on immediate_exit. */
@@ -353,15 +355,15 @@ int vmm_vm_stop(struct vmm_vm *vm)
 {
 	if (!vm)
 		return vmm__err(VMM_EINVAL, "vm is NULL");
-	if (vmm_vm_get_state(vm) == VMM_VM_CREATED)
+	if (vmm_vm_run_state(vm) == VMM_VM_CREATED)
 		return vmm__err(VMM_ESTATE, "stop: VM never started");
 	vmm__vm_request_stop(vm, VMM_EXIT_HOST, -1, "stopped by the host");
 	return 0;
 }
 
-enum vmm_vm_state vmm_vm_get_state(const struct vmm_vm *vm)
+enum vmm_vm_run_state vmm_vm_run_state(const struct vmm_vm *vm)
 {
-	enum vmm_vm_state st;
+	enum vmm_vm_run_state st;
 
 	pthread_mutex_lock((pthread_mutex_t *)&vm->lock);
 	st = vm->state;
@@ -369,7 +371,7 @@ enum vmm_vm_state vmm_vm_get_state(const struct vmm_vm *vm)
 	return st;
 }
 
-const char *vmm_vm_state_name(enum vmm_vm_state st)
+const char *vmm_vm_run_state_name(enum vmm_vm_run_state st)
 {
 	switch (st) {
 	case VMM_VM_CREATED:
@@ -411,7 +413,7 @@ int vmm_vm_wait(struct vmm_vm *vm, int timeout_ms, struct vmm_exit *ex)
 		} else if (pthread_cond_timedwait(&vm->cond, &vm->lock, &deadline) == ETIMEDOUT &&
 			   vm->state != VMM_VM_STOPPED) {
 			r = vmm__err(VMM_ETIMEDOUT, "wait: VM still %s after %d ms",
-				     vmm_vm_state_name(vm->state), timeout_ms);
+				     vmm_vm_run_state_name(vm->state), timeout_ms);
 			break;
 		}
 	}

@@ -47,7 +47,7 @@ struct vmm_vm {
 	 * the controller waits on cond for nparked to reach the number of live vCPUs. */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	enum vmm_vm_state state;
+	enum vmm_vm_run_state state;
 	int pause_req;
 	int stop_req;
 	uint32_t nparked;

@@ -51,11 +51,11 @@ int vmm__vm_state_capture(struct vmm_vm *vm, struct vmm__machine_state *ms)
 
 static int check_paused(struct vmm_vm *vm)
 {
-	enum vmm_vm_state st = vmm_vm_get_state(vm);
+	enum vmm_vm_run_state st = vmm_vm_run_state(vm);
 
 	if (st != VMM_VM_PAUSED && st != VMM_VM_STOPPED)
 		return vmm__err(VMM_ESTATE, "state capture needs a paused VM, it is %s",
-				vmm_vm_state_name(st));
+				vmm_vm_run_state_name(st));
 	return 0;
 }
 
@@ -123,7 +123,7 @@ int vmm_vm_state_load(struct vmm_vm *vm, const void *buf, size_t len)
 	if (vm->state != VMM_VM_CREATED) {
 		pthread_mutex_unlock(&vm->lock);
 		return vmm__err(VMM_ESTATE, "state load needs a new VM, it is %s",
-				vmm_vm_state_name(vm->state));
+				vmm_vm_run_state_name(vm->state));
 	}
 	memset(&ms, 0, sizeof(ms));
 	r = vmm__machine_state_decode(buf, len, &ms);

@@ -18,6 +18,7 @@
 #include "dirty.h"
 #include "clock.h"
 #include "error_internal.h"
+#include "opts.h"
 #include "memory.h"
 #include "policy.h"
 #include "protocol.h"
@@ -357,7 +358,7 @@ static int stop_and_copy(struct sender *s)
 
 	/* The downtime starts as the pause does: the vCPUs stop during the call. */
 	s->t_pause = vmm__now_ns();
-	if (vmm_vm_get_state(s->vm) == VMM_VM_RUNNING) {
+	if (vmm_vm_run_state(s->vm) == VMM_VM_RUNNING) {
 		r = vmm_vm_pause(s->vm);
 		if (r)
 			return r;
@@ -367,7 +368,7 @@ static int stop_and_copy(struct sender *s)
 	 * it anyway would make the destination start vCPUs past the guest's exit, where it
 	 * hangs, while the exit itself is reported nowhere: fail instead and leave the
 	 * caller its stopped VM, whose vmm_vm_wait() still tells how the guest ended. */
-	if (vmm_vm_get_state(s->vm) != VMM_VM_PAUSED)
+	if (vmm_vm_run_state(s->vm) != VMM_VM_PAUSED)
 		return vmm__err(VMM_ESTATE, "migrate: the VM stopped during pre-copy");
 	t_sync = vmm__now_ns();
 	s->st.pause_ns = t_sync - s->t_pause;
@@ -534,7 +535,7 @@ static int send_fds(struct vmm_vm *vm, const int *fds, unsigned nfds,
 		    const struct vmm_migrate_opts *opts, struct vmm_migrate_stats *stats)
 {
 	struct sender *s;
-	enum vmm_vm_state st;
+	enum vmm_vm_run_state st;
 	int r;
 
 	if (!vm || !fds)
@@ -543,22 +544,20 @@ static int send_fds(struct vmm_vm *vm, const int *fds, unsigned nfds,
 	if (!s)
 		return vmm__err(VMM_ENOMEM, "migration");
 	vmm_migrate_opts_init(&s->o);
-	if (opts) {
-		if (opts->size < offsetof(struct vmm_migrate_opts, reserved)) {
-			free(s);
-			return vmm__err(VMM_EINVAL, "options not initialised with vmm_migrate_opts_init()");
-		}
-		memcpy(&s->o, opts, sizeof(s->o) < opts->size ? sizeof(s->o) : opts->size);
+	r = VMM__OPTS_COPY(&s->o, opts, "vmm_migrate_opts_init");
+	if (r) {
+		free(s);
+		return r;
 	}
 	s->n = s->o.connections;
 	pthread_mutex_init(&s->clear_lock, NULL);
 	s->t0 = vmm__now_ns();
-	st = vmm_vm_get_state(vm);
+	st = vmm_vm_run_state(vm);
 	if (s->n < 1 || s->n > VMM_MIGRATE_MAX_CONNS || nfds != s->n)
 		r = vmm__err(VMM_EINVAL, "%u connections for %u sockets (1..%d)", s->n, nfds,
 			     VMM_MIGRATE_MAX_CONNS);
 	else if ((st != VMM_VM_RUNNING && st != VMM_VM_PAUSED) || vmm_vm_migrated(vm))
-		r = vmm__err(VMM_ESTATE, "migrate: the VM is %s", vmm_vm_state_name(st));
+		r = vmm__err(VMM_ESTATE, "migrate: the VM is %s", vmm_vm_run_state_name(st));
 	else
 		r = 0;
 	if (!r)
@@ -644,8 +643,9 @@ int vmm_migrate_send_to(struct vmm_vm *vm, const char *host, uint16_t port,
 	int r = 0;
 
 	vmm_migrate_opts_init(&o);
-	if (opts)
-		memcpy(&o, opts, sizeof(o) < opts->size ? sizeof(o) : opts->size);
+	r = VMM__OPTS_COPY(&o, opts, "vmm_migrate_opts_init");
+	if (r)
+		return r;
 	if (!vm || !host || o.connections < 1 || o.connections > VMM_MIGRATE_MAX_CONNS)
 		return vmm__err(VMM_EINVAL, "host or connection count");
 	/* Cleared before connecting, so a cancel during the connect is not lost. */

@@ -17,6 +17,7 @@
 
 #include "clock.h"
 #include "error_internal.h"
+#include "opts.h"
 #include "memory.h"
 #include "protocol.h"
 #include "ram.h"
@@ -354,9 +355,9 @@ int vmm_migrate_receive(int lfd, const struct vmm_receive_opts *opts, struct vmm
 	if (!rv)
 		return vmm__err(VMM_ENOMEM, "receiver");
 	vmm_receive_opts_init(&rv->o);
-	if (opts)
-		memcpy(&rv->o, opts, sizeof(rv->o) < opts->size ? sizeof(rv->o) : opts->size);
-	r = accept_one(lfd, -1, &fd0);
+	r = VMM__OPTS_COPY(&rv->o, opts, "vmm_receive_opts_init");
+	if (!r)
+		r = accept_one(lfd, -1, &fd0);
 	if (!r)
 		r = conn_open(rv, &rv->c[0], fd0);
 	if (!r)

@@ -1,4 +1,5 @@
 /* vmm_snapshot_info: what a snapshot file holds, and whether every checksum matches. */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -7,17 +8,14 @@
 #include "snapshot_file.h"
 #include "vmm/snapshot.h"
 
-int vmm_snapshot_info(const char *path, int verify, struct vmm_snapshot_info *info)
+/* Fills the whole struct as this library knows it; the caller gets the part its size says. */
+static int read_info(const char *path, int verify, struct vmm_snapshot_info *info)
 {
 	struct vmm__snap s;
 	struct stat st;
 	const Vmm__Stream__SnapshotMeta *m;
 	int r;
 
-	if (!path || !info)
-		return vmm__err(VMM_EINVAL, "NULL argument");
-	memset(info, 0, sizeof(*info));
-	info->size = sizeof(*info);
 	r = vmm__snap_open(path, &s);
 	if (r)
 		return r;
@@ -41,5 +39,25 @@ int vmm_snapshot_info(const char *path, int verify, struct vmm_snapshot_info *in
 		info->verified = !r;
 	}
 	vmm__snap_close(&s);
+	return r;
+}
+
+int vmm_snapshot_info(const char *path, int verify, struct vmm_snapshot_info *info)
+{
+	struct vmm_snapshot_info full;
+	uint32_t size;
+	int r;
+
+	if (!path || !info)
+		return vmm__err(VMM_EINVAL, "NULL argument");
+	size = info->size;
+	if (size < offsetof(struct vmm_snapshot_info, reserved))
+		return vmm__err(VMM_EINVAL, "info->size %u: set it to sizeof(struct vmm_snapshot_info)",
+				size);
+	memset(&full, 0, sizeof(full));
+	full.size = size < sizeof(full) ? size : sizeof(full);
+	r = read_info(path, verify, &full);
+	memset(info, 0, size);
+	memcpy(info, &full, full.size);
 	return r;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "error_internal.h"
+#include "opts.h"
 #include "snapshot_file.h"
 #include "state_codec.h"
 #include "stream.h"
@@ -134,11 +135,9 @@ int vmm_snapshot_restore(const char *path, const struct vmm_restore_opts *opts,
 		return vmm__err(VMM_EINVAL, "NULL argument");
 	*out = NULL;
 	vmm_restore_opts_init(&o);
-	if (opts) {
-		if (opts->size < offsetof(struct vmm_restore_opts, reserved))
-			return vmm__err(VMM_EINVAL, "options not initialised with vmm_restore_opts_init()");
-		memcpy(&o, opts, sizeof(o) < opts->size ? sizeof(o) : opts->size);
-	}
+	r = VMM__OPTS_COPY(&o, opts, "vmm_restore_opts_init");
+	if (r)
+		return r;
 	memset(chain, 0, sizeof(chain));
 	r = open_chain(path, chain, &n);
 	if (!r)

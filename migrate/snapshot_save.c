@@ -19,6 +19,7 @@
 #include "dirty.h"
 #include "clock.h"
 #include "error_internal.h"
+#include "opts.h"
 #include "memory.h"
 #include "ram.h"
 #include "snapshot_file.h"
@@ -230,7 +231,7 @@ static int pause_vm(struct save *s)
 {
 	int r = 0;
 
-	switch (vmm_vm_get_state(s->vm)) {
+	switch (vmm_vm_run_state(s->vm)) {
 	case VMM_VM_RUNNING:
 		r = vmm_vm_pause(s->vm);
 		if (!r)
@@ -461,7 +462,7 @@ static int setup(struct save *s, struct vmm_vm *vm, const char *path)
 {
 	uint8_t zero[VMM_PAGE_SIZE] = { 0 };
 	uint64_t words;
-	int live = (s->o.flags & VMM_SNAPSHOT_LIVE) && vmm_vm_get_state(vm) == VMM_VM_RUNNING;
+	int live = (s->o.flags & VMM_SNAPSHOT_LIVE) && vmm_vm_run_state(vm) == VMM_VM_RUNNING;
 	int r;
 
 	s->vm = vm;
@@ -548,7 +549,7 @@ int vmm_snapshot_save(struct vmm_vm *vm, const char *path, const struct vmm_snap
 {
 	struct save s;
 	uint64_t t0 = vmm__now_ns();
-	enum vmm_vm_state st;
+	enum vmm_vm_run_state st;
 	int r;
 
 	if (!vm || !path)
@@ -556,14 +557,12 @@ int vmm_snapshot_save(struct vmm_vm *vm, const char *path, const struct vmm_snap
 	memset(&s, 0, sizeof(s));
 	s.fd = s.dfd = -1;
 	vmm_snapshot_opts_init(&s.o);
-	if (opts) {
-		if (opts->size < offsetof(struct vmm_snapshot_opts, reserved))
-			return vmm__err(VMM_EINVAL, "options not initialised with vmm_snapshot_opts_init()");
-		memcpy(&s.o, opts, sizeof(s.o) < opts->size ? sizeof(s.o) : opts->size);
-	}
-	st = vmm_vm_get_state(vm);
+	r = VMM__OPTS_COPY(&s.o, opts, "vmm_snapshot_opts_init");
+	if (r)
+		return r;
+	st = vmm_vm_run_state(vm);
 	if (st != VMM_VM_RUNNING && st != VMM_VM_PAUSED)
-		return vmm__err(VMM_ESTATE, "snapshot: the VM is %s", vmm_vm_state_name(st));
+		return vmm__err(VMM_ESTATE, "snapshot: the VM is %s", vmm_vm_run_state_name(st));
 	r = setup(&s, vm, path);
 	if (!r)
 		r = (s.o.flags & VMM_SNAPSHOT_LIVE) && st == VMM_VM_RUNNING

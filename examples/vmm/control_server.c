@@ -178,7 +178,7 @@ static void handle_info(struct control_server *srv, struct json_object *body, st
 	rep->status = MHD_HTTP_OK;
 	rep->json = json_object_new_object();
 	json_object_object_add(rep->json, "state",
-			       json_object_new_string(vmm_vm_state_name(vmm_vm_get_state(srv->vm))));
+			       json_object_new_string(vmm_vm_run_state_name(vmm_vm_run_state(srv->vm))));
 	json_object_object_add(rep->json, "vcpus", json_object_new_int64(vmm_vm_vcpus(srv->vm)));
 	json_object_object_add(rep->json, "memory_bytes", json_object_new_uint64(srv->mem_size));
 	json_object_object_add(rep->json, "cmdline", json_object_new_string(vmm_vm_cmdline(srv->vm)));

@@ -84,7 +84,7 @@ VMM_EXPORT int vmm_snapshot_restore(const char *path, const struct vmm_restore_o
 				    struct vmm_vm **out);
 
 struct vmm_snapshot_info {
-	uint32_t size;
+	uint32_t size;           /* set by the caller: sizeof(struct vmm_snapshot_info) */
 	uint32_t format_major, format_minor;
 	uint64_t required_features, optional_features;
 	uint64_t mem_size;
@@ -100,7 +100,9 @@ struct vmm_snapshot_info {
 };
 
 /* Reads a snapshot's metadata without restoring it; with verify, also checks every
- * checksum (RAM included). Returns 0, or the reason the file is unusable. */
+ * checksum (RAM included). The caller sets info->size (VMM_EINVAL if it is too small for
+ * the fields before reserved); only that many bytes are written. Returns 0, or the reason
+ * the file is unusable. */
 VMM_EXPORT int vmm_snapshot_info(const char *path, int verify, struct vmm_snapshot_info *info);
 
 #ifdef __cplusplus

@@ -5,6 +5,7 @@
 
 #include "vmm/export.h"
 
+/* The one place the version is written: CMakeLists.txt reads these three lines. */
 #define VMM_VERSION_MAJOR 0
 #define VMM_VERSION_MINOR 1
 #define VMM_VERSION_PATCH 0

@@ -2,7 +2,7 @@
  * device handlers and state capture for embedders.
  *
  * Thread rule: a struct vmm_vm is used by one controlling thread at a time, except
- * vmm_vm_pause(), vmm_vm_resume(), vmm_vm_stop(), vmm_vm_get_state() and
+ * vmm_vm_pause(), vmm_vm_resume(), vmm_vm_stop(), vmm_vm_run_state() and
  * vmm_vm_serial_input(), which any thread may call at any time. Callbacks (serial sink,
  * device handlers, log) run on the VM's own vCPU threads and must not call
  * vmm_vm_pause()/vmm_vm_destroy() on the same VM from inside a handler. */
@@ -20,7 +20,8 @@ extern "C" {
 
 struct vmm_vm;
 
-enum vmm_vm_state {
+/* The VM's lifecycle, as vmm_vm_run_state() reports it. */
+enum vmm_vm_run_state {
 	VMM_VM_CREATED = 1, /* built, guest may be loaded, no vCPU has run */
 	VMM_VM_RUNNING = 2,
 	VMM_VM_PAUSED = 3,  /* every vCPU parked outside KVM_RUN; state can be captured */
@@ -85,9 +86,10 @@ VMM_EXPORT int vmm_vm_pause(struct vmm_vm *vm);
 VMM_EXPORT int vmm_vm_resume(struct vmm_vm *vm);
 /* Any state but CREATED -> STOPPED with reason VMM_EXIT_HOST. Any thread. */
 VMM_EXPORT int vmm_vm_stop(struct vmm_vm *vm);
-/* Current state. Any thread. */
-VMM_EXPORT enum vmm_vm_state vmm_vm_get_state(const struct vmm_vm *vm);
-VMM_EXPORT const char *vmm_vm_state_name(enum vmm_vm_state st);
+/* Where the VM is in its lifecycle (CREATED, RUNNING, PAUSED, STOPPED). Not to be confused
+ * with the machine state (registers, devices) of vmm_vm_state_save(). Any thread. */
+VMM_EXPORT enum vmm_vm_run_state vmm_vm_run_state(const struct vmm_vm *vm);
+VMM_EXPORT const char *vmm_vm_run_state_name(enum vmm_vm_run_state st);
 /* The VM's shape as created (or restored, or received). Any thread. */
 VMM_EXPORT uint32_t vmm_vm_vcpus(const struct vmm_vm *vm);
 /* The guest command line; valid while the VM lives. Any thread. */
@@ -101,10 +103,13 @@ enum vmm_exit_reason {
 	VMM_EXIT_HOST = 4,     /* vmm_vm_stop() */
 };
 
+/* Filled whole by vmm_vm_wait(). Fields added later take their room from reserved, so the
+ * struct keeps its size and a program built against this header keeps working. */
 struct vmm_exit {
 	enum vmm_exit_reason reason;
 	int status;          /* VMM_EXIT_GUEST: the value written; otherwise -1 */
 	char detail[160];    /* human-readable: which exit, vCPU, RIP */
+	uint64_t reserved[4]; /* zero */
 };
 
 /* Waits until the VM is STOPPED or timeout_ms passes (-1: forever). Returns 0 and fills

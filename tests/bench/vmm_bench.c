@@ -612,7 +612,7 @@ static int do_save(struct vmm_vm *vm, struct gio *g, const char *file, int compr
 	pthread_mutex_lock(&g->lock);
 	uint64_t have = g->hb_count;
 	pthread_mutex_unlock(&g->lock);
-	int alive = vmm_vm_get_state(vm) != VMM_VM_RUNNING || gio_wait_hb(g, have, 10) == 0;
+	int alive = vmm_vm_run_state(vm) != VMM_VM_RUNNING || gio_wait_hb(g, have, 10) == 0;
 	uint64_t mem = vmm_vm_mem_size(vm);
 
 	printf("{\"event\":\"save\",\"ok\":%s,\"run\":%d,\"mem_bytes\":%llu,\"compress\":%d,\"live\":%d,"

@@ -9,7 +9,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char path[64];
-	struct vmm_snapshot_info info;
+	struct vmm_snapshot_info info = { .size = sizeof(info) };
 	FILE *f;
 
 	snprintf(path, sizeof(path), "/tmp/vmm-fuzz-snap.%d", getpid());

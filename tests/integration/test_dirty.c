@@ -201,7 +201,7 @@ static void guest_wait(struct fx *f, uint64_t n)
 
 		vmm_vm_wait(f->vm, 0, &ex);
 		fail_msg("guest did not come back (VM %s: %s)",
-			 vmm_vm_state_name(vmm_vm_get_state(f->vm)), ex.detail);
+			 vmm_vm_run_state_name(vmm_vm_run_state(f->vm)), ex.detail);
 	}
 }
 
@@ -296,7 +296,7 @@ static int fx_teardown(void **state)
 
 	if (!f)
 		return 0;
-	if (vmm_vm_get_state(f->vm) == VMM_VM_RUNNING) {
+	if (vmm_vm_run_state(f->vm) == VMM_VM_RUNNING) {
 		pthread_mutex_lock(&f->mb.lock);
 		f->mb.closing = 1;
 		pthread_cond_broadcast(&f->mb.cond);
@@ -569,7 +569,7 @@ static void ring_full(void **state)
 	assert_true(st.ring_harvested >= 3 * BIG);
 	concurrent_round(f);
 	vmm__dirty_stop(f->vm);
-	assert_int_equal(vmm_vm_get_state(f->vm), VMM_VM_RUNNING);
+	assert_int_equal(vmm_vm_run_state(f->vm), VMM_VM_RUNNING);
 }
 
 /* Ring sizes KVM refuses are refused at create, with a reason. */

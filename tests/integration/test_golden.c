@@ -10,7 +10,7 @@ static void golden(const char *name, enum vmm_restore_mode mode)
 {
 	char path[1024];
 	struct vmm_restore_opts o;
-	struct vmm_snapshot_info info;
+	struct vmm_snapshot_info info = { .size = sizeof(info) };
 	struct tu_output out;
 	struct vmm_vm *vm;
 	struct vmm_exit ex;

@@ -19,7 +19,7 @@ static void wrong_states(void **state)
 	(void)state;
 	tu_output_init(&out);
 	vm = tu_vm_new(NULL, "", 16, 1, &out);
-	assert_int_equal(vmm_vm_get_state(vm), VMM_VM_CREATED);
+	assert_int_equal(vmm_vm_run_state(vm), VMM_VM_CREATED);
 	assert_int_equal(vmm_vm_start(vm), VMM_ESTATE); /* nothing loaded */
 	assert_int_equal(vmm_vm_pause(vm), VMM_ESTATE);
 	assert_int_equal(vmm_vm_resume(vm), VMM_ESTATE);
@@ -29,12 +29,12 @@ static void wrong_states(void **state)
 	assert_int_equal(vmm_vm_load_kernel(vm, tu_guest("counter.elf"), NULL), 0);
 	assert_int_equal(vmm_vm_load_kernel(vm, tu_guest("counter.elf"), NULL), VMM_ESTATE);
 	assert_int_equal(vmm_vm_start(vm), 0);
-	assert_int_equal(vmm_vm_get_state(vm), VMM_VM_RUNNING);
+	assert_int_equal(vmm_vm_run_state(vm), VMM_VM_RUNNING);
 	assert_int_equal(vmm_vm_start(vm), VMM_ESTATE);
 	assert_int_equal(vmm_vm_state_save(vm, &buf, &len), VMM_ESTATE); /* running */
 	assert_int_equal(vmm_vm_state_load(vm, "x", 1), VMM_ESTATE);
 	assert_int_equal(vmm_vm_wait(vm, 60000, &ex), 0);
-	assert_int_equal(vmm_vm_get_state(vm), VMM_VM_STOPPED);
+	assert_int_equal(vmm_vm_run_state(vm), VMM_VM_STOPPED);
 	assert_int_equal(vmm_vm_pause(vm), VMM_ESTATE);
 	assert_int_equal(vmm_vm_resume(vm), VMM_ESTATE);
 	assert_int_equal(vmm_vm_register_pio(vm, 0x500, 1, NULL, NULL), VMM_ESTATE);
@@ -60,7 +60,7 @@ static void pause_resume_1000(void **state)
 	for (; cycles < 1000; cycles++) {
 		if (vmm_vm_pause(vm) != 0)
 			break; /* the guest finished */
-		assert_int_equal(vmm_vm_get_state(vm), VMM_VM_PAUSED);
+		assert_int_equal(vmm_vm_run_state(vm), VMM_VM_PAUSED);
 		assert_int_equal(vmm_vm_pause(vm), 0); /* idempotent */
 		assert_int_equal(vmm_vm_resume(vm), 0);
 		tu_sleep_us(200);

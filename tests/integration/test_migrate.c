@@ -111,7 +111,7 @@ static void migrate_case(void **state)
 	r = mu_send(vm, &d, &o, &st);
 	if (r)
 		fail_msg("migrate %s/%s: %s (%s)", g->file, v->name, vmm_strerror(r), vmm_last_error());
-	assert_int_equal(vmm_vm_get_state(vm), VMM_VM_PAUSED);
+	assert_int_equal(vmm_vm_run_state(vm), VMM_VM_PAUSED);
 	assert_int_equal(vmm_vm_migrated(vm), 1);
 	assert_int_equal(vmm_vm_resume(vm), VMM_ESTATE); /* gone for good */
 	assert_true(st.rounds >= 2);

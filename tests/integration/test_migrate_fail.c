@@ -87,7 +87,7 @@ static void src_survived(struct src *s)
 {
 	size_t n = tu_output_lines(&s->out);
 
-	assert_int_equal(vmm_vm_get_state(s->vm), VMM_VM_RUNNING);
+	assert_int_equal(vmm_vm_run_state(s->vm), VMM_VM_RUNNING);
 	assert_int_equal(vmm_vm_migrated(s->vm), 0);
 	tu_wait_lines(&s->out, s->vm, n + 1, 30);
 }
@@ -133,9 +133,9 @@ static void src_retry(struct src *s)
 	if (r) {
 		kill(d.pid, SIGKILL);
 		fail_msg("retry: %s (%s), guest %s", vmm_strerror(r), vmm_last_error(),
-			 vmm_vm_state_name(vmm_vm_get_state(s->vm)));
+			 vmm_vm_run_state_name(vmm_vm_run_state(s->vm)));
 	}
-	assert_int_equal(vmm_vm_get_state(s->vm), VMM_VM_PAUSED);
+	assert_int_equal(vmm_vm_run_state(s->vm), VMM_VM_PAUSED);
 	assert_int_equal(vmm_vm_migrated(s->vm), 1);
 	before = strip_cr(tu_output_copy(&s->out));
 	vmm_vm_destroy(s->vm);
@@ -177,7 +177,7 @@ struct fake {
 	/* what the fake saw */
 	unsigned ram_recs, rounds, last_round;
 	int reached;       /* the scenario's trigger fired */
-	enum vmm_vm_state state_at_trigger;
+	enum vmm_vm_run_state state_at_trigger;
 	uint64_t t_trigger;
 	int peer_code;     /* code of the ERROR record the source sent at the end, 0: none */
 	char peer_msg[256];
@@ -244,7 +244,7 @@ static void trigger(struct fake *f)
 {
 	f->reached = 1;
 	f->t_trigger = now_ns();
-	f->state_at_trigger = vmm_vm_get_state(f->vm);
+	f->state_at_trigger = vmm_vm_run_state(f->vm);
 }
 
 /* The exchange after an accepted hello; returns when the fake is done with the socket. */

@@ -138,7 +138,7 @@ static void run_case(const struct guest *g, enum mode m)
 	case INCREMENTAL:
 		/* full (tracking on), the guest runs on, then only what it changed */
 		save(vm, base, VMM_SNAPSHOT_TRACK, NULL);
-		assert_int_equal(vmm_vm_get_state(vm), VMM_VM_RUNNING);
+		assert_int_equal(vmm_vm_run_state(vm), VMM_VM_RUNNING);
 		tu_wait_lines(&out, vm, g->at_lines ? g->at_lines + 1 : 0, 60);
 		tu_sleep_us(g->delay_ms * 1000);
 		save(vm, file, VMM_SNAPSHOT_STOP | VMM_SNAPSHOT_INCREMENTAL, base);

@@ -50,7 +50,7 @@ static void spit(const char *path, const void *p, size_t len)
 static void expect_error(const char *path, int want, const char *what)
 {
 	struct vmm_restore_opts o;
-	struct vmm_snapshot_info info;
+	struct vmm_snapshot_info info = { .size = sizeof(info) };
 	struct vmm_vm *vm = (void *)1;
 	int r;
 
@@ -83,7 +83,7 @@ static void flip_at(const char *src, size_t at, int want, const char *what)
 
 static void good_files_verify(void **state)
 {
-	struct vmm_snapshot_info info;
+	struct vmm_snapshot_info info = { .size = sizeof(info) };
 
 	(void)state;
 	assert_int_equal(vmm_snapshot_info(good, 1, &info), 0);
@@ -235,12 +235,12 @@ static void disk_full(void **state)
 	vmm_snapshot_opts_init(&o);
 	r = vmm_snapshot_save(vm, path, &o, NULL);
 	assert_int_equal(r, VMM_ENOSPC);
-	assert_int_equal(vmm_vm_get_state(vm), VMM_VM_RUNNING);
+	assert_int_equal(vmm_vm_run_state(vm), VMM_VM_RUNNING);
 	assert_int_equal(count_files(mnt), 0); /* neither the file nor its temporary */
 	o.flags = VMM_SNAPSHOT_COMPRESS | VMM_SNAPSHOT_LIVE;
 	r = vmm_snapshot_save(vm, path, &o, NULL);
 	assert_true(r == VMM_ENOSPC || r == 0); /* compressed may fit */
-	assert_int_equal(vmm_vm_get_state(vm), VMM_VM_RUNNING);
+	assert_int_equal(vmm_vm_run_state(vm), VMM_VM_RUNNING);
 	unlink(path);
 	{
 		struct vmm_snapshot_stats st;

@@ -90,7 +90,7 @@ static void shape_and_garbage(void **state)
 
 	vm = tu_vm_new(NULL, "", 64, 1, &out); /* other memory size */
 	assert_int_equal(vmm_vm_state_load(vm, blob, len), VMM_ESHAPE);
-	assert_int_equal(vmm_vm_get_state(vm), VMM_VM_CREATED);
+	assert_int_equal(vmm_vm_run_state(vm), VMM_VM_CREATED);
 	vmm_vm_destroy(vm);
 	vm = tu_vm_new(NULL, "", 32, 2, &out); /* other vCPU count */
 	assert_int_equal(vmm_vm_state_load(vm, blob, len), VMM_ESHAPE);

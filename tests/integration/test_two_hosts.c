@@ -370,7 +370,7 @@ static int child_send(int argc, char **argv)
 		free(s);
 		if (r)
 			break;
-		if (now_ms() > end || vmm_vm_get_state(vm) != VMM_VM_RUNNING) {
+		if (now_ms() > end || vmm_vm_run_state(vm) != VMM_VM_RUNNING) {
 			fprintf(stderr, "send: \"%s\" never came\n", want);
 			return 21;
 		}
@@ -394,16 +394,16 @@ static int child_send(int argc, char **argv)
 	if (expect_ok) {
 		if (r) {
 			rc = 22;
-		} else if (!vmm_vm_migrated(vm) || vmm_vm_get_state(vm) != VMM_VM_PAUSED) {
+		} else if (!vmm_vm_migrated(vm) || vmm_vm_run_state(vm) != VMM_VM_PAUSED) {
 			fprintf(stderr, "send: the VM is %s, migrated %d after success\n",
-				vmm_vm_state_name(vmm_vm_get_state(vm)), vmm_vm_migrated(vm));
+				vmm_vm_run_state_name(vmm_vm_run_state(vm)), vmm_vm_migrated(vm));
 			rc = 23;
 		}
 	} else if (r != VMM_EPEER && r != VMM_ETIMEDOUT) {
 		rc = 24;
-	} else if (vmm_vm_get_state(vm) != VMM_VM_RUNNING || vmm_vm_migrated(vm)) {
+	} else if (vmm_vm_run_state(vm) != VMM_VM_RUNNING || vmm_vm_migrated(vm)) {
 		fprintf(stderr, "send: the VM is %s after the failed migration\n",
-			vmm_vm_state_name(vmm_vm_get_state(vm)));
+			vmm_vm_run_state_name(vmm_vm_run_state(vm)));
 		rc = 25;
 	} else if (vmm_vm_wait(vm, 90000, &ex) || ex.reason != VMM_EXIT_GUEST || ex.status) {
 		/* The failure must leave the guest running to its own end, right here. */

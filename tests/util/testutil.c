@@ -94,7 +94,7 @@ void tu_wait_lines(struct tu_output *out, struct vmm_vm *vm, size_t n, unsigned 
 	const char *why = NULL;
 
 	while (tu_output_lines(out) < n && !why) {
-		if (vm && vmm_vm_get_state(vm) == VMM_VM_STOPPED)
+		if (vm && vmm_vm_run_state(vm) == VMM_VM_STOPPED)
 			why = "the guest stopped";
 		else if (vmm__now_ns() > end)
 			why = "time ran out";
