@@ -1,5 +1,6 @@
 # The two commands the README starts with. Each installs missing Debian packages (as
-# root), configures and builds with CMake into build/, then runs.
+# root, `make deps`), configures and builds with CMake into build/, then runs. Plain `make`
+# (`make build`) only configures and builds: it never calls apt-get.
 #   make demo    show the product working
 #   make check   the whole test suite, then again under ASan+UBSan, then the threaded
 #                parts under TSan; where /dev/kvm cannot be opened, the tests that run
@@ -35,18 +36,18 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(BUILD)/CMakeCache.txt: | deps
+$(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
 
-build: deps $(BUILD)/CMakeCache.txt
+build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
 
 # tests/vmhost/ctest.sh decides where the `kvm` tests run: here where /dev/kvm opens, else
 # in the emulated KVM host (the sanitizer passes then leave them out, and say which).
-check-fast: build
+check-fast: deps build
 	bash tests/vmhost/ctest.sh auto $(BUILD) -j$(JOBS)
 
-check-emulated: build
+check-emulated: deps build
 	bash tests/vmhost/ctest.sh emulated $(BUILD) -j$(JOBS)
 
 check-asan: deps
@@ -65,10 +66,10 @@ check-tsan: deps
 
 check: check-fast check-asan check-tsan
 
-demo: build
+demo: deps build
 	@bash examples/demo.sh $(BUILD)
 
-install: build
+install: deps build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 # Installs QEMU, iperf3, libvirt and matplotlib itself; builds only vmm_bench and the guests

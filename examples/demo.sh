@@ -8,7 +8,8 @@
 set -euo pipefail
 build=${1:-build}
 # Without a usable /dev/kvm, the demo runs whole in the emulated KVM host (tests/vmhost).
-if ! { [ -c /dev/kvm ] && (exec 3<>/dev/kvm) 2>/dev/null; } && [ -z "${VMM_TEST_EMULATED:-}" ]; then
+. "$(dirname "$0")/../tests/vmhost/kvm_usable.sh"
+if ! kvm_usable && [ -z "${VMM_TEST_EMULATED:-}" ]; then
   echo "demo: /dev/kvm cannot be opened on this machine, so the demo runs in the emulated KVM host"
   echo "      (tests/vmhost: QEMU software emulation with SVM, ~1 min to prepare the first time);"
   echo "      every figure below is measured under that emulation, 3-20x slower than real KVM"

@@ -127,8 +127,7 @@ static int snapshot(int argc, char **argv)
 		}
 	}
 	if (optind != argc - 2) {
-		fprintf(stderr, "usage: vmm snapshot PATH FILE [--live] [--compress] "
-				"[--incremental PARENT] [--stop] [--track] [--json]\n");
+		r = cli_usage("snapshot");
 		goto out;
 	}
 	r = 1;
@@ -163,7 +162,7 @@ out:
 	return r;
 }
 
-int cmd_control(const char *verb, int argc, char **argv)
+int cmd_control(int argc, char **argv)
 {
 	static const struct {
 		const char *verb, *endpoint;
@@ -172,18 +171,16 @@ int cmd_control(const char *verb, int argc, char **argv)
 		{ "resume", "vm.resume" },
 		{ "shutdown", "vm.shutdown" },
 	};
+	const char *verb = argv[0];
 
 	if (!strcmp(verb, "snapshot"))
 		return snapshot(argc, argv);
-	if (argc != 2 || argv[1][0] == '-') {
-		fprintf(stderr, "usage: vmm %s PATH\n", verb);
-		return 2;
-	}
+	if (argc != 2 || argv[1][0] == '-')
+		return cli_usage(verb);
 	if (!strcmp(verb, "status"))
 		return status(argv[1]);
 	for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++)
 		if (!strcmp(verb, simple[i].verb))
 			return simple_put(argv[1], verb, simple[i].endpoint);
-	fprintf(stderr, "vmm: unknown command '%s'\n", verb);
-	return 2;
+	return cli_usage(verb);
 }

@@ -23,14 +23,6 @@ static void on_sigint(int sig)
 	interrupted = 1;
 }
 
-static int usage(void)
-{
-	fprintf(stderr, "usage: vmm migrate PATH HOST:PORT [--downtime-ms N] [--bandwidth MBPS]\n"
-			"       [--compress off|zstd|auto] [--connections N] [--auto-converge]\n"
-			"       [--max-rounds N] [--json]\n");
-	return 2;
-}
-
 static struct json_object *get(struct json_object *o, const char *key)
 {
 	struct json_object *v;
@@ -131,11 +123,11 @@ static int build_request(int argc, char **argv, struct json_object *req, int *js
 			*json = 1;
 			break;
 		default:
-			return usage();
+			return cli_usage("migrate");
 		}
 	}
 	if (optind != argc - 2)
-		return usage();
+		return cli_usage("migrate");
 	if (cli_parse_hostport(argv[optind + 1], host, sizeof(host), &port)) {
 		fprintf(stderr, "vmm: bad destination '%s' (HOST:PORT, [ADDR]:PORT for IPv6)\n",
 			argv[optind + 1]);

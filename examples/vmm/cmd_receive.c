@@ -7,12 +7,6 @@
 
 #include "cli.h"
 
-static int usage(void)
-{
-	fprintf(stderr, "usage: vmm receive [--control PATH] [--timeout-ms N] ADDR:PORT\n");
-	return 2;
-}
-
 int cmd_receive(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -47,11 +41,11 @@ int cmd_receive(int argc, char **argv)
 			ro.timeout_ms = (int)ms;
 			break;
 		default:
-			return usage();
+			return cli_usage("receive");
 		}
 	}
 	if (optind != argc - 1)
-		return usage();
+		return cli_usage("receive");
 	if (cli_parse_hostport(argv[optind], host, sizeof(host), &port)) {
 		fprintf(stderr, "vmm: bad address '%s' (ADDR:PORT, [ADDR]:PORT for IPv6)\n",
 			argv[optind]);

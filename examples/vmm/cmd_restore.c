@@ -34,10 +34,8 @@ int cmd_restore(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc - 1) {
-		fprintf(stderr, "usage: vmm restore [--lazy] [--control PATH] FILE\n");
-		return 2;
-	}
+	if (optind != argc - 1)
+		return cli_usage("restore");
 	r = vmm_snapshot_restore(argv[optind], &ropts, &vm);
 	if (r)
 		return cli_fail(argv[optind], r);

@@ -101,11 +101,8 @@ int cmd_run(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc - 1) {
-		fprintf(stderr, "usage: vmm run [--memory SIZE] [--cpus N] [--cmdline STR] "
-				"[--initrd FILE] [--control PATH] KERNEL\n");
-		return 2;
-	}
+	if (optind != argc - 1)
+		return cli_usage("run");
 	r = vmm_vm_create(&cfg, &vm);
 	if (r)
 		return cli_fail("create VM", r);

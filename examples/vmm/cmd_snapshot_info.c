@@ -128,10 +128,8 @@ int cmd_snapshot_info(int argc, char **argv)
 			return 2;
 		json = 1;
 	}
-	if (optind != argc - 1) {
-		fprintf(stderr, "usage: vmm snapshot-info [--json] FILE\n");
-		return 2;
-	}
+	if (optind != argc - 1)
+		return cli_usage("snapshot-info");
 	path = argv[optind];
 	memset(&info, 0, sizeof(info));
 	info.size = sizeof(info);

@@ -1,73 +1,161 @@
-/* vmm: run, pause, snapshot, restore and migrate VMs from the shell, on top of libvmm. */
+/* vmm: run, pause, snapshot, restore and migrate VMs from the shell, on top of libvmm.
+ * One table names every command with its synopsis and help: `vmm help`, `vmm --help`,
+ * `vmm CMD --help`, each command's usage error and the unknown-command error all come
+ * from it, so they cannot drift apart. */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
 
+static int cmd_version(int argc, char **argv);
+static int cmd_help(int argc, char **argv);
+
+static const struct cli_command {
+	const char *name;
+	const char *synopsis; /* what follows the name */
+	const char *help;     /* lines, '\n' between them */
+	int (*fn)(int argc, char **argv);
+	int control;          /* a client of a running vmm's control socket */
+} commands[] = {
+	{ "run", "[--memory SIZE] [--cpus N] [--cmdline STR] [--initrd FILE] [--control PATH] KERNEL",
+	  "run a VM in the foreground, guest serial on stdout;\n"
+	  "exits with the status the guest wrote to port 0xf4;\n"
+	  "--control serves the control API (HTTP/JSON) on a UNIX socket",
+	  cmd_run, 0 },
+	{ "restore", "[--lazy] [--control PATH] FILE",
+	  "run a snapshot in the foreground, like run; --lazy maps its RAM", cmd_restore, 0 },
+	{ "receive", "[--control PATH] [--timeout-ms N] ADDR:PORT",
+	  "wait for a live migration on ADDR:PORT ([ADDR]:PORT for IPv6),\n"
+	  "then run the VM that arrived in the foreground, like run",
+	  cmd_receive, 0 },
+	{ "snapshot-info", "[--json] FILE", "what a snapshot holds, and whether its checksums match",
+	  cmd_snapshot_info, 0 },
+	{ "version", "", "the version of vmm and libvmm", cmd_version, 0 },
+	{ "help", "[COMMAND]", "this text, or one command's", cmd_help, 0 },
+	{ "status", "PATH", "state, shape and uptime as JSON", cmd_control, 1 },
+	{ "pause", "PATH", "pause the VM", cmd_control, 1 },
+	{ "resume", "PATH", "resume a paused VM", cmd_control, 1 },
+	{ "snapshot",
+	  "PATH FILE [--live] [--compress] [--incremental PARENT] [--stop] [--track] [--json]",
+	  "save the VM to FILE", cmd_control, 1 },
+	{ "shutdown", "PATH", "stop the VM; its vmm exits 0", cmd_control, 1 },
+	{ "migrate",
+	  "PATH HOST:PORT [--downtime-ms N] [--bandwidth MBPS] [--compress off|zstd|auto] "
+	  "[--connections N] [--auto-converge] [--max-rounds N] [--json]",
+	  "live-migrate the VM to a vmm receive on HOST:PORT,\n"
+	  "with progress on stderr; Ctrl-C cancels; once it\n"
+	  "has moved, the source vmm exits 0",
+	  cmd_migrate, 1 },
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const struct cli_command *find(const char *name)
+{
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (!strcmp(commands[i].name, name))
+			return &commands[i];
+	return NULL;
+}
+
+/* lead, "NAME SYNOPSIS", wrapped before 88 columns at spaces outside brackets onto lines
+ * indented by indent. */
+static void print_synopsis(FILE *f, const char *lead, int indent, const struct cli_command *c)
+{
+	const char *p = c->synopsis;
+	int col = fprintf(f, "%s%s", lead, c->name);
+
+	while (*p) {
+		const char *end = p;
+		int depth = 0;
+
+		while (*end && (depth || *end != ' ')) {
+			depth += (*end == '[') - (*end == ']');
+			end++;
+		}
+		if (col + 1 + (end - p) > 88)
+			col = fprintf(f, "\n%*s", indent - 1, "") - 1;
+		col += fprintf(f, " %.*s", (int)(end - p), p);
+		p = *end ? end + 1 : end;
+	}
+	fputc('\n', f);
+}
+
+static void print_help(FILE *f, const char *indent, const char *help)
+{
+	for (const char *p = help; *p;) {
+		size_t n = strcspn(p, "\n");
+
+		fprintf(f, "%s%.*s\n", indent, (int)n, p);
+		p += n + (p[n] == '\n');
+	}
+}
+
 static int usage(FILE *f)
 {
-	fprintf(f, "usage: vmm <command> [options]\n"
-		   "\n"
-		   "commands:\n"
-		   "  run [--memory SIZE] [--cpus N] [--cmdline STR] [--initrd FILE]\n"
-		   "      [--control PATH] KERNEL\n"
-		   "        run a VM in the foreground, guest serial on stdout;\n"
-		   "        exits with the status the guest wrote to port 0xf4;\n"
-		   "        --control serves the control API (HTTP/JSON) on a UNIX socket\n"
-		   "  restore [--lazy] [--control PATH] FILE\n"
-		   "        run a snapshot in the foreground, like run; --lazy maps its RAM\n"
-		   "  receive [--control PATH] [--timeout-ms N] ADDR:PORT\n"
-		   "        wait for a live migration on ADDR:PORT ([ADDR]:PORT for IPv6),\n"
-		   "        then run the VM that arrived in the foreground, like run\n"
-		   "  snapshot-info [--json] FILE\n"
-		   "        what a snapshot holds, and whether its checksums match\n"
-		   "  version\n"
-		   "\n"
-		   "control a VM started with --control PATH:\n"
-		   "  status PATH            state, shape and uptime as JSON\n"
-		   "  pause PATH | resume PATH\n"
-		   "  snapshot PATH FILE [--live] [--compress] [--incremental PARENT]\n"
-		   "      [--stop] [--track] [--json]\n"
-		   "                         save the VM to FILE\n"
-		   "  shutdown PATH          stop the VM; its vmm exits 0\n"
-		   "  migrate PATH HOST:PORT [--downtime-ms N] [--bandwidth MBPS]\n"
-		   "      [--compress off|zstd|auto] [--connections N] [--auto-converge]\n"
-		   "      [--max-rounds N] [--json]\n"
-		   "                         live-migrate the VM to a vmm receive on HOST:PORT,\n"
-		   "                         with progress on stderr; Ctrl-C cancels; once it\n"
-		   "                         has moved, the source vmm exits 0\n"
-		   "\n"
-		   "libvmm %s\n",
-		vmm_version_string());
+	fprintf(f, "usage: vmm <command> [options]\n\ncommands:\n");
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		if (commands[i].control && (i == 0 || !commands[i - 1].control))
+			fprintf(f, "\ncontrol a VM started with --control PATH:\n");
+		print_synopsis(f, "  ", 6, &commands[i]);
+		print_help(f, "        ", commands[i].help);
+	}
+	fprintf(f, "\nlibvmm %s\n", vmm_version_string());
 	return f == stderr ? 2 : 0;
+}
+
+int cli_usage(const char *name)
+{
+	const struct cli_command *c = find(name);
+
+	if (!c)
+		return usage(stderr);
+	print_synopsis(stderr, "usage: vmm ", 7, c);
+	return 2;
+}
+
+static int cmd_version(int argc, char **argv)
+{
+	if (argc != 1)
+		return cli_usage(argv[0]);
+	printf("vmm %s\n", vmm_version_string());
+	return 0;
+}
+
+static int cmd_help(int argc, char **argv)
+{
+	const struct cli_command *c;
+
+	if (argc == 1)
+		return usage(stdout);
+	c = argc == 2 ? find(argv[1]) : NULL;
+	if (!c) {
+		if (argc == 2)
+			fprintf(stderr, "vmm: unknown command '%s'\n", argv[1]);
+		return usage(stderr);
+	}
+	print_synopsis(stdout, "usage: vmm ", 7, c);
+	print_help(stdout, "  ", c->help);
+	return 0;
 }
 
 int main(int argc, char **argv)
 {
-	static const char *const control_verbs[] = { "pause", "resume", "status", "shutdown",
-						     "snapshot" };
+	const struct cli_command *c;
 
 	if (argc < 2)
 		return usage(stderr);
-	if (!strcmp(argv[1], "run"))
-		return cmd_run(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "restore"))
-		return cmd_restore(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "snapshot-info"))
-		return cmd_snapshot_info(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "receive"))
-		return cmd_receive(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "migrate"))
-		return cmd_migrate(argc - 1, argv + 1);
-	for (size_t i = 0; i < sizeof(control_verbs) / sizeof(control_verbs[0]); i++)
-		if (!strcmp(argv[1], control_verbs[i]))
-			return cmd_control(argv[1], argc - 1, argv + 1);
-	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
-		printf("vmm %s\n", vmm_version_string());
-		return 0;
-	}
-	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
 		return usage(stdout);
-	fprintf(stderr, "vmm: unknown command '%s'\n", argv[1]);
-	return usage(stderr);
+	if (!strcmp(argv[1], "--version"))
+		return cmd_version(1, argv + 1);
+	c = find(argv[1]);
+	if (!c) {
+		fprintf(stderr, "vmm: unknown command '%s'\n", argv[1]);
+		return usage(stderr);
+	}
+	/* vmm CMD --help is vmm help CMD, whatever CMD's own options are. */
+	if (argc == 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h")))
+		return cmd_help(2, argv);
+	return c->fn(argc - 1, argv + 1);
 }

@@ -34,8 +34,9 @@ if [ -n "$missing" ]; then
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
-if [ ! -w /dev/kvm ]; then
-	echo "run.sh: /dev/kvm is not accessible read-write" >&2
+. "$SRC/tests/vmhost/kvm_usable.sh"
+if ! kvm_usable; then
+	echo "run.sh: /dev/kvm cannot be opened read-write" >&2
 	exit 1
 fi
 

@@ -48,6 +48,8 @@
 
 #include <vmm/vmm.h>
 
+#include "clock.h" /* the one monotonic clock of libvmm and its tests */
+
 #ifndef VMM_BENCH_GUEST_DIR
 #define VMM_BENCH_GUEST_DIR "."
 #endif
@@ -55,15 +57,7 @@
 #define MMIO_BASE 0xd0000000ull
 #define MMIO_LEN 0x1000ull
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static double ms_since(uint64_t t0) { return (double)(now_ns() - t0) / 1e6; }
+static double ms_since(uint64_t t0) { return (double)(vmm__now_ns() - t0) / 1e6; }
 
 static void die(const char *fmt, ...)
 {
@@ -222,7 +216,7 @@ static void on_mmio(void *opaque, uint64_t addr, uint8_t *data, uint32_t size, i
 	uint64_t v = 0;
 
 	if (is_write && addr == MMIO_BASE) {
-		uint64_t t = now_ns();
+		uint64_t t = vmm__now_ns();
 
 		memcpy(&v, data, size < 8 ? size : 8);
 		pthread_mutex_lock(&g->lock);
@@ -258,7 +252,7 @@ static int gio_wait_locked(struct gio *g, const int *flag, uint64_t deadline)
 		struct timespec ts;
 		uint64_t rt;
 
-		if (now_ns() >= deadline)
+		if (vmm__now_ns() >= deadline)
 			return -1;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		rt = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + 20000000ull;
@@ -272,7 +266,7 @@ static int gio_wait_locked(struct gio *g, const int *flag, uint64_t deadline)
 /* Waits for heartbeat count > have; returns the time of the first heartbeat after 0. */
 static int gio_wait_hb(struct gio *g, uint64_t have, double timeout_s)
 {
-	uint64_t deadline = now_ns() + (uint64_t)(timeout_s * 1e9);
+	uint64_t deadline = vmm__now_ns() + (uint64_t)(timeout_s * 1e9);
 	int r = 0;
 
 	pthread_mutex_lock(&g->lock);
@@ -280,7 +274,7 @@ static int gio_wait_hb(struct gio *g, uint64_t have, double timeout_s)
 	while (g->hb_count <= have && !g->exception) {
 		struct timespec ts;
 
-		if (now_ns() >= deadline) {
+		if (vmm__now_ns() >= deadline) {
 			r = -1;
 			break;
 		}
@@ -308,8 +302,8 @@ static int gio_verify(struct gio *g, int how, double timeout_s, char *line, size
 	pthread_mutex_lock(&g->lock);
 	before = g->verify_ok + g->verify_failed;
 	g->command = (uint64_t)how;
-	uint64_t deadline = now_ns() + (uint64_t)(timeout_s * 1e9);
-	while (g->verify_ok + g->verify_failed == before && !g->exception && now_ns() < deadline) {
+	uint64_t deadline = vmm__now_ns() + (uint64_t)(timeout_s * 1e9);
+	while (g->verify_ok + g->verify_failed == before && !g->exception && vmm__now_ns() < deadline) {
 		struct timespec ts;
 
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -383,7 +377,7 @@ static struct vmm_vm *boot(struct gio *g, uint64_t mem_mib, const char *cmdline)
 /* Boots the fill guest and waits for "fill done" (or --wait-line for other guests). */
 static struct vmm_vm *boot_filled(struct gio *g)
 {
-	uint64_t t0 = now_ns(), fill = default_fill(opt.mem_mib);
+	uint64_t t0 = vmm__now_ns(), fill = default_fill(opt.mem_mib);
 	const char *cl = fill_cmdline(opt.pattern, fill);
 	struct vmm_vm *vm = boot(g, opt.mem_mib, cl);
 	uint64_t deadline = t0 + (uint64_t)(opt.timeout_s * 1e9);
@@ -429,10 +423,10 @@ static int cmd_membw(void)
 		memset(a, 1, sz);
 		memset(b, 2, sz);
 		for (int i = 0; i < 3; i++) {
-			t0 = now_ns();
+			t0 = vmm__now_ns();
 			memcpy(b, a, sz);
-			if (now_ns() - t0 < best)
-				best = now_ns() - t0;
+			if (vmm__now_ns() - t0 < best)
+				best = vmm__now_ns() - t0;
 		}
 		printf("{\"event\":\"memcpy\",\"ok\":true,\"run\":%d,\"bytes\":%zu,\"gb_s\":%.3f}\n", run,
 		       sz, gbps(sz, best));
@@ -459,9 +453,9 @@ static int cmd_membw(void)
 			if (p == MAP_FAILED)
 				die("mmap");
 			madvise(p, sz, k == 0 ? MADV_NOHUGEPAGE : MADV_HUGEPAGE);
-			t0 = now_ns();
+			t0 = vmm__now_ns();
 			memset(p, 0xa5, sz);
-			uint64_t ns = now_ns() - t0;
+			uint64_t ns = vmm__now_ns() - t0;
 			printf("{\"event\":\"first_touch\",\"ok\":true,\"run\":%d,\"kind\":\"%s\",\"bytes\":%zu,\"gb_s\":%.3f}\n",
 			       run, kinds[k], sz, gbps(sz, ns));
 			munmap(p, sz);
@@ -494,21 +488,21 @@ static int cmd_create_first_insn(void)
 		cfg.serial_out = on_serial;
 		cfg.serial_opaque = &g;
 		cfg.log = on_log;
-		t0 = now_ns();
+		t0 = vmm__now_ns();
 		r = vmm_vm_create(&cfg, &vm);
 		if (r)
 			vdie("vmm_vm_create", r);
-		t_create = now_ns();
+		t_create = vmm__now_ns();
 		r = vmm_vm_load_kernel(vm, guest_path(), NULL);
 		if (!r)
 			r = vmm_vm_register_mmio(vm, MMIO_BASE, MMIO_LEN, on_mmio, &g);
 		if (r)
 			vdie("load", r);
-		t_load = now_ns();
+		t_load = vmm__now_ns();
 		r = vmm_vm_start(vm);
 		if (r)
 			vdie("vmm_vm_start", r);
-		t_start = now_ns();
+		t_start = vmm__now_ns();
 		if (gio_wait_hb(&g, 0, 30))
 			die("no heartbeat from the guest within 30 s");
 		printf("{\"event\":\"create_first_insn\",\"ok\":true,\"run\":%d,\"mem_mib\":%llu,"
@@ -550,19 +544,19 @@ static int cmd_pause_resume(void)
 	if (gio_wait_hb(&g, 0, 30))
 		die("no heartbeat");
 	for (int i = 0; i < opt.n; i++) {
-		uint64_t t0 = now_ns(), t1, t2;
+		uint64_t t0 = vmm__now_ns(), t1, t2;
 		int r = vmm_vm_pause(vm);
 
-		t1 = now_ns();
+		t1 = vmm__now_ns();
 		if (r)
 			vdie("vmm_vm_pause", r);
 		usleep(200);
-		t2 = now_ns();
+		t2 = vmm__now_ns();
 		r = vmm_vm_resume(vm);
 		if (r)
 			vdie("vmm_vm_resume", r);
 		p[i] = (t1 - t0) / 1e3;
-		rs[i] = (now_ns() - t2) / 1e3;
+		rs[i] = (vmm__now_ns() - t2) / 1e3;
 		/* let it run a little and prove it does */
 		pthread_mutex_lock(&g.lock);
 		uint64_t have = g.hb_count;
@@ -598,9 +592,9 @@ static int do_save(struct vmm_vm *vm, struct gio *g, const char *file, int compr
 	if (live)
 		so.flags |= VMM_SNAPSHOT_LIVE;
 	unlink(file);
-	t0 = now_ns();
+	t0 = vmm__now_ns();
 	r = vmm_snapshot_save(vm, file, &so, &st);
-	ms = now_ns() - t0;
+	ms = vmm__now_ns() - t0;
 	if (r) {
 		printf("{\"event\":\"save\",\"ok\":false,\"error\":\"%s: %s\"}\n", vmm_strerror(r),
 		       vmm_last_error());
@@ -677,7 +671,7 @@ static int do_send(struct vmm_vm *vm, int port, int conns, const char *compress)
 	mo.progress_opaque = &c;
 	if (opt.downtime_ms > 0)
 		mo.downtime_limit_ns = (uint64_t)(opt.downtime_ms * 1e6);
-	c.t0 = now_ns();
+	c.t0 = vmm__now_ns();
 	r = vmm_migrate_send_to(vm, "127.0.0.1", (uint16_t)port, &mo, &st);
 	double wall = ms_since(c.t0);
 	if (r) {
@@ -727,7 +721,7 @@ static int wait_exit(struct vmm_vm *vm, double secs)
 static int verify_cmd(struct gio *g, const char *how)
 {
 	char line[512];
-	uint64_t t0 = now_ns();
+	uint64_t t0 = vmm__now_ns();
 	int r = gio_verify(g, !strcmp(how, "full") ? 2 : 1, opt.timeout_s, line, sizeof(line));
 
 	printf("{\"event\":\"verify\",\"ok\":%s,\"how\":\"%s\",\"ms\":%.3f,\"line\":\"%s\"}\n",
@@ -771,10 +765,10 @@ static void command_loop(struct vmm_vm *vm, struct gio *g)
 			wait_exit(vm, atof(a));
 		} else if (!strcmp(line, "pause") || !strcmp(line, "resume")) {
 			int p = line[0] == 'p';
-			uint64_t t0 = now_ns();
+			uint64_t t0 = vmm__now_ns();
 			int r = p ? vmm_vm_pause(vm) : vmm_vm_resume(vm);
 			printf("{\"event\":\"%s\",\"ok\":%s,\"us\":%.1f}\n", p ? "paused" : "resumed",
-			       r ? "false" : "true", (now_ns() - t0) / 1e3);
+			       r ? "false" : "true", (vmm__now_ns() - t0) / 1e3);
 			fflush(stdout);
 			if (r)
 				failures++;
@@ -836,17 +830,17 @@ static int cmd_restore(void)
 	ro.serial_out = on_serial;
 	ro.serial_opaque = &g;
 	ro.log = on_log;
-	t0 = now_ns();
+	t0 = vmm__now_ns();
 	r = vmm_snapshot_restore(opt.file, &ro, &vm);
-	t1 = now_ns();
+	t1 = vmm__now_ns();
 	if (r)
 		vdie("vmm_snapshot_restore", r);
 	r = vmm_vm_register_mmio(vm, MMIO_BASE, MMIO_LEN, on_mmio, &g);
 	if (r)
 		vdie("vmm_vm_register_mmio", r);
-	t2 = now_ns();
+	t2 = vmm__now_ns();
 	r = vmm_vm_start(vm);
-	t3 = now_ns();
+	t3 = vmm__now_ns();
 	if (r)
 		vdie("vmm_vm_start", r);
 	if (gio_wait_hb(&g, 0, 30))
@@ -906,16 +900,16 @@ static int cmd_migrate_recv(void)
 	ro.no_start = 1;
 	ro.timeout_ms = 60000;
 	/* Accept blocks until the source connects; bench.py bounds the whole process. */
-	t0 = now_ns();
+	t0 = vmm__now_ns();
 	r = vmm_migrate_receive(lfd, &ro, &vm);
-	t1 = now_ns();
+	t1 = vmm__now_ns();
 	close(lfd);
 	if (r)
 		vdie("vmm_migrate_receive", r);
 	r = vmm_vm_register_mmio(vm, MMIO_BASE, MMIO_LEN, on_mmio, &g);
 	if (r)
 		vdie("vmm_vm_register_mmio", r);
-	t2 = now_ns();
+	t2 = vmm__now_ns();
 	r = vmm_vm_start(vm);
 	if (r)
 		vdie("vmm_vm_start", r);
@@ -978,7 +972,7 @@ static int cmd_clone(void)
 	struct gio *gs = calloc((size_t)opt.n, sizeof(*gs));
 	double *per = calloc((size_t)opt.n, sizeof(double)), *ins = calloc((size_t)opt.n, sizeof(double));
 	long priv0, pss0, rss0, priv1, pss1, rss1, avail0, avail1;
-	uint64_t tall = now_ns();
+	uint64_t tall = vmm__now_ns();
 
 	if (!opt.file)
 		die("clone needs --file");
@@ -986,7 +980,7 @@ static int cmd_clone(void)
 	avail0 = mem_available_kb();
 	for (int i = 0; i < opt.n; i++) {
 		struct vmm_restore_opts ro;
-		uint64_t t0 = now_ns(), t1;
+		uint64_t t0 = vmm__now_ns(), t1;
 		int r;
 
 		gio_init(&gs[i], "clone");
@@ -1001,7 +995,7 @@ static int cmd_clone(void)
 			r = vmm_vm_start(vms[i]);
 		if (r)
 			vdie("clone", r);
-		t1 = now_ns();
+		t1 = vmm__now_ns();
 		if (gio_wait_hb(&gs[i], 0, 30))
 			die("clone %d: no heartbeat", i);
 		per[i] = (t1 - t0) / 1e6;

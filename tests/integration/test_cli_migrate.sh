@@ -6,32 +6,18 @@
 # connection (the VM runs on, a retry succeeds), zstd over 2 connections to [::1], and a
 # Ctrl-C on `vmm migrate` that cancels a slow migration (the VM runs on to its end).
 set -uo pipefail
-[ -r /dev/kvm ] && [ -w /dev/kvm ] || { echo "SKIP: /dev/kvm not usable"; exit 77; }
-command -v curl >/dev/null || { echo "FAIL: curl missing (make deps installs it)"; exit 1; }
+. "$(dirname "$0")/lib.sh"
+require_kvm
+require_cmd curl
 g=$VMM_GUEST_DIR
-tmp=$(mktemp -d /tmp/vmm-migrate.XXXXXX)
+use_tmp /tmp/vmm-migrate.XXXXXX
 # In the emulated KVM host (tests/vmhost) deadlines stretch tenfold, and memcheck rewrites a
 # sixth of the memory at a 25th of the rate: the link there is about ten times slower, so
 # pre-copy still chases the guest. Every command there (curl, python) takes a second or
 # more (python's start alone), so the guests that wait through the API checks live three
 # times as many generations, to outlast them and the migration that follows.
-slow=1 mc="mem=96" rate=200 capped=20 retry_gens=16 cancel_gens=12
-[ "${VMM_TEST_EMULATED:-}" != 1 ] || slow=10 mc="mem=16" rate=8 capped=2 retry_gens=48 cancel_gens=40
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-pass=0 fail=0
-ok() { pass=$((pass+1)); echo "ok   $1"; }
-bad() { fail=$((fail+1)); echo "FAIL $1"; }
-expect() { # name, condition...
-  local name=$1; shift
-  if "$@"; then ok "$name"; else bad "$name"; return 1; fi
-}
-show() { echo "--- $1"; cat "$1" 2>/dev/null; }
+mc="mem=96" rate=200 capped=20 retry_gens=16 cancel_gens=12
+[ "${VMM_TEST_EMULATED:-}" != 1 ] || mc="mem=16" rate=8 capped=2 retry_gens=48 cancel_gens=40
 # A TCP port nobody listens on right now, on the loopback address given.
 free_port() { # addr
   python3 -c 'import socket, sys
@@ -54,39 +40,6 @@ start_receiver() { # addr port out [vmm receive options]
   done
   echo "receiver on $hp never listened:"; show "$out.err"
   return 1
-}
-# vmm run --control SOCK ARGS... in the background, output to OUT; sets $vmpid.
-start_vm() { # sock out vmm-run-args...
-  local sock=$1 out=$2; shift 2
-  "$VMM_CLI" run --control "$sock" "$@" >"$out" 2>"$out.err" &
-  vmpid=$!
-  pids+=("$vmpid")
-  for _ in $(seq $((100 * slow))); do [ -S "$sock" ] && return 0; sleep 0.1; done
-  echo "socket $sock never appeared:"; show "$out.err"
-  return 1
-}
-# Waits (secs, default 10) for a background process to exit; sets $rc ("timeout" if not).
-wait_exit() { # pid [secs]
-  local n=$(( ${2:-10} * 10 * slow ))
-  for _ in $(seq "$n"); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$1" 2>/dev/null; then rc=timeout; kill -9 "$1"; wait "$1" 2>/dev/null; return; fi
-  wait "$1"; rc=$?
-}
-# Waits (30 s at most) for a line in a file.
-wait_line() { # file regex
-  for _ in $(seq $((300 * slow))); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-  return 1
-}
-# True when the Python expression holds for d, the JSON document in the file (json.load
-# refuses trailing data: the file holds exactly one document).
-json_has() { # file expression
-  python3 -c "import json, sys; d = json.load(open(sys.argv[1])); sys.exit(not ($2))" "$1"
-}
-# The HTTP status of a raw request to the socket: sock, method, endpoint, curl args...
-http() {
-  local sock=$1 method=$2 ep=$3; shift 3
-  curl -s -m $((10 * slow)) -o "$tmp/body" -w '%{http_code}' --unix-socket "$sock" -X "$method" "$@" \
-    "http://localhost/api/v1/$ep"
 }
 migration_state() { # sock
   http "$1" GET vm.migration >/dev/null &&
@@ -121,7 +74,7 @@ if start_receiver 127.0.0.1 "$port" "$tmp/rx1.out" --control "$tmp/rx1.sock" &&
   rc=$?
   # First, while the guest surely still runs there: vmm receive opens its control socket
   # once the VM has arrived, which may be just after the source has let go.
-  for _ in $(seq $((50 * slow))); do [ -S "$tmp/rx1.sock" ] && break; sleep 0.1; done
+  wait_socket "$tmp/rx1.sock" 5
   "$VMM_CLI" status "$tmp/rx1.sock" >"$tmp/rx1.status" 2>"$tmp/rx1.status.err"
   expect "basic: vmm migrate --json exits 0 (got $rc)" [ "$rc" = 0 ] || show "$tmp/mig1.err"
   expect "basic: stdout is one JSON document, completed" \
@@ -282,5 +235,4 @@ else
   bad "cancel: start receiver and source"
 fi
 
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+summary

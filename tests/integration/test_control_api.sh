@@ -4,59 +4,18 @@
 # (exit 0, socket removed); then snapshots taken through the socket and brought back with
 # `vmm restore` finish the counter with the same output as an uninterrupted run.
 set -uo pipefail
-[ -r /dev/kvm ] && [ -w /dev/kvm ] || { echo "SKIP: /dev/kvm not usable"; exit 77; }
-command -v curl >/dev/null || { echo "FAIL: curl missing (make deps installs it)"; exit 1; }
+. "$(dirname "$0")/lib.sh"
+require_kvm
+require_cmd curl
 g=$VMM_GUEST_DIR
-tmp=$(mktemp -d /tmp/vmm-control.XXXXXX)
-slow=1 # deadlines stretch tenfold in the emulated KVM host (tests/vmhost)
-[ "${VMM_TEST_EMULATED:-}" != 1 ] || slow=10
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-pass=0 fail=0
-ok() { pass=$((pass+1)); echo "ok   $1"; }
-bad() { fail=$((fail+1)); echo "FAIL $1"; }
-expect() { # name, condition...
-  local name=$1; shift
-  if "$@"; then ok "$name"; else bad "$name"; return 1; fi
-}
-# vmm run --control SOCK ARGS... in the background, output to OUT; sets $vmpid.
-start_vm() { # sock, out, vmm args...
-  local sock=$1 out=$2; shift 2
-  "$VMM_CLI" run --control "$sock" "$@" >"$out" 2>"$out.err" &
-  vmpid=$!
-  pids+=("$vmpid")
-  for _ in $(seq $((100 * slow))); do [ -S "$sock" ] && return 0; sleep 0.1; done
-  echo "socket $sock never appeared:"; cat "$out.err"
-  return 1
-}
-# Waits (10 s at most, times $slow) for a background vmm to exit; sets $vmrc.
-wait_exit() { # pid
-  for _ in $(seq $((100 * slow))); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$1" 2>/dev/null; then vmrc=timeout; kill "$1"; return; fi
-  wait "$1"; vmrc=$?
-}
+use_tmp /tmp/vmm-control.XXXXXX
 lines() { wc -l <"$1"; }
-# True when the Python expression holds for d, the JSON document in the file.
-json_has() { # file expression
-  python3 -c "import json, sys; d = json.load(open(sys.argv[1])); sys.exit(not ($2))" "$1"
-}
-# The HTTP status of a raw request to the socket: sock, method, endpoint, curl args...
-http() {
-  local sock=$1 method=$2 ep=$3; shift 3
-  curl -s -o "$tmp/body" -w '%{http_code}' --unix-socket "$sock" -X "$method" "$@" \
-    "http://localhost/api/v1/$ep"
-}
 
 # --- status, pause, resume, errors, shutdown
 s=$tmp/s
 if ! start_vm "$s" "$tmp/out" --cmdline "count=100000 interval=10000" "$g/counter.elf"; then
   bad "vmm run --control starts"
-  echo "$pass passed, $fail failed"; exit 1
+  summary; exit 1
 fi
 st=$("$VMM_CLI" status "$s")
 expect "status running" grep -q '"state": *"running"' <<<"$st"
@@ -98,7 +57,7 @@ expect "still running after the errors" grep -q '"state": *"running"' <<<"$("$VM
 
 expect "shutdown" "$VMM_CLI" shutdown "$s"
 wait_exit "$vmpid"
-expect "vmm exits 0 after shutdown (got $vmrc)" [ "$vmrc" = 0 ]
+expect "vmm exits 0 after shutdown (got $rc)" [ "$rc" = 0 ]
 expect "socket removed" [ ! -e "$s" ]
 "$VMM_CLI" pause "$s" 2>"$tmp/err"
 expect "pause without a listener exits 1" [ $? = 1 ]
@@ -125,7 +84,7 @@ snap_run() { # name file [options]
   expect "$name: snapshot${*:+ $*} --stop" [ $? = 0 ]
   expect "$name: one-line summary" grep -q "^$file: .* file, .* pages" "$tmp/$name.summary"
   wait_exit "$vmpid"
-  expect "$name: vmm exits 0 after --stop (got $vmrc)" [ "$vmrc" = 0 ]
+  expect "$name: vmm exits 0 after --stop (got $rc)" [ "$rc" = 0 ]
   expect "$name: guest was stopped mid-run" bash -c '! grep -q "^done" "$0"' "$out"
 }
 # vmm restore FILE [opts] must finish the counter exactly like the uninterrupted run.
@@ -145,13 +104,13 @@ check_restore lazy "$tmp/plain.out" "$f" --lazy
 # vmm restore --control serves the same API.
 "$VMM_CLI" restore --control "$tmp/r.sock" "$f" >"$tmp/r.out" 2>"$tmp/r.err" &
 vmpid=$!; pids+=("$vmpid")
-for _ in $(seq $((100 * slow))); do [ -S "$tmp/r.sock" ] && break; sleep 0.1; done
+wait_socket "$tmp/r.sock"
 "$VMM_CLI" status "$tmp/r.sock" >"$tmp/r.status"
 expect "restore --control: status" \
   json_has "$tmp/r.status" 'd["state"] == "running" and d["vcpus"] == 1'
 "$VMM_CLI" shutdown "$tmp/r.sock" 2>/dev/null  # the guest may have finished on its own
 wait_exit "$vmpid"
-expect "restore --control: exits 0 (got $vmrc)" [ "$vmrc" = 0 ]
+expect "restore --control: exits 0 (got $rc)" [ "$rc" = 0 ]
 expect "restore --control: socket removed" [ ! -e "$tmp/r.sock" ]
 
 "$VMM_CLI" snapshot-info "$f" >"$tmp/info"
@@ -193,7 +152,7 @@ if start_vm "$tmp/incr.sock" "$tmp/incr.out" "${args[@]}"; then
   "$VMM_CLI" snapshot "$tmp/incr.sock" "$f" --incremental "$base" --stop >/dev/null
   expect "incr: snapshot --incremental --stop" [ $? = 0 ]
   wait_exit "$vmpid"
-  expect "incr: vmm exits 0 after --stop (got $vmrc)" [ "$vmrc" = 0 ]
+  expect "incr: vmm exits 0 after --stop (got $rc)" [ "$rc" = 0 ]
   "$VMM_CLI" snapshot-info "$f" >"$tmp/info"
   expect "incr: snapshot-info names the parent" grep -qxF "parent    $base" "$tmp/info"
   check_restore incr "$tmp/incr.out" "$f"
@@ -201,5 +160,4 @@ else
   bad "incr: start"
 fi
 
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+summary

@@ -2,7 +2,8 @@
 # Installs the library into a temporary prefix, builds every API example against it with
 # pkg-config (shared, then static), and runs each of them on the installed guests.
 set -euo pipefail
-[ -r /dev/kvm ] && [ -w /dev/kvm ] || { echo "SKIP: /dev/kvm not usable"; exit 77; }
+. "$(dirname "$0")/lib.sh"
+require_kvm
 prefix=$(mktemp -d)
 trap 'rm -rf "$prefix"' EXIT
 cmake --install "$VMM_BINARY_DIR" --prefix "$prefix" >/dev/null
@@ -24,8 +25,10 @@ echo "$out"
 ! ldd "$prefix/run_guest-static" | grep -q libvmm  # really static in libvmm
 out=$("$prefix/run_guest-static" "$prefix/share/libvmm/guests/hello.elf")
 [ "$(echo "$out" | tail -n1 | tr -d '\r')" = "hello from guest" ]
-# The installed CLI runs the installed guest.
-LD_LIBRARY_PATH="$prefix/lib" "$prefix/bin/vmm" run "$prefix/share/libvmm/guests/hello.elf" | grep -q 'hello from guest'
+# The installed CLI finds the installed library by its RUNPATH alone (a clean environment:
+# no LD_LIBRARY_PATH), and runs the installed guest.
+env -i PATH=/usr/bin:/bin "$prefix/bin/vmm" --version | grep -q '^vmm '
+env -i PATH=/usr/bin:/bin "$prefix/bin/vmm" run "$prefix/share/libvmm/guests/hello.elf" | grep -q 'hello from guest'
 # Every other example runs too, against the installed library.
 export LD_LIBRARY_PATH="$prefix/lib"
 g="$prefix/share/libvmm/guests"

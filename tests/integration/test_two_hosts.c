@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+#include "migrate_util.h"
 #include "testutil.h"
 
 extern char **environ;
@@ -38,10 +40,7 @@ static struct {
 
 static uint64_t now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return vmm__now_ns() / 1000000;
 }
 
 static void kid_add(pid_t p)
@@ -250,36 +249,6 @@ static int child_probe_connect(char **argv)
 		fprintf(stderr, "probe-connect %s:%s: %s\n", argv[2], argv[3],
 			err > 0 ? strerror(err) : "no answer");
 	return err ? 1 : 0;
-}
-
-/* "receive-at ADDR PORT TIMEOUT_MS": receive one VM, run it, print its output. */
-static int child_receive_at(char **argv)
-{
-	struct vmm_receive_opts o;
-	struct tu_output out;
-	struct vmm_vm *vm;
-	struct vmm_exit ex;
-	int r;
-
-	tu_output_init(&out);
-	vmm_receive_opts_init(&o);
-	o.serial_out = tu_output_sink;
-	o.serial_opaque = &out;
-	o.timeout_ms = atoi(argv[4]);
-	r = vmm_migrate_receive_at(argv[2], (uint16_t)atoi(argv[3]), &o, &vm);
-	if (r) {
-		fprintf(stderr, "receive: %s: %s (%s)\n", vmm_err_name(r), vmm_strerror(r),
-			vmm_last_error());
-		tu_output_free(&out);
-		return 100;
-	}
-	r = vmm_vm_wait(vm, 120000, &ex);
-	vmm_vm_destroy(vm);
-	fwrite(out.buf ? out.buf : "", 1, out.len, stdout);
-	tu_output_free(&out);
-	if (r)
-		return 101;
-	return ex.reason == VMM_EXIT_GUEST ? ex.status : 102;
 }
 
 /* Checks memcheck's whole output (source then destination): the header, every generation
@@ -809,7 +778,7 @@ int main(int argc, char **argv)
 	if (argc >= 4 && !strcmp(argv[1], "probe-connect"))
 		return child_probe_connect(argv);
 	if (argc >= 5 && !strcmp(argv[1], "receive-at"))
-		return child_receive_at(argv);
+		return mu_child_receive(argc, argv);
 	if (argc >= 2 && !strcmp(argv[1], "send"))
 		return child_send(argc, argv);
 	tu_require_kvm();

@@ -69,10 +69,16 @@ int mu_child_receive(int argc, char **argv)
 	vmm_receive_opts_init(&o);
 	o.serial_out = tu_output_sink;
 	o.serial_opaque = &out;
-	o.max_mem_size = argc > 3 ? strtoull(argv[3], NULL, 10) << 20 : 0;
-	r = vmm_migrate_receive(atoi(argv[2]), &o, &vm);
+	if (!strcmp(argv[1], "receive-at")) {
+		o.timeout_ms = argc > 4 ? atoi(argv[4]) : 0;
+		r = vmm_migrate_receive_at(argv[2], (uint16_t)atoi(argv[3]), &o, &vm);
+	} else {
+		o.max_mem_size = argc > 3 ? strtoull(argv[3], NULL, 10) << 20 : 0;
+		r = vmm_migrate_receive(atoi(argv[2]), &o, &vm);
+	}
 	if (r) {
-		fprintf(stderr, "receive: %s (%s)\n", vmm_strerror(r), vmm_last_error());
+		fprintf(stderr, "receive: %s: %s (%s)\n", vmm_err_name(r), vmm_strerror(r),
+			vmm_last_error());
 		tu_output_free(&out);
 		return 100;
 	}

@@ -1,5 +1,6 @@
 /* Migration test helpers: a destination process (the test binary re-executed with
- * "receive FD ..."), sending to it, and VMs with a chosen dirty-tracking backend. */
+ * "receive FD ..." or "receive-at ADDR PORT ...") and sending to it. VMs with a chosen
+ * dirty-tracking backend are testutil.h's tu_vm_new_ring(). */
 #ifndef VMM_MIGRATE_UTIL_H
 #define VMM_MIGRATE_UTIL_H
 
@@ -19,7 +20,10 @@ struct mu_dest {
 void mu_dest_start(struct mu_dest *d, uint64_t max_mem_mib);
 /* Waits for the child; returns its guest output (malloc'd) and its exit status. */
 char *mu_dest_finish(struct mu_dest *d, int *status);
-/* The child's main: receive on the inherited fd, run, print the guest's output. */
+/* A receiving child's main: "receive FD [MAX_MIB]" (the fd mu_dest_start's child
+ * inherits) or "receive-at ADDR PORT TIMEOUT_MS" (listens itself); runs the VM that
+ * arrived and prints the guest's output. Exits 100 if nothing arrived, 101 if the wait
+ * failed, 102 if the guest did not exit by itself, else the guest's status. */
 int mu_child_receive(int argc, char **argv);
 /* Connects opts->connections sockets to the destination and sends. */
 int mu_send(struct vmm_vm *vm, struct mu_dest *d, const struct vmm_migrate_opts *o,

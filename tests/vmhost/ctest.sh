@@ -15,8 +15,7 @@ BUILD=$(cd "${2:?build folder}" && pwd)
 shift 2
 cd "$BUILD"
 
-# A character device that opens read-write (a plain `<>` would create a file if none).
-kvm_usable() { [ -c /dev/kvm ] && (exec 3<>/dev/kvm) 2>/dev/null; }
+. "$HERE/kvm_usable.sh"
 emulated() {
 	"$HERE/run.sh" --share "$BUILD" --timeout "${VMM_VMHOST_TIMEOUT:-3000}" -- \
 		ctest --output-on-failure -L '^kvm$' "$@"

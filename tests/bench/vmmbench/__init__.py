@@ -1,0 +1,1 @@
+"""libvmm benchmarks (make bench): bench.py is the entry; see its docstring."""
