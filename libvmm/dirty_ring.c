@@ -69,8 +69,8 @@ int vmm__dirty_ring_map(struct vmm__vcpu *vcpu)
 	vcpu->ring_fetch = 0;
 	if (!vm->cfg.dirty_ring_entries)
 		return 0;
-	p = mmap(NULL, ring_bytes(vm), PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd,
-		 (off_t)KVM_DIRTY_LOG_PAGE_OFFSET * sysconf(_SC_PAGESIZE));
+	p = vmm__kvm_mmap(vcpu->fd, ring_bytes(vm),
+			  (off_t)KVM_DIRTY_LOG_PAGE_OFFSET * sysconf(_SC_PAGESIZE));
 	if (p == MAP_FAILED)
 		return vmm__err_sys(VMM_EKVM, "mmap dirty ring");
 	vcpu->ring = p;
@@ -81,7 +81,7 @@ void vmm__dirty_ring_unmap(struct vmm__vcpu *vcpu)
 {
 	if (!vcpu->ring)
 		return;
-	munmap(vcpu->ring, ring_bytes(vcpu->vm));
+	vmm__kvm_munmap(vcpu->ring, ring_bytes(vcpu->vm));
 	vcpu->ring = NULL;
 }
 

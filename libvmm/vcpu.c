@@ -10,7 +10,6 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <time.h>
 
 #include "dirty.h"
@@ -219,7 +218,7 @@ void *vmm__vcpu_thread(void *arg)
 
 	block_signals_but_kick();
 	for (;;) {
-		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
+		if (vmm__ioctl_once(vcpu->fd, KVM_RUN, NULL) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				if (park_if_requested(vcpu))
 					break;

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -69,11 +68,10 @@ static int create_vcpu(struct vmm_vm *vm, uint32_t id)
 
 	vcpu->vm = vm;
 	vcpu->id = id;
-	vcpu->fd = ioctl(vm->fd, KVM_CREATE_VCPU, (unsigned long)id);
+	vcpu->fd = vmm__ioctl(vm->fd, KVM_CREATE_VCPU, (void *)(unsigned long)id);
 	if (vcpu->fd < 0)
 		return vmm__err_sys(VMM_EKVM, "KVM_CREATE_VCPU");
-	run = mmap(NULL, vm->kvm->vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd,
-		   0);
+	run = vmm__kvm_mmap(vcpu->fd, vm->kvm->vcpu_mmap_size, 0);
 	if (run == MAP_FAILED)
 		return vmm__err_sys(VMM_EKVM, "mmap kvm_run");
 	vcpu->run = run;
@@ -89,7 +87,7 @@ static int create_machine(struct vmm_vm *vm, const struct vmm__mem_backing *back
 	uint64_t ident = VMM_KVM_IDENTITY_MAP_ADDR;
 	int r;
 
-	vm->fd = ioctl(vm->kvm->fd, KVM_CREATE_VM, 0);
+	vm->fd = vmm__ioctl(vm->kvm->fd, KVM_CREATE_VM, NULL);
 	if (vm->fd < 0)
 		return vmm__err_sys(VMM_EKVM, "KVM_CREATE_VM");
 	/* The dirty ring's size is fixed before the first vCPU exists. */
@@ -99,7 +97,7 @@ static int create_machine(struct vmm_vm *vm, const struct vmm__mem_backing *back
 	/* Both addresses must be set before the first vCPU is created. */
 	if (vmm__ioctl(vm->fd, KVM_SET_IDENTITY_MAP_ADDR, &ident) < 0)
 		return vmm__err_sys(VMM_EKVM, "KVM_SET_IDENTITY_MAP_ADDR");
-	if (ioctl(vm->fd, KVM_SET_TSS_ADDR, (unsigned long)VMM_KVM_TSS_ADDR) < 0)
+	if (vmm__ioctl(vm->fd, KVM_SET_TSS_ADDR, (void *)(unsigned long)VMM_KVM_TSS_ADDR) < 0)
 		return vmm__err_sys(VMM_EKVM, "KVM_SET_TSS_ADDR");
 	/* RAM before the irqchip: once an in-kernel irqchip exists, every memslot change waits
 	 * for an SRCU grace period (5-11 ms measured here, whatever the size), which would
@@ -204,9 +202,9 @@ void vmm_vm_destroy(struct vmm_vm *vm)
 		for (uint32_t i = 0; i < vm->nvcpus; i++) {
 			vmm__dirty_ring_unmap(&vm->vcpus[i]);
 			if (vm->vcpus[i].run)
-				munmap(vm->vcpus[i].run, vm->kvm->vcpu_mmap_size);
+				vmm__kvm_munmap(vm->vcpus[i].run, vm->kvm->vcpu_mmap_size);
 			if (vm->vcpus[i].fd >= 0)
-				close(vm->vcpus[i].fd);
+				vmm__kvm_close_fd(vm->vcpus[i].fd);
 		}
 		free(vm->vcpus);
 	}
@@ -214,7 +212,7 @@ void vmm_vm_destroy(struct vmm_vm *vm)
 	vmm__bus_free(&vm->pio);
 	vmm__bus_free(&vm->mmio);
 	if (vm->fd >= 0)
-		close(vm->fd);
+		vmm__kvm_close_fd(vm->fd);
 	vmm__memory_free(&vm->mem);
 	vmm__kvm_close(vm->kvm);
 	pthread_cond_destroy(&vm->cond);
