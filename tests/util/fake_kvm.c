@@ -242,6 +242,8 @@ static int create_vcpu(struct vm *vm, unsigned long id)
 	c->s.mp_state.mp_state = id ? KVM_MP_STATE_UNINITIALIZED : KVM_MP_STATE_RUNNABLE;
 	c->s.sregs.apic_base = 0xfee00000 | (id ? 0 : 0x100) | 0x800;
 	c->s.regs.rflags = 2;
+	c->s.xcrs.nr_xcrs = 1; /* XCR0: x87 and SSE */
+	c->s.xcrs.xcrs[0].value = 3;
 	return FD_VCPU + (int)(vm - vms) * 256 + (int)id;
 }
 
