@@ -1,5 +1,6 @@
 /* The kernel loaders (multiboot, ELF64, bzImage) on the fake kernel: where each puts the
  * image, the entry state it gives the boot vCPU, and the headers it refuses. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,6 +132,28 @@ static void bad_headers(void **state)
 	vmm_vm_destroy(vm);
 }
 
+/* The fuzz target's seeds (tests/fuzz/corpus/loader) are good images, one per format. */
+static void fuzz_seeds_load(void **state)
+{
+	static const char *const seeds[] = { "seed-elf64", "seed-multiboot", "seed-bzimage" };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
+		char path[512];
+		size_t len;
+		char *data;
+		struct vmm_vm *vm = vm_new();
+
+		snprintf(path, sizeof(path), "%s/tests/fuzz/corpus/loader/%s", VMM_SOURCE_DIR,
+			 seeds[i]);
+		data = tu_read_file(path, &len);
+		if (vmm_vm_load_kernel_image(vm, data, len, NULL, 0))
+			fail_msg("%s: %s", seeds[i], vmm_last_error());
+		free(data);
+		vmm_vm_destroy(vm);
+	}
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -145,6 +168,7 @@ int main(void)
 		cmocka_unit_test_setup(multiboot_protected_entry, setup),
 		cmocka_unit_test_setup(bzimage_at_1mib, setup),
 		cmocka_unit_test_setup(bad_headers, setup),
+		cmocka_unit_test_setup(fuzz_seeds_load, setup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
