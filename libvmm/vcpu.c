@@ -115,7 +115,7 @@ static int handle_exit(struct vmm__vcpu *vcpu)
 	case KVM_EXIT_IRQ_WINDOW_OPEN:
 		return 0;
 	case KVM_EXIT_DIRTY_RING_FULL:
-		if (!vmm__dirty_ring_full(vcpu))
+		if (!vmm__dirty_ring_full(&vcpu->vm->dirty, vcpu->id))
 			return 0;
 		vmm__vm_request_stop(vcpu->vm, VMM_EXIT_ERROR, -1, "vcpu%u: dirty ring full: %s",
 				     vcpu->id, vmm_last_error());

@@ -75,7 +75,7 @@ static int create_vcpu(struct vmm_vm *vm, uint32_t id)
 	if (run == MAP_FAILED)
 		return vmm__err_sys(VMM_EKVM, "mmap kvm_run");
 	vcpu->run = run;
-	r = vmm__dirty_ring_map(vcpu);
+	r = vmm__dirty_ring_map(&vm->dirty, id, vcpu->fd);
 	if (r)
 		return r;
 	return vmm__boot_vcpu_init(vm, vcpu);
@@ -91,7 +91,7 @@ static int create_machine(struct vmm_vm *vm, const struct vmm__mem_backing *back
 	if (vm->fd < 0)
 		return vmm__err_sys(VMM_EKVM, "KVM_CREATE_VM");
 	/* The dirty ring's size is fixed before the first vCPU exists. */
-	r = vmm__dirty_ring_enable(vm);
+	r = vmm__dirty_attach(&vm->dirty, vm->kvm, vm->fd);
 	if (r)
 		return r;
 	/* Both addresses must be set before the first vCPU is created. */
@@ -152,7 +152,8 @@ int vmm__vm_create(const struct vmm_vm_config *cfg, const struct vmm__mem_backin
 	vm->nvcpus = cfg->vcpus;
 	vm->state = VMM_VM_CREATED;
 	pthread_mutex_init(&vm->lock, NULL);
-	pthread_mutex_init(&vm->dirty_lock, NULL);
+	vmm__dirty_init(&vm->dirty, &vm->mem, cfg->dirty_ring_entries, cfg->vcpus, vm->cfg.log,
+			vm->cfg.log_opaque);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -198,9 +199,7 @@ void vmm_vm_destroy(struct vmm_vm *vm)
 		if (vm->state == VMM_VM_RUNNING || vm->state == VMM_VM_PAUSED)
 			vmm__vm_request_stop(vm, VMM_EXIT_HOST, -1, "destroyed");
 		join_threads(vm);
-		vmm__dirty_stop(vm);
 		for (uint32_t i = 0; i < vm->nvcpus; i++) {
-			vmm__dirty_ring_unmap(&vm->vcpus[i]);
 			if (vm->vcpus[i].run)
 				vmm__kvm_munmap(vm->vcpus[i].run, vm->kvm->vcpu_mmap_size);
 			if (vm->vcpus[i].fd >= 0)
@@ -208,6 +207,7 @@ void vmm_vm_destroy(struct vmm_vm *vm)
 		}
 		free(vm->vcpus);
 	}
+	vmm__dirty_fini(&vm->dirty); /* before the VM fd closes: it restores the slots */
 	vmm__devices_destroy(&vm->devices);
 	vmm__bus_free(&vm->pio);
 	vmm__bus_free(&vm->mmio);
@@ -217,7 +217,6 @@ void vmm_vm_destroy(struct vmm_vm *vm)
 	vmm__kvm_close(vm->kvm);
 	pthread_cond_destroy(&vm->cond);
 	pthread_mutex_destroy(&vm->lock);
-	pthread_mutex_destroy(&vm->dirty_lock);
 	free(vm->cmdline);
 	free(vm);
 }
@@ -469,7 +468,7 @@ int vmm_vm_mem_write(struct vmm_vm *vm, uint64_t gpa, const void *buf, size_t le
 	if (!p)
 		return VMM_ERANGE;
 	memcpy(p, buf, len);
-	vmm__dirty_mark(vm, (uint64_t)((uint8_t *)p - vm->mem.host), len);
+	vmm__dirty_mark(&vm->dirty, (uint64_t)((uint8_t *)p - vm->mem.host), len);
 	return 0;
 }
 

@@ -40,7 +40,7 @@ static uint64_t sync(struct fixture *f)
 	uint64_t n = 0;
 
 	memset(f->bm, 0, f->words * 8);
-	assert_int_equal(vmm__dirty_sync(f->vm, f->bm), 0);
+	assert_int_equal(vmm__dirty_sync(&f->vm->dirty, f->bm), 0);
 	for (uint64_t i = 0; i < f->npages; i++)
 		n += vmm__bitmap_test(f->bm, i);
 	return n;
@@ -51,10 +51,10 @@ static void manual_protect(void **state)
 	struct fixture f = fx(16, 0);
 
 	(void)state;
-	assert_int_equal(vmm__dirty_sync(f.vm, f.bm), VMM_ESTATE);
-	assert_int_equal(vmm__dirty_start(f.vm), 0);
-	assert_int_equal(vmm__dirty_start(f.vm), VMM_EBUSY);
-	assert_int_equal(vmm__dirty_backend(f.vm), VMM__DIRTY_MANUAL);
+	assert_int_equal(vmm__dirty_sync(&f.vm->dirty, f.bm), VMM_ESTATE);
+	assert_int_equal(vmm__dirty_start(&f.vm->dirty), 0);
+	assert_int_equal(vmm__dirty_start(&f.vm->dirty), VMM_EBUSY);
+	assert_int_equal(vmm__dirty_backend(&f.vm->dirty), VMM__DIRTY_MANUAL);
 	assert_true(fake_kvm_slot_logging(0));
 	assert_int_equal(sync(&f), 0); /* nothing written since start */
 	fake_kvm_dirty_set(0, 5);
@@ -63,28 +63,28 @@ static void manual_protect(void **state)
 	assert_true(vmm__bitmap_test(f.bm, 5) && vmm__bitmap_test(f.bm, 200));
 	/* Not cleared: KVM still holds them, and says so again. */
 	assert_int_equal(sync(&f), 2);
-	assert_int_equal(vmm__dirty_clear(f.vm, f.bm, 1, 64), VMM_EINVAL);
-	assert_int_equal(vmm__dirty_clear(f.vm, f.bm, 0, 65), VMM_EINVAL);
+	assert_int_equal(vmm__dirty_clear(&f.vm->dirty, f.bm, 1, 64), VMM_EINVAL);
+	assert_int_equal(vmm__dirty_clear(&f.vm->dirty, f.bm, 0, 65), VMM_EINVAL);
 	/* Clearing [192, 256) re-protects page 200 only. */
-	assert_int_equal(vmm__dirty_clear(f.vm, f.bm, 192, 64), 0);
+	assert_int_equal(vmm__dirty_clear(&f.vm->dirty, f.bm, 192, 64), 0);
 	assert_int_equal(fake_kvm_cleared(0), 1);
 	assert_int_equal(sync(&f), 1);
 	assert_true(vmm__bitmap_test(f.bm, 5));
-	assert_int_equal(vmm__dirty_clear(f.vm, f.bm, 0, f.words * 64), 0);
+	assert_int_equal(vmm__dirty_clear(&f.vm->dirty, f.bm, 0, f.words * 64), 0);
 	assert_int_equal(sync(&f), 0);
 	/* Host writes are reported once, clipped to RAM. */
-	vmm__dirty_mark(f.vm, 7 * PAGE + 5, PAGE); /* pages 7 and 8 */
-	vmm__dirty_mark(f.vm, (f.npages - 1) * PAGE, 3 * PAGE);
-	vmm__dirty_mark(f.vm, f.npages * PAGE, PAGE);
+	vmm__dirty_mark(&f.vm->dirty, 7 * PAGE + 5, PAGE); /* pages 7 and 8 */
+	vmm__dirty_mark(&f.vm->dirty, (f.npages - 1) * PAGE, 3 * PAGE);
+	vmm__dirty_mark(&f.vm->dirty, f.npages * PAGE, PAGE);
 	assert_int_equal(sync(&f), 3);
 	assert_true(vmm__bitmap_test(f.bm, 7) && vmm__bitmap_test(f.bm, 8));
 	assert_true(vmm__bitmap_test(f.bm, f.npages - 1));
 	assert_int_equal(sync(&f), 0);
-	vmm__dirty_stop(f.vm);
+	vmm__dirty_stop(&f.vm->dirty);
 	assert_false(fake_kvm_slot_logging(0));
-	assert_int_equal(vmm__dirty_backend(f.vm), 0);
-	assert_int_equal(vmm__dirty_sync(f.vm, f.bm), VMM_ESTATE);
-	vmm__dirty_stop(f.vm); /* without a tracker: nothing */
+	assert_int_equal(vmm__dirty_backend(&f.vm->dirty), 0);
+	assert_int_equal(vmm__dirty_sync(&f.vm->dirty, f.bm), VMM_ESTATE);
+	vmm__dirty_stop(&f.vm->dirty); /* without a tracker: nothing */
 	fx_free(&f);
 }
 
@@ -96,15 +96,15 @@ static void plain_bitmap(void **state)
 	(void)state;
 	fake_kvm_set_caps(0, 0);
 	f = fx(16, 0);
-	assert_int_equal(vmm__dirty_start(f.vm), 0);
-	assert_int_equal(vmm__dirty_backend(f.vm), VMM__DIRTY_PLAIN);
+	assert_int_equal(vmm__dirty_start(&f.vm->dirty), 0);
+	assert_int_equal(vmm__dirty_backend(&f.vm->dirty), VMM__DIRTY_PLAIN);
 	fake_kvm_dirty_set(0, 63);
 	fake_kvm_dirty_set(0, 64);
 	assert_int_equal(sync(&f), 2);
-	assert_int_equal(vmm__dirty_clear(f.vm, f.bm, 0, 128), 0);
+	assert_int_equal(vmm__dirty_clear(&f.vm->dirty, f.bm, 0, 128), 0);
 	assert_int_equal(fake_kvm_cleared(0), 0);
 	assert_int_equal(sync(&f), 0);
-	vmm__dirty_stop(f.vm);
+	vmm__dirty_stop(&f.vm->dirty);
 	fx_free(&f);
 }
 
@@ -118,17 +118,17 @@ static void two_slots(void **state)
 	(void)state;
 	assert_int_equal(m->nregions, 2);
 	first1 = m->regions[1].offset / PAGE;
-	assert_int_equal(vmm__dirty_start(f.vm), 0);
+	assert_int_equal(vmm__dirty_start(&f.vm->dirty), 0);
 	fake_kvm_dirty_set(m->regions[0].slot, 1);
 	fake_kvm_dirty_set(m->regions[1].slot, 3);
 	assert_int_equal(sync(&f), 2);
 	assert_true(vmm__bitmap_test(f.bm, 1));
 	assert_true(vmm__bitmap_test(f.bm, first1 + 3));
 	/* A clear across the boundary reaches both slots. */
-	assert_int_equal(vmm__dirty_clear(f.vm, f.bm, 0, f.words * 64), 0);
+	assert_int_equal(vmm__dirty_clear(&f.vm->dirty, f.bm, 0, f.words * 64), 0);
 	assert_int_equal(fake_kvm_cleared(m->regions[0].slot) + fake_kvm_cleared(m->regions[1].slot), 2);
 	assert_int_equal(sync(&f), 0);
-	vmm__dirty_stop(f.vm);
+	vmm__dirty_stop(&f.vm->dirty);
 	fx_free(&f);
 }
 
@@ -139,8 +139,8 @@ static void ring(void **state)
 
 	(void)state;
 	fake_kvm_ring_push(0, 0, 11); /* before start: drained, never reported */
-	assert_int_equal(vmm__dirty_start(f.vm), 0);
-	assert_int_equal(vmm__dirty_backend(f.vm), VMM__DIRTY_RING);
+	assert_int_equal(vmm__dirty_start(&f.vm->dirty), 0);
+	assert_int_equal(vmm__dirty_backend(&f.vm->dirty), VMM__DIRTY_RING);
 	assert_int_equal(sync(&f), 0);
 	fake_kvm_ring_push(0, 0, 9);
 	fake_kvm_ring_push(1, 0, 9);
@@ -152,14 +152,14 @@ static void ring(void **state)
 	assert_int_equal(sync(&f), 0);
 	/* A ring-full exit harvests on the vCPU thread; the next sync reports it. */
 	fake_kvm_ring_push(0, 0, 17);
-	assert_int_equal(vmm__dirty_ring_full(&f.vm->vcpus[0]), 0);
-	vmm__dirty_get_stats(f.vm, &st);
+	assert_int_equal(vmm__dirty_ring_full(&f.vm->dirty, 0), 0);
+	vmm__dirty_get_stats(&f.vm->dirty, &st);
 	assert_int_equal(st.ring_full, 1);
 	assert_int_equal(st.ring_harvested, 6);
 	assert_int_equal(sync(&f), 1);
 	assert_true(vmm__bitmap_test(f.bm, 17));
-	assert_int_equal(vmm__dirty_clear(f.vm, f.bm, 0, 64), 0); /* no-op */
-	vmm__dirty_stop(f.vm);
+	assert_int_equal(vmm__dirty_clear(&f.vm->dirty, f.bm, 0, 64), 0); /* no-op */
+	vmm__dirty_stop(&f.vm->dirty);
 	fx_free(&f);
 }
 
