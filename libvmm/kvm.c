@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "error_internal.h"
@@ -11,14 +12,64 @@
 #define KVM_MSR_LIST_MAX 1024
 #define KVM_CPUID_MAX 256
 
+static int sys_open_dev(void)
+{
+	return open("/dev/kvm", O_RDWR | O_CLOEXEC);
+}
+
+static int sys_ioctl(int fd, unsigned long req, void *arg)
+{
+	return ioctl(fd, req, arg);
+}
+
+static void *sys_mmap(int fd, size_t len, off_t offset)
+{
+	return mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, offset);
+}
+
+static const struct vmm__kvm_ops sys_ops = {
+	.open_dev = sys_open_dev,
+	.ioctl = sys_ioctl,
+	.mmap = sys_mmap,
+	.munmap = munmap,
+	.close = close,
+};
+
+static const struct vmm__kvm_ops *ops = &sys_ops;
+
+void vmm__kvm_set_ops_for_tests(const struct vmm__kvm_ops *o)
+{
+	ops = o ? o : &sys_ops;
+}
+
+int vmm__ioctl_once(int fd, unsigned long req, void *arg)
+{
+	return ops->ioctl(fd, req, arg);
+}
+
 int vmm__ioctl(int fd, unsigned long req, void *arg)
 {
 	int r;
 
 	do
-		r = ioctl(fd, req, arg);
+		r = ops->ioctl(fd, req, arg);
 	while (r < 0 && errno == EINTR);
 	return r;
+}
+
+void *vmm__kvm_mmap(int fd, size_t len, off_t offset)
+{
+	return ops->mmap(fd, len, offset);
+}
+
+void vmm__kvm_munmap(void *p, size_t len)
+{
+	ops->munmap(p, len);
+}
+
+void vmm__kvm_close_fd(int fd)
+{
+	ops->close(fd);
 }
 
 static int read_msr_list(struct vmm__kvm *kvm)
@@ -46,7 +97,7 @@ static int read_supported_cpuid(struct vmm__kvm *kvm)
 
 static int check_extension(int fd, long cap)
 {
-	int r = ioctl(fd, KVM_CHECK_EXTENSION, cap);
+	int r = vmm__ioctl(fd, KVM_CHECK_EXTENSION, (void *)cap);
 
 	return r < 0 ? 0 : r;
 }
@@ -58,12 +109,12 @@ int vmm__kvm_open(struct vmm__kvm **out)
 
 	if (!kvm)
 		return vmm__err(VMM_ENOMEM, "KVM handle");
-	kvm->fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	kvm->fd = ops->open_dev();
 	if (kvm->fd < 0) {
 		r = vmm__err_sys(VMM_ENOKVM, "open /dev/kvm");
 		goto fail;
 	}
-	if (ioctl(kvm->fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
+	if (vmm__ioctl(kvm->fd, KVM_GET_API_VERSION, NULL) != KVM_API_VERSION) {
 		r = vmm__err(VMM_ENOKVM, "KVM API version is not %d", KVM_API_VERSION);
 		goto fail;
 	}
@@ -76,7 +127,7 @@ int vmm__kvm_open(struct vmm__kvm **out)
 			     "KVM lacks one of IRQCHIP, PIT2, IMMEDIATE_EXIT, XSAVE, VCPU_EVENTS, ADJUST_CLOCK");
 		goto fail;
 	}
-	kvm->vcpu_mmap_size = ioctl(kvm->fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	kvm->vcpu_mmap_size = vmm__ioctl(kvm->fd, KVM_GET_VCPU_MMAP_SIZE, NULL);
 	if (kvm->vcpu_mmap_size <= 0) {
 		r = vmm__err_sys(VMM_EKVM, "KVM_GET_VCPU_MMAP_SIZE");
 		goto fail;
@@ -108,7 +159,7 @@ void vmm__kvm_close(struct vmm__kvm *kvm)
 	if (!kvm)
 		return;
 	if (kvm->fd >= 0)
-		close(kvm->fd);
+		ops->close(kvm->fd);
 	free(kvm->msrs);
 	free(kvm->cpuid);
 	free(kvm);

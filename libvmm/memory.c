@@ -1,7 +1,6 @@
 /* Guest RAM layout and allocation. */
 #include <errno.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 

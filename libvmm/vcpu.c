@@ -10,7 +10,6 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <time.h>
 
 #include "dirty.h"
@@ -116,7 +115,7 @@ static int handle_exit(struct vmm__vcpu *vcpu)
 	case KVM_EXIT_IRQ_WINDOW_OPEN:
 		return 0;
 	case KVM_EXIT_DIRTY_RING_FULL:
-		if (!vmm__dirty_ring_full(vcpu))
+		if (!vmm__dirty_ring_full(&vcpu->vm->dirty, vcpu->id))
 			return 0;
 		vmm__vm_request_stop(vcpu->vm, VMM_EXIT_ERROR, -1, "vcpu%u: dirty ring full: %s",
 				     vcpu->id, vmm_last_error());
@@ -219,7 +218,7 @@ void *vmm__vcpu_thread(void *arg)
 
 	block_signals_but_kick();
 	for (;;) {
-		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
+		if (vmm__ioctl_once(vcpu->fd, KVM_RUN, NULL) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				if (park_if_requested(vcpu))
 					break;

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -68,15 +67,14 @@ static int create_vcpu(struct vmm_vm *vm, uint32_t id)
 
 	vcpu->vm = vm;
 	vcpu->id = id;
-	vcpu->fd = ioctl(vm->fd, KVM_CREATE_VCPU, (unsigned long)id);
+	vcpu->fd = vmm__ioctl(vm->fd, KVM_CREATE_VCPU, (void *)(unsigned long)id);
 	if (vcpu->fd < 0)
 		return vmm__err_sys(VMM_EKVM, "KVM_CREATE_VCPU");
-	run = mmap(NULL, vm->kvm->vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd,
-		   0);
+	run = vmm__kvm_mmap(vcpu->fd, vm->kvm->vcpu_mmap_size, 0);
 	if (run == MAP_FAILED)
 		return vmm__err_sys(VMM_EKVM, "mmap kvm_run");
 	vcpu->run = run;
-	r = vmm__dirty_ring_map(vcpu);
+	r = vmm__dirty_ring_map(&vm->dirty, id, vcpu->fd);
 	if (r)
 		return r;
 	return vmm__boot_vcpu_init(vm, vcpu);
@@ -88,17 +86,17 @@ static int create_machine(struct vmm_vm *vm, const struct vmm__mem_backing *back
 	uint64_t ident = VMM_KVM_IDENTITY_MAP_ADDR;
 	int r;
 
-	vm->fd = ioctl(vm->kvm->fd, KVM_CREATE_VM, 0);
+	vm->fd = vmm__ioctl(vm->kvm->fd, KVM_CREATE_VM, NULL);
 	if (vm->fd < 0)
 		return vmm__err_sys(VMM_EKVM, "KVM_CREATE_VM");
 	/* The dirty ring's size is fixed before the first vCPU exists. */
-	r = vmm__dirty_ring_enable(vm);
+	r = vmm__dirty_attach(&vm->dirty, vm->kvm, vm->fd);
 	if (r)
 		return r;
 	/* Both addresses must be set before the first vCPU is created. */
 	if (vmm__ioctl(vm->fd, KVM_SET_IDENTITY_MAP_ADDR, &ident) < 0)
 		return vmm__err_sys(VMM_EKVM, "KVM_SET_IDENTITY_MAP_ADDR");
-	if (ioctl(vm->fd, KVM_SET_TSS_ADDR, (unsigned long)VMM_KVM_TSS_ADDR) < 0)
+	if (vmm__ioctl(vm->fd, KVM_SET_TSS_ADDR, (void *)(unsigned long)VMM_KVM_TSS_ADDR) < 0)
 		return vmm__err_sys(VMM_EKVM, "KVM_SET_TSS_ADDR");
 	/* RAM before the irqchip: once an in-kernel irqchip exists, every memslot change waits
 	 * for an SRCU grace period (5-11 ms measured here, whatever the size), which would
@@ -156,7 +154,8 @@ int vmm__vm_create(const struct vmm_vm_config *cfg, const struct vmm__mem_backin
 	vm->nvcpus = cfg->vcpus;
 	vm->state = VMM_VM_CREATED;
 	pthread_mutex_init(&vm->lock, NULL);
-	pthread_mutex_init(&vm->dirty_lock, NULL);
+	vmm__dirty_init(&vm->dirty, &vm->mem, cfg->dirty_ring_entries, cfg->vcpus, vm->cfg.log,
+			vm->cfg.log_opaque);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -202,26 +201,24 @@ void vmm_vm_destroy(struct vmm_vm *vm)
 		if (vm->state == VMM_VM_RUNNING || vm->state == VMM_VM_PAUSED)
 			vmm__vm_request_stop(vm, VMM_EXIT_HOST, -1, "destroyed");
 		join_threads(vm);
-		vmm__dirty_stop(vm);
 		for (uint32_t i = 0; i < vm->nvcpus; i++) {
-			vmm__dirty_ring_unmap(&vm->vcpus[i]);
 			if (vm->vcpus[i].run)
-				munmap(vm->vcpus[i].run, vm->kvm->vcpu_mmap_size);
+				vmm__kvm_munmap(vm->vcpus[i].run, vm->kvm->vcpu_mmap_size);
 			if (vm->vcpus[i].fd >= 0)
-				close(vm->vcpus[i].fd);
+				vmm__kvm_close_fd(vm->vcpus[i].fd);
 		}
 		free(vm->vcpus);
 	}
+	vmm__dirty_fini(&vm->dirty); /* before the VM fd closes: it restores the slots */
 	vmm__devices_destroy(&vm->devices);
 	vmm__bus_free(&vm->pio);
 	vmm__bus_free(&vm->mmio);
 	if (vm->fd >= 0)
-		close(vm->fd);
+		vmm__kvm_close_fd(vm->fd);
 	vmm__memory_free(&vm->mem);
 	vmm__kvm_close(vm->kvm);
 	pthread_cond_destroy(&vm->cond);
 	pthread_mutex_destroy(&vm->lock);
-	pthread_mutex_destroy(&vm->dirty_lock);
 	free(vm->cmdline);
 	free(vm);
 }
@@ -473,7 +470,7 @@ int vmm_vm_mem_write(struct vmm_vm *vm, uint64_t gpa, const void *buf, size_t le
 	if (!p)
 		return VMM_ERANGE;
 	memcpy(p, buf, len);
-	vmm__dirty_mark(vm, (uint64_t)((uint8_t *)p - vm->mem.host), len);
+	vmm__dirty_mark(&vm->dirty, (uint64_t)((uint8_t *)p - vm->mem.host), len);
 	return 0;
 }
 

@@ -8,6 +8,7 @@
 #include "vmm/vm.h"
 #include "bus.h"
 #include "device.h"
+#include "dirty.h"
 #include "kvm.h"
 #include "memory.h"
 
@@ -18,14 +19,8 @@ struct vmm__vcpu {
 	struct kvm_run *run; /* mmap'd, shared with KVM */
 	pthread_t thread;
 	int thread_started;
-	/* Dirty ring (dirty_ring.c), mapped when cfg.dirty_ring_entries != 0; ring_fetch is
-	 * the next entry to harvest, moved only under vm->dirty_lock. */
-	struct kvm_dirty_gfn *ring;
-	uint32_t ring_fetch;
 	int throttle_req; /* the throttle thread asks this vCPU to sleep once (vm->lock) */
 };
-
-struct vmm__dirty;
 
 struct vmm_vm {
 	struct vmm_vm_config cfg;
@@ -38,10 +33,8 @@ struct vmm_vm {
 	struct vmm__bus pio;
 	struct vmm__bus mmio;
 	struct vmm__devices devices;
-	/* Dirty-page tracking (dirty.c): the tracker while one runs. dirty_lock guards it,
-	 * its accumulated bitmap and the rings' harvest against the vCPU threads. */
-	pthread_mutex_t dirty_lock;
-	struct vmm__dirty *dirty;
+	/* Dirty-page tracking (dirty.h): the vCPUs' rings, and the tracker while one runs. */
+	struct vmm__dirty_ctx dirty;
 
 	/* Run state, guarded by lock. The vCPU threads park on cond while pause_req is set;
 	 * the controller waits on cond for nparked to reach the number of live vCPUs. */

@@ -133,7 +133,8 @@ static int send_share(struct conn *c)
 			continue;
 		if (!s->stable) {
 			pthread_mutex_lock(&s->clear_lock);
-			r = vmm__dirty_clear(s->vm, s->pages, first, VMM_MIGRATE_CHUNK_PAGES);
+			r = vmm__dirty_clear(&s->vm->dirty, s->pages, first,
+					     VMM_MIGRATE_CHUNK_PAGES);
 			pthread_mutex_unlock(&s->clear_lock);
 		}
 		for (uint64_t p = first; p < first + n && !r; p++)
@@ -264,7 +265,7 @@ static int precopy_round(struct sender *s, uint32_t round, int *done)
 		return r;
 	t_end = vmm__now_ns();
 	memset(s->pages, 0, words * 8);
-	r = vmm__dirty_sync(s->vm, s->pages);
+	r = vmm__dirty_sync(&s->vm->dirty, s->pages);
 	if (r)
 		return r;
 	s->sync_ns = vmm__now_ns() - t_end;
@@ -374,7 +375,7 @@ static int stop_and_copy(struct sender *s)
 	s->st.pause_ns = t_sync - s->t_pause;
 	vmm__vm_set_throttle(s->vm, 0);
 	/* The guest cannot write now: one more sync catches what the last round missed. */
-	r = vmm__dirty_sync(s->vm, s->pages);
+	r = vmm__dirty_sync(&s->vm->dirty, s->pages);
 	if (r)
 		return r;
 	s->st.final_sync_ns = vmm__now_ns() - t_sync;
@@ -497,8 +498,8 @@ static int migrate(struct sender *s)
 
 	if (r)
 		return r;
-	if (!vmm__dirty_backend(s->vm)) {
-		r = vmm__dirty_start(s->vm);
+	if (!vmm__dirty_backend(&s->vm->dirty)) {
+		r = vmm__dirty_start(&s->vm->dirty);
 		if (r)
 			return r;
 		s->tracking = 1;
@@ -566,7 +567,7 @@ static int send_fds(struct vmm_vm *vm, const int *fds, unsigned nfds,
 		r = migrate(s);
 	vmm__vm_set_throttle(vm, 0);
 	if (s->tracking)
-		vmm__dirty_stop(vm);
+		vmm__dirty_stop(&vm->dirty);
 	if (!r) {
 		pthread_mutex_lock(&vm->lock);
 		vm->migrated = 1;

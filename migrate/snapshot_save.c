@@ -208,7 +208,7 @@ static int write_round(struct save *s, int tracking)
 		if (!vmm__bitmap_any(s->pages + first / 64, words))
 			continue;
 		if (tracking)
-			r = vmm__dirty_clear(s->vm, s->pages, first, (n + 63) & ~63ull);
+			r = vmm__dirty_clear(&s->vm->dirty, s->pages, first, (n + 63) & ~63ull);
 		if (!r)
 			r = s->image ? image_write_chunk(s, first, n) : batch_write_chunk(s, first, n);
 	}
@@ -253,7 +253,7 @@ static int initial_pages(struct save *s)
 
 	memset(s->pages, 0, words * 8);
 	if (s->o.flags & VMM_SNAPSHOT_INCREMENTAL)
-		return vmm__dirty_sync(s->vm, s->pages);
+		return vmm__dirty_sync(&s->vm->dirty, s->pages);
 	if (s->vm->mem.memfd < 0) { /* RAM mapped from a file: no holes to find */
 		vmm__bitmap_set_range(s->pages, 0, s->npages);
 		return 0;
@@ -278,7 +278,7 @@ static int live_rounds(struct save *s)
 		bw = (double)(s->st.ram_bytes - bytes0) /
 		     ((double)(vmm__now_ns() - t0) / 1e9 + 1e-9);
 		memset(s->pages, 0, words * 8);
-		r = vmm__dirty_sync(s->vm, s->pages);
+		r = vmm__dirty_sync(&s->vm->dirty, s->pages);
 		if (r)
 			return r;
 		dirty = vmm__bitmap_weight(s->pages, s->npages) * VMM_PAGE_SIZE;
@@ -291,7 +291,7 @@ static int live_rounds(struct save *s)
 	if (r)
 		return r;
 	/* The last sync happened while the guest ran: sync again now that it cannot write. */
-	r = vmm__dirty_sync(s->vm, s->pages);
+	r = vmm__dirty_sync(&s->vm->dirty, s->pages);
 	if (r)
 		return r;
 	if (s->tx)
@@ -439,7 +439,7 @@ static int check_parent(struct save *s)
 
 	if (!s->o.parent)
 		return vmm__err(VMM_EINVAL, "incremental snapshot without a parent");
-	if (!vmm__dirty_backend(s->vm) || !s->vm->track_base_valid)
+	if (!vmm__dirty_backend(&s->vm->dirty) || !s->vm->track_base_valid)
 		return vmm__err(VMM_EINVAL, "incremental snapshot: the VM has not been tracking "
 					    "dirty pages since a snapshot (save the parent with "
 					    "VMM_SNAPSHOT_TRACK)");
@@ -487,8 +487,8 @@ static int setup(struct save *s, struct vmm_vm *vm, const char *path)
 			return r;
 	}
 	/* A tracker is needed for live rounds, and kept for a later incremental. */
-	if ((live || (s->o.flags & VMM_SNAPSHOT_TRACK)) && !vmm__dirty_backend(vm)) {
-		r = vmm__dirty_start(vm);
+	if ((live || (s->o.flags & VMM_SNAPSHOT_TRACK)) && !vmm__dirty_backend(&vm->dirty)) {
+		r = vmm__dirty_start(&vm->dirty);
 		if (r)
 			return r;
 	}
@@ -523,7 +523,7 @@ static int finish(struct save *s, const char *path)
 		memcpy(s->vm->track_base_id, s->id, 16);
 		s->vm->track_base_valid = 1;
 	} else {
-		vmm__dirty_stop(s->vm);
+		vmm__dirty_stop(&s->vm->dirty);
 		s->vm->track_base_valid = 0;
 	}
 	/* Resume before the fsync so the pause does not pay for the disk; with STOP, the file
@@ -567,7 +567,7 @@ int vmm_snapshot_save(struct vmm_vm *vm, const char *path, const struct vmm_snap
 	if (!r)
 		r = (s.o.flags & VMM_SNAPSHOT_LIVE) && st == VMM_VM_RUNNING
 			    ? live_rounds(&s)
-			    : paused_pass(&s, vmm__dirty_backend(vm) != 0);
+			    : paused_pass(&s, vmm__dirty_backend(&vm->dirty) != 0);
 	if (!r)
 		r = write_tail(&s);
 	if (!r)
@@ -579,7 +579,7 @@ int vmm_snapshot_save(struct vmm_vm *vm, const char *path, const struct vmm_snap
 		if (s.tmp[0])
 			unlink(s.tmp);
 		if (!(s.o.flags & VMM_SNAPSHOT_TRACK) || !vm->track_base_valid)
-			vmm__dirty_stop(vm);
+			vmm__dirty_stop(&vm->dirty);
 		if (s.paused_by_us)
 			vmm_vm_resume(vm);
 	}

@@ -367,14 +367,14 @@ static void check_owned(struct fx *f, const uint64_t *bm, const char *what)
 static void sync_fresh(struct fx *f)
 {
 	memset(f->bm, 0, f->words * sizeof(uint64_t));
-	assert_int_equal(vmm__dirty_sync(f->vm, f->bm), 0);
+	assert_int_equal(vmm__dirty_sync(&f->vm->dirty, f->bm), 0);
 }
 
 /* What a migration round does: sync, then re-protect everything reported before reading. */
 static void sync_and_clear(struct fx *f)
 {
 	sync_fresh(f);
-	assert_int_equal(vmm__dirty_clear(f->vm, f->bm, 0, f->words * 64), 0);
+	assert_int_equal(vmm__dirty_clear(&f->vm->dirty, f->bm, 0, f->words * 64), 0);
 }
 
 /* --- the scenarios ------------------------------------------------------------------ */
@@ -386,12 +386,12 @@ static void exercise(struct fx *f, int backend)
 	uint8_t bytes[16] = { 1, 2, 3 };
 
 	assert_int_equal(x % 64, 0);
-	assert_int_equal(vmm__dirty_backend(vm), 0);
-	vmm__dirty_stop(vm); /* without a tracker: nothing happens */
-	assert_int_equal(vmm__dirty_sync(vm, f->bm), VMM_ESTATE);
-	assert_int_equal(vmm__dirty_start(vm), 0);
-	assert_int_equal(vmm__dirty_start(vm), VMM_EBUSY);
-	assert_int_equal(vmm__dirty_backend(vm), backend);
+	assert_int_equal(vmm__dirty_backend(&vm->dirty), 0);
+	vmm__dirty_stop(&vm->dirty); /* without a tracker: nothing happens */
+	assert_int_equal(vmm__dirty_sync(&vm->dirty, f->bm), VMM_ESTATE);
+	assert_int_equal(vmm__dirty_start(&vm->dirty), 0);
+	assert_int_equal(vmm__dirty_start(&vm->dirty), VMM_EBUSY);
+	assert_int_equal(vmm__dirty_backend(&vm->dirty), backend);
 
 	/* Nothing was written since start. */
 	want_none(f);
@@ -425,7 +425,7 @@ static void exercise(struct fx *f, int backend)
 	check_owned(f, f->bm, "before the clear");
 	guest_write(f, x, 64, 1);
 	f->bm[q / 64] &= ~(1ull << (q % 64));
-	assert_int_equal(vmm__dirty_clear(vm, f->bm, x, 128), 0);
+	assert_int_equal(vmm__dirty_clear(&vm->dirty, f->bm, x, 128), 0);
 	guest_write(f, x + 32, 64, 1);
 	sync_fresh(f);
 	want_none(f);
@@ -440,20 +440,20 @@ static void exercise(struct fx *f, int backend)
 		want_add(f, x, 32, 1);
 	}
 	check_owned(f, f->bm, "after the clear");
-	assert_int_equal(vmm__dirty_clear(vm, f->bm, 0, f->words * 64), 0);
+	assert_int_equal(vmm__dirty_clear(&vm->dirty, f->bm, 0, f->words * 64), 0);
 	want_none(f);
 	sync_and_clear(f);
 	check_owned(f, f->bm, "everything cleared");
-	assert_int_equal(vmm__dirty_clear(vm, f->bm, 1, 64), VMM_EINVAL);
-	assert_int_equal(vmm__dirty_clear(vm, f->bm, 64, 65), VMM_EINVAL);
+	assert_int_equal(vmm__dirty_clear(&vm->dirty, f->bm, 1, 64), VMM_EINVAL);
+	assert_int_equal(vmm__dirty_clear(&vm->dirty, f->bm, 64, 65), VMM_EINVAL);
 
 	/* (3) Host writes: one page, two pages across a boundary, a direct mark, and a
 	 * mark running past the end of RAM (clipped). */
 	assert_int_equal(vmm_vm_mem_write(vm, page_gpa(f, own + 4000) + 8, bytes, 8), 0);
 	assert_int_equal(vmm_vm_mem_write(vm, page_gpa(f, own + 4100) + PAGE - 4, bytes, 8), 0);
-	vmm__dirty_mark(vm, (own + 4200) * PAGE + 5, 1);
-	vmm__dirty_mark(vm, (f->npages - 1) * PAGE, 3 * PAGE);
-	vmm__dirty_mark(vm, f->npages * PAGE, PAGE); /* outside RAM: ignored */
+	vmm__dirty_mark(&vm->dirty, (own + 4200) * PAGE + 5, 1);
+	vmm__dirty_mark(&vm->dirty, (f->npages - 1) * PAGE, 3 * PAGE);
+	vmm__dirty_mark(&vm->dirty, f->npages * PAGE, PAGE); /* outside RAM: ignored */
 	want_add(f, own + 4000, 1, 1);
 	want_add(f, own + 4100, 2, 1);
 	want_add(f, own + 4200, 1, 1);
@@ -462,18 +462,18 @@ static void exercise(struct fx *f, int backend)
 	check_owned(f, f->bm, "host writes");
 
 	/* Stop, and a tracker can start again, reporting only what follows. */
-	vmm__dirty_stop(vm);
-	vmm__dirty_stop(vm);
-	assert_int_equal(vmm__dirty_backend(vm), 0);
-	assert_int_equal(vmm__dirty_sync(vm, f->bm), VMM_ESTATE);
+	vmm__dirty_stop(&vm->dirty);
+	vmm__dirty_stop(&vm->dirty);
+	assert_int_equal(vmm__dirty_backend(&vm->dirty), 0);
+	assert_int_equal(vmm__dirty_sync(&vm->dirty, f->bm), VMM_ESTATE);
 	guest_write(f, own + 5000, 10, 1); /* untracked */
-	assert_int_equal(vmm__dirty_start(vm), 0);
+	assert_int_equal(vmm__dirty_start(&vm->dirty), 0);
 	guest_write(f, own + 6000, 10, 1);
 	want_none(f);
 	want_add(f, own + 6000, 10, 1);
 	sync_and_clear(f);
 	check_owned(f, f->bm, "second tracker");
-	vmm__dirty_stop(vm);
+	vmm__dirty_stop(&vm->dirty);
 }
 
 static void bitmap_manual(void **state)
@@ -539,11 +539,11 @@ static void concurrent(void **state)
 {
 	struct fx *f = *state;
 
-	assert_int_equal(vmm__dirty_start(f->vm), 0);
+	assert_int_equal(vmm__dirty_start(&f->vm->dirty), 0);
 	sync_and_clear(f);
 	concurrent_round(f);
 	concurrent_round(f); /* now every page is an old one being re-protected */
-	vmm__dirty_stop(f->vm);
+	vmm__dirty_stop(&f->vm->dirty);
 }
 
 /* (4) A 256-entry ring and a guest dirtying 8192 pages between syncs: the vCPU exits with
@@ -553,8 +553,8 @@ static void ring_full(void **state)
 	struct fx *f = *state;
 	struct vmm__dirty_stats st;
 
-	assert_int_equal(vmm__dirty_start(f->vm), 0);
-	assert_int_equal(vmm__dirty_backend(f->vm), VMM__DIRTY_RING);
+	assert_int_equal(vmm__dirty_start(&f->vm->dirty), 0);
+	assert_int_equal(vmm__dirty_backend(&f->vm->dirty), VMM__DIRTY_RING);
 	for (int round = 0; round < 3; round++) {
 		guest_write(f, f->own, BIG, 1);
 		sync_fresh(f);
@@ -562,13 +562,13 @@ static void ring_full(void **state)
 		want_add(f, f->own, BIG, 1);
 		check_owned(f, f->bm, "after ring-full exits");
 	}
-	vmm__dirty_get_stats(f->vm, &st);
+	vmm__dirty_get_stats(&f->vm->dirty, &st);
 	print_message("ring of 256: %llu ring-full exits, %llu entries harvested\n",
 		      (unsigned long long)st.ring_full, (unsigned long long)st.ring_harvested);
 	assert_true(st.ring_full >= 3 * BIG / 256);
 	assert_true(st.ring_harvested >= 3 * BIG);
 	concurrent_round(f);
-	vmm__dirty_stop(f->vm);
+	vmm__dirty_stop(&f->vm->dirty);
 	assert_int_equal(vmm_vm_run_state(f->vm), VMM_VM_RUNNING);
 }
 
