@@ -8,12 +8,10 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
-#include <string.h>
-#include <sys/ioctl.h>
-#include <time.h>
-
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
 
 #include "bus.h"
 #include "error_internal.h"
@@ -169,31 +167,31 @@ static int handle_exit(struct vmm__vcpu *vcpu)
 		if (!vcpu->dirty_ring_full(vcpu))
 			return 0;
 		vmm__run_control_stop(vcpu->rc, VMM_EXIT_ERROR, -1, "vcpu%u: dirty ring full: %s",
-				     vcpu->id, vmm_last_error());
+				       vcpu->id, vmm_last_error());
 		return 1;
 	case KVM_EXIT_SHUTDOWN:
 		vmm__run_control_stop(vcpu->rc, VMM_EXIT_SHUTDOWN, -1,
-				     "vcpu%u: shutdown (triple fault) at rip 0x%llx", vcpu->id,
-				     vcpu_rip(vcpu));
+				       "vcpu%u: shutdown (triple fault) at rip 0x%llx", vcpu->id,
+				       vcpu_rip(vcpu));
 		return 1;
 	case KVM_EXIT_SYSTEM_EVENT:
 		vmm__run_control_stop(vcpu->rc, VMM_EXIT_SHUTDOWN, -1,
-				     "vcpu%u: system event %u", vcpu->id, run->system_event.type);
+				       "vcpu%u: system event %u", vcpu->id, run->system_event.type);
 		return 1;
 	case KVM_EXIT_INTERNAL_ERROR:
 		vmm__run_control_stop(vcpu->rc, VMM_EXIT_ERROR, -1,
-				     "vcpu%u: KVM internal error, suberror %u, rip 0x%llx", vcpu->id,
-				     run->internal.suberror, vcpu_rip(vcpu));
+				       "vcpu%u: KVM internal error, suberror %u, rip 0x%llx", vcpu->id,
+				       run->internal.suberror, vcpu_rip(vcpu));
 		return 1;
 	case KVM_EXIT_FAIL_ENTRY:
 		vmm__run_control_stop(vcpu->rc, VMM_EXIT_ERROR, -1,
-				     "vcpu%u: VM entry failed, reason 0x%llx", vcpu->id,
-				     (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+				       "vcpu%u: VM entry failed, reason 0x%llx", vcpu->id,
+				       (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
 		return 1;
 	default:
 		vmm__run_control_stop(vcpu->rc, VMM_EXIT_ERROR, -1,
-				     "vcpu%u: unexpected KVM exit reason %u at rip 0x%llx",
-				     vcpu->id, run->exit_reason, vcpu_rip(vcpu));
+				       "vcpu%u: unexpected KVM exit reason %u at rip 0x%llx",
+				       vcpu->id, run->exit_reason, vcpu_rip(vcpu));
 		return 1;
 	}
 }
@@ -225,7 +223,7 @@ void *vmm__vcpu_thread(void *arg)
 				continue;
 			}
 			vmm__run_control_stop(vcpu->rc, VMM_EXIT_ERROR, -1, "vcpu%u: KVM_RUN: %s",
-					     vcpu->id, strerror(errno));
+					       vcpu->id, strerror(errno));
 			break;
 		}
 		if (handle_exit(vcpu))

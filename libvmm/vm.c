@@ -1,6 +1,5 @@
 /* VM lifecycle: creation of the machine and its parts, and the public calls of the state
  * machine CREATED -> RUNNING <-> PAUSED -> STOPPED, which run control keeps. */
-#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -8,10 +7,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "boot.h"
+#include "cpu_init.h"
 #include "devices/serial.h"
 #include "devices/sysdevs.h"
 #include "dirty.h"
@@ -110,7 +108,7 @@ static int create_vcpu(struct vmm_vm *vm, uint32_t id)
 	r = vmm__dirty_ring_map(vcpu);
 	if (r)
 		return r;
-	return vmm__boot_vcpu_init(vm, vcpu);
+	return vmm__cpu_init(vm->kvm->cpuid, vcpu->fd, id);
 }
 
 static int create_machine(struct vmm_vm *vm, const struct vmm__mem_backing *backing)

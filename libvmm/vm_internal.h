@@ -8,11 +8,11 @@
 #include "vmm/vm.h"
 #include "bus.h"
 #include "device.h"
+#include "device_host.h"
 #include "kvm.h"
 #include "memory.h"
 #include "run_control.h"
 #include "vcpu.h"
-#include "device_host.h"
 
 struct vmm__dirty;
 
@@ -48,6 +48,9 @@ struct vmm_vm {
 	int track_base_valid;
 	int threads_joined;
 };
+
+/* Longest kernel command line, NUL included (config check and loaders). */
+#define VMM_CMDLINE_MAX 4096
 
 /* Guest RAM from a file instead of a fresh memfd (lazy snapshot restore). */
 struct vmm__mem_backing {
