@@ -7,7 +7,6 @@
 #include <stdint.h>
 
 struct vmm_vm;
-struct vmm__vcpu;
 
 /* Low memory used by the loaders; the guest owns all of it once it runs. */
 #define VMM_BOOT_GDT 0x500ull
@@ -16,13 +15,8 @@ struct vmm__vcpu;
 #define VMM_BOOT_STACK 0x8ff0ull
 #define VMM_BOOT_PML4 0x9000ull        /* then PDPT and four PDs: 4 GiB identity */
 #define VMM_BOOT_CMDLINE 0x20000ull
-#define VMM_CMDLINE_MAX 4096
 #define VMM_KERNEL_MIN_ADDR 0x100000ull /* kernels load at or above 1 MiB */
 #define VMM_LOW_RAM_END 0x9fc00ull      /* conventional memory below the EBDA */
-
-/* Per-vCPU setup at creation: CPUID (with its APIC ID) and, on the boot vCPU, LAPIC LINT0
- * as ExtINT and LINT1 as NMI so the PIC reaches it, as firmware would leave it. */
-int vmm__boot_vcpu_init(struct vmm_vm *vm, struct vmm__vcpu *vcpu);
 
 /* Boot vCPU enters flat 32-bit protected mode at entry with EAX/EBX as multiboot says. */
 int vmm__boot_enter_protected(struct vmm_vm *vm, uint32_t entry, uint32_t eax, uint32_t ebx);

@@ -38,8 +38,9 @@ int vmm_vm_load_kernel_image(struct vmm_vm *vm, const void *kernel, size_t kerne
 	if (!vm || !kernel || (!initrd && initrd_len))
 		return vmm__err(VMM_EINVAL, "NULL argument");
 	pthread_mutex_lock(&vm->lock);
-	if (vm->state != VMM_VM_CREATED || vm->loaded) {
-		r = vmm__err(VMM_ESTATE, "load: the VM is %s%s", vmm_vm_run_state_name(vm->state),
+	if (vmm_vm_run_state(vm) != VMM_VM_CREATED || vm->loaded) {
+		r = vmm__err(VMM_ESTATE, "load: the VM is %s%s",
+			     vmm_vm_run_state_name(vmm_vm_run_state(vm)),
 			     vm->loaded ? " and already loaded" : "");
 	} else {
 		r = detect_and_load(vm, &k, initrd ? &rd : NULL);

@@ -1,20 +1,22 @@
-/* One thread per vCPU: the KVM_RUN loop, parking for pause, and exit dispatch to the
- * port-I/O and MMIO buses.
+/* One thread per vCPU: the KVM_RUN loop and exit dispatch to the port-I/O and MMIO buses.
  *
- * Pause protocol: the controller sets pause_req and each vCPU's immediate_exit, then sends
- * the kick signal. A vCPU inside KVM_RUN returns -EINTR; one outside it returns -EINTR
- * from its next KVM_RUN. Either way the -EINTR return is the only place a vCPU parks: KVM
- * finishes a pending port or MMIO read before it honours immediate_exit, so a parked vCPU
- * never has half an instruction outstanding and its registers can be saved as they are. */
+ * Kick: immediate_exit plus a signal. A vCPU inside KVM_RUN returns -EINTR; one outside it
+ * returns -EINTR from its next KVM_RUN. Either way the -EINTR return is the only place a
+ * vCPU meets run control's checkpoint (and so parks): KVM finishes a pending port or MMIO
+ * read before it honours immediate_exit, so a parked vCPU never has half an instruction
+ * outstanding and its registers can be saved as they are. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
-#include <time.h>
 
-#include "dirty.h"
+#include "bus.h"
 #include "error_internal.h"
-#include "vm_internal.h"
+#include "kvm.h"
+#include "run_control.h"
+#include "vcpu.h"
 
 /* A real-time signal nobody else is likely to use; its handler does nothing, its only
  * job is to interrupt KVM_RUN. */
@@ -52,19 +54,65 @@ void vmm__vcpu_kick(struct vmm__vcpu *vcpu)
 		pthread_kill(vcpu->thread, VMM_KICK_SIGNAL);
 }
 
+static void kick(void *ctx, uint32_t i)
+{
+	struct vmm__vcpu *vcpu = (struct vmm__vcpu *)ctx + i;
+
+	if (vcpu->run)
+		vmm__vcpu_kick(vcpu);
+}
+
+static void clear_kick(void *ctx, uint32_t i)
+{
+	struct vmm__vcpu *vcpu = (struct vmm__vcpu *)ctx + i;
+
+	__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+}
+
+static int spawn(void *ctx, uint32_t i)
+{
+	struct vmm__vcpu *vcpu = (struct vmm__vcpu *)ctx + i;
+	int e = pthread_create(&vcpu->thread, NULL, vmm__vcpu_thread, vcpu);
+
+	if (e) {
+		errno = e;
+		return vmm__err_sys(VMM_ESYS, "pthread_create");
+	}
+	vcpu->thread_started = 1;
+	return 0;
+}
+
+const struct vmm__run_kicker vmm__vcpu_kicker = { kick, clear_kick, spawn };
+
+static void vcpu_log(struct vmm__vcpu *vcpu, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void vcpu_log(struct vmm__vcpu *vcpu, int level, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (!vcpu->log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	vcpu->log(vcpu->log_opaque, level, msg);
+}
+
 static void io_unhandled(struct vmm__vcpu *vcpu, const char *kind, uint64_t addr,
 			 uint8_t *data, uint32_t size, int is_write)
 {
 	if (!is_write)
 		memset(data, 0xff, size);
-	vmm__log(vcpu->vm, VMM_LOG_DEBUG, "vcpu%u: unhandled %s %s 0x%llx size %u", vcpu->id,
+	vcpu_log(vcpu, VMM_LOG_DEBUG, "vcpu%u: unhandled %s %s 0x%llx size %u", vcpu->id,
 		 kind, is_write ? "write" : "read", (unsigned long long)addr, size);
 }
 
 static void handle_pio(struct vmm__vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
-	const struct vmm__bus_range *r = vmm__bus_find(&vcpu->vm->pio, run->io.port);
+	const struct vmm__bus_range *r = vmm__bus_find(vcpu->pio, run->io.port);
 	uint8_t *data = (uint8_t *)run + run->io.data_offset;
 	int is_write = run->io.direction == KVM_EXIT_IO_OUT;
 
@@ -80,7 +128,7 @@ static void handle_pio(struct vmm__vcpu *vcpu)
 static void handle_mmio(struct vmm__vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
-	const struct vmm__bus_range *r = vmm__bus_find(&vcpu->vm->mmio, run->mmio.phys_addr);
+	const struct vmm__bus_range *r = vmm__bus_find(vcpu->mmio, run->mmio.phys_addr);
 	uint32_t len = run->mmio.len > 8 ? 8 : run->mmio.len;
 
 	if (r)
@@ -115,86 +163,36 @@ static int handle_exit(struct vmm__vcpu *vcpu)
 	case KVM_EXIT_IRQ_WINDOW_OPEN:
 		return 0;
 	case KVM_EXIT_DIRTY_RING_FULL:
-		if (!vmm__dirty_ring_full(&vcpu->vm->dirty, vcpu->id))
+		if (!vcpu->dirty_ring_full(vcpu))
 			return 0;
-		vmm__vm_request_stop(vcpu->vm, VMM_EXIT_ERROR, -1, "vcpu%u: dirty ring full: %s",
-				     vcpu->id, vmm_last_error());
+		vmm__run_control_stop(vcpu->rc, VMM_EXIT_ERROR, -1, "vcpu%u: dirty ring full: %s",
+				       vcpu->id, vmm_last_error());
 		return 1;
 	case KVM_EXIT_SHUTDOWN:
-		vmm__vm_request_stop(vcpu->vm, VMM_EXIT_SHUTDOWN, -1,
-				     "vcpu%u: shutdown (triple fault) at rip 0x%llx", vcpu->id,
-				     vcpu_rip(vcpu));
+		vmm__run_control_stop(vcpu->rc, VMM_EXIT_SHUTDOWN, -1,
+				       "vcpu%u: shutdown (triple fault) at rip 0x%llx", vcpu->id,
+				       vcpu_rip(vcpu));
 		return 1;
 	case KVM_EXIT_SYSTEM_EVENT:
-		vmm__vm_request_stop(vcpu->vm, VMM_EXIT_SHUTDOWN, -1,
-				     "vcpu%u: system event %u", vcpu->id, run->system_event.type);
+		vmm__run_control_stop(vcpu->rc, VMM_EXIT_SHUTDOWN, -1,
+				       "vcpu%u: system event %u", vcpu->id, run->system_event.type);
 		return 1;
 	case KVM_EXIT_INTERNAL_ERROR:
-		vmm__vm_request_stop(vcpu->vm, VMM_EXIT_ERROR, -1,
-				     "vcpu%u: KVM internal error, suberror %u, rip 0x%llx", vcpu->id,
-				     run->internal.suberror, vcpu_rip(vcpu));
+		vmm__run_control_stop(vcpu->rc, VMM_EXIT_ERROR, -1,
+				       "vcpu%u: KVM internal error, suberror %u, rip 0x%llx", vcpu->id,
+				       run->internal.suberror, vcpu_rip(vcpu));
 		return 1;
 	case KVM_EXIT_FAIL_ENTRY:
-		vmm__vm_request_stop(vcpu->vm, VMM_EXIT_ERROR, -1,
-				     "vcpu%u: VM entry failed, reason 0x%llx", vcpu->id,
-				     (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		vmm__run_control_stop(vcpu->rc, VMM_EXIT_ERROR, -1,
+				       "vcpu%u: VM entry failed, reason 0x%llx", vcpu->id,
+				       (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
 		return 1;
 	default:
-		vmm__vm_request_stop(vcpu->vm, VMM_EXIT_ERROR, -1,
-				     "vcpu%u: unexpected KVM exit reason %u at rip 0x%llx",
-				     vcpu->id, run->exit_reason, vcpu_rip(vcpu));
+		vmm__run_control_stop(vcpu->rc, VMM_EXIT_ERROR, -1,
+				       "vcpu%u: unexpected KVM exit reason %u at rip 0x%llx",
+				       vcpu->id, run->exit_reason, vcpu_rip(vcpu));
 		return 1;
 	}
-}
-
-/* Auto-converge: sleep the throttled share of a slice, unless a pause or stop comes.
- * vm->lock held. */
-static void throttle_sleep(struct vmm__vcpu *vcpu)
-{
-	struct vmm_vm *vm = vcpu->vm;
-	uint32_t pct = vm->throttle_pct;
-	uint64_t ns;
-	struct timespec t;
-
-	vcpu->throttle_req = 0;
-	if (!pct || pct > 99)
-		return;
-	ns = VMM_THROTTLE_SLICE_NS * pct / (100 - pct);
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	t.tv_sec += (time_t)(ns / 1000000000ull);
-	t.tv_nsec += (long)(ns % 1000000000ull);
-	if (t.tv_nsec >= 1000000000L) {
-		t.tv_sec++;
-		t.tv_nsec -= 1000000000L;
-	}
-	while (!vm->pause_req && !vm->stop_req &&
-	       pthread_cond_timedwait(&vm->cond, &vm->lock, &t) == 0)
-		;
-}
-
-/* Called after KVM_RUN returned -EINTR, so no I/O is pending. Parks while a pause is
- * requested. Returns 1 if the thread should end. */
-static int park_if_requested(struct vmm__vcpu *vcpu)
-{
-	struct vmm_vm *vm = vcpu->vm;
-	int stop;
-
-	pthread_mutex_lock(&vm->lock);
-	if (vcpu->throttle_req)
-		throttle_sleep(vcpu);
-	if (vm->pause_req && !vm->stop_req) {
-		vm->nparked++;
-		pthread_cond_broadcast(&vm->cond);
-		while (vm->pause_req && !vm->stop_req)
-			pthread_cond_wait(&vm->cond, &vm->lock);
-		vm->nparked--;
-	}
-	stop = vm->stop_req;
-	/* Cleared under the lock: a new pause request sets it again after this point. */
-	if (!stop && !vm->pause_req)
-		__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
-	pthread_mutex_unlock(&vm->lock);
-	return stop;
 }
 
 static void block_signals_but_kick(void)
@@ -214,26 +212,22 @@ static void block_signals_but_kick(void)
 void *vmm__vcpu_thread(void *arg)
 {
 	struct vmm__vcpu *vcpu = arg;
-	struct vmm_vm *vm = vcpu->vm;
 
 	block_signals_but_kick();
 	for (;;) {
 		if (vmm__ioctl_once(vcpu->fd, KVM_RUN, NULL) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
-				if (park_if_requested(vcpu))
+				if (vmm__run_control_checkpoint(vcpu->rc, vcpu->id))
 					break;
 				continue;
 			}
-			vmm__vm_request_stop(vm, VMM_EXIT_ERROR, -1, "vcpu%u: KVM_RUN: %s",
-					     vcpu->id, strerror(errno));
+			vmm__run_control_stop(vcpu->rc, VMM_EXIT_ERROR, -1, "vcpu%u: KVM_RUN: %s",
+					       vcpu->id, strerror(errno));
 			break;
 		}
 		if (handle_exit(vcpu))
 			break;
 	}
-	pthread_mutex_lock(&vm->lock);
-	vm->nexited++;
-	pthread_cond_broadcast(&vm->cond);
-	pthread_mutex_unlock(&vm->lock);
+	vmm__run_control_exited(vcpu->rc);
 	return NULL;
 }

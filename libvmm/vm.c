@@ -1,16 +1,15 @@
-/* VM lifecycle and its state machine: CREATED -> RUNNING <-> PAUSED -> STOPPED.
- * Every transition is one public call that checks the current state under vm->lock. */
-#include <errno.h>
+/* VM lifecycle: creation of the machine and its parts, and the public calls of the state
+ * machine CREATED -> RUNNING <-> PAUSED -> STOPPED, which run control keeps. */
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "boot.h"
+#include "cpu_init.h"
+#include "devices/serial.h"
 #include "devices/sysdevs.h"
 #include "dirty.h"
 #include "error_internal.h"
@@ -59,6 +58,35 @@ static int check_config(const struct vmm_vm_config *cfg)
 	return 0;
 }
 
+static int host_irq_line(void *ctx, uint32_t irq, int level)
+{
+	struct vmm_vm *vm = ctx;
+	struct kvm_irq_level l = { .irq = irq, .level = level };
+
+	if (vmm__ioctl(vm->fd, KVM_IRQ_LINE, &l) < 0)
+		return vmm__err_sys(VMM_EKVM, "KVM_IRQ_LINE");
+	return 0;
+}
+
+static void host_request_stop(void *ctx, enum vmm_exit_reason reason, int status,
+			      const char *detail)
+{
+	struct vmm_vm *vm = ctx;
+
+	vmm__run_control_stop(vm->runctl, reason, status, "%s", detail);
+}
+
+static void host_log(void *ctx, int level, const char *msg)
+{
+	vmm__log(ctx, level, "%s", msg);
+}
+
+/* KVM_EXIT_DIRTY_RING_FULL on a vCPU: harvest its ring into the tracker. */
+static int vcpu_dirty_ring_full(struct vmm__vcpu *vcpu)
+{
+	return vmm__dirty_ring_full(&vcpu->vm->dirty, vcpu->id);
+}
+
 static int create_vcpu(struct vmm_vm *vm, uint32_t id)
 {
 	struct vmm__vcpu *vcpu = &vm->vcpus[id];
@@ -67,6 +95,12 @@ static int create_vcpu(struct vmm_vm *vm, uint32_t id)
 
 	vcpu->vm = vm;
 	vcpu->id = id;
+	vcpu->rc = vm->runctl;
+	vcpu->pio = &vm->pio;
+	vcpu->mmio = &vm->mmio;
+	vcpu->dirty_ring_full = vcpu_dirty_ring_full;
+	vcpu->log = vm->cfg.log;
+	vcpu->log_opaque = vm->cfg.log_opaque;
 	vcpu->fd = vmm__ioctl(vm->fd, KVM_CREATE_VCPU, (void *)(unsigned long)id);
 	if (vcpu->fd < 0)
 		return vmm__err_sys(VMM_EKVM, "KVM_CREATE_VCPU");
@@ -77,7 +111,7 @@ static int create_vcpu(struct vmm_vm *vm, uint32_t id)
 	r = vmm__dirty_ring_map(&vm->dirty, id, vcpu->fd);
 	if (r)
 		return r;
-	return vmm__boot_vcpu_init(vm, vcpu);
+	return vmm__cpu_init(vm->kvm->cpuid, vcpu->fd, id);
 }
 
 static int create_machine(struct vmm_vm *vm, const struct vmm__mem_backing *backing)
@@ -116,12 +150,24 @@ static int create_machine(struct vmm_vm *vm, const struct vmm__mem_backing *back
 		return vmm__err(VMM_ENOMEM, "vCPU table");
 	for (uint32_t i = 0; i < vm->nvcpus; i++)
 		vm->vcpus[i].fd = -1;
+	r = vmm__run_control_new(vm->nvcpus, &vmm__vcpu_kicker, vm->vcpus, &vm->runctl);
+	if (r)
+		return r;
 	for (uint32_t i = 0; i < vm->nvcpus; i++) {
 		r = create_vcpu(vm, i);
 		if (r)
 			return r;
 	}
-	return vmm__sysdevs_create(vm);
+	vm->host = (struct vmm__device_host){
+		.ctx = vm,
+		.irq_line = host_irq_line,
+		.request_stop = host_request_stop,
+		.log = host_log,
+		.devices = &vm->devices,
+		.pio = &vm->pio,
+		.mmio = &vm->mmio,
+	};
+	return vmm__sysdevs_create(&vm->host, vm->cfg.serial_out, vm->cfg.serial_opaque);
 }
 
 int vmm__vm_create(const struct vmm_vm_config *cfg, const struct vmm__mem_backing *backing,
@@ -152,15 +198,9 @@ int vmm__vm_create(const struct vmm_vm_config *cfg, const struct vmm__mem_backin
 	vm->fd = -1;
 	vm->mem.memfd = -1;
 	vm->nvcpus = cfg->vcpus;
-	vm->state = VMM_VM_CREATED;
 	pthread_mutex_init(&vm->lock, NULL);
 	vmm__dirty_init(&vm->dirty, &vm->mem, cfg->dirty_ring_entries, cfg->vcpus, vm->cfg.log,
 			vm->cfg.log_opaque);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&vm->cond, &ca);
-	pthread_condattr_destroy(&ca);
 	if (!vm->cmdline) {
 		r = vmm__err(VMM_ENOMEM, "command line");
 		goto fail;
@@ -196,11 +236,15 @@ void vmm_vm_destroy(struct vmm_vm *vm)
 {
 	if (!vm)
 		return;
-	if (vm->vcpus) {
-		vmm__vm_set_throttle(vm, 0);
-		if (vm->state == VMM_VM_RUNNING || vm->state == VMM_VM_PAUSED)
-			vmm__vm_request_stop(vm, VMM_EXIT_HOST, -1, "destroyed");
+	if (vm->runctl) {
+		enum vmm_vm_run_state st = vmm__run_control_state(vm->runctl);
+
+		vmm__run_control_set_throttle(vm->runctl, 0);
+		if (st == VMM_VM_RUNNING || st == VMM_VM_PAUSED)
+			vmm__run_control_stop(vm->runctl, VMM_EXIT_HOST, -1, "destroyed");
 		join_threads(vm);
+	}
+	if (vm->vcpus) {
 		for (uint32_t i = 0; i < vm->nvcpus; i++) {
 			if (vm->vcpus[i].run)
 				vmm__kvm_munmap(vm->vcpus[i].run, vm->kvm->vcpu_mmap_size);
@@ -217,7 +261,7 @@ void vmm_vm_destroy(struct vmm_vm *vm)
 		vmm__kvm_close_fd(vm->fd);
 	vmm__memory_free(&vm->mem);
 	vmm__kvm_close(vm->kvm);
-	pthread_cond_destroy(&vm->cond);
+	vmm__run_control_free(vm->runctl);
 	pthread_mutex_destroy(&vm->lock);
 	free(vm->cmdline);
 	free(vm);
@@ -226,126 +270,45 @@ void vmm_vm_destroy(struct vmm_vm *vm)
 int vmm_vm_start(struct vmm_vm *vm)
 {
 	sigset_t all, old;
-	int r = 0;
+	int r;
 
 	if (!vm)
 		return vmm__err(VMM_EINVAL, "vm is NULL");
+	/* vm->lock keeps a load from slipping in between the check and the start. */
 	pthread_mutex_lock(&vm->lock);
-	if (vm->state != VMM_VM_CREATED) {
-		r = vmm__err(VMM_ESTATE, "start: VM is %s", vmm_vm_run_state_name(vm->state));
-		goto out;
-	}
-	if (!vm->loaded) {
+	if (vmm__run_control_state(vm->runctl) == VMM_VM_CREATED && !vm->loaded) {
 		r = vmm__err(VMM_ESTATE, "start: no kernel or saved state loaded");
-		goto out;
+	} else {
+		/* Threads inherit a fully blocked mask; each opens only the kick signal. */
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		r = vmm__run_control_start(vm->runctl);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
 	}
-	/* Threads inherit a fully blocked mask; each opens only the kick signal. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	vm->state = VMM_VM_RUNNING;
-	for (uint32_t i = 0; i < vm->nvcpus; i++) {
-		int e = pthread_create(&vm->vcpus[i].thread, NULL, vmm__vcpu_thread, &vm->vcpus[i]);
-
-		if (e) {
-			errno = e;
-			r = vmm__err_sys(VMM_ESYS, "pthread_create");
-			vm->stop_req = 1;
-			vm->state = VMM_VM_STOPPED;
-			vm->exit = (struct vmm_exit){ .reason = VMM_EXIT_ERROR, .status = -1 };
-			snprintf(vm->exit.detail, sizeof(vm->exit.detail), "could not start vCPU threads");
-			for (uint32_t j = 0; j < i; j++)
-				vmm__vcpu_kick(&vm->vcpus[j]);
-			pthread_cond_broadcast(&vm->cond);
-			break;
-		}
-		vm->vcpus[i].thread_started = 1;
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-out:
 	pthread_mutex_unlock(&vm->lock);
 	return r;
 }
 
 int vmm_vm_pause(struct vmm_vm *vm)
 {
-	int r = 0;
-
 	if (!vm)
 		return vmm__err(VMM_EINVAL, "vm is NULL");
-	pthread_mutex_lock(&vm->lock);
-	if (vm->state == VMM_VM_PAUSED)
-		goto out;
-	if (vm->state != VMM_VM_RUNNING) {
-		r = vmm__err(VMM_ESTATE, "pause: VM is %s", vmm_vm_run_state_name(vm->state));
-		goto out;
-	}
-	vm->pause_req = 1;
-	for (uint32_t i = 0; i < vm->nvcpus; i++)
-		vmm__vcpu_kick(&vm->vcpus[i]);
-	while (vm->nparked + vm->nexited < vm->nvcpus && !vm->stop_req)
-		pthread_cond_wait(&vm->cond, &vm->lock);
-	if (vm->stop_req) {
-		vm->pause_req = 0;
-		r = vmm__err(VMM_ESTATE, "pause: the VM stopped meanwhile");
-		goto out;
-	}
-	vm->state = VMM_VM_PAUSED;
-out:
-	pthread_mutex_unlock(&vm->lock);
-	return r;
+	return vmm__run_control_pause(vm->runctl);
 }
 
 int vmm_vm_resume(struct vmm_vm *vm)
 {
-	int r = 0;
+	int migrated;
 
 	if (!vm)
 		return vmm__err(VMM_EINVAL, "vm is NULL");
 	pthread_mutex_lock(&vm->lock);
-	if (vm->state == VMM_VM_RUNNING)
-		goto out;
-	if (vm->state != VMM_VM_PAUSED || vm->migrated) {
-		r = vmm__err(VMM_ESTATE, "resume: VM is %s", vm->migrated ? "migrated away"
-							     : vmm_vm_run_state_name(vm->state));
-		goto out;
-	}
-	/* Every vCPU is parked, so nobody races on immediate_exit. */
-	for (uint32_t i = 0; i < vm->nvcpus; i++)
-		__atomic_store_n(&vm->vcpus[i].run->immediate_exit, 0, __ATOMIC_SEQ_CST);
-	vm->pause_req = 0;
-	vm->state = VMM_VM_RUNNING;
-	pthread_cond_broadcast(&vm->cond);
-out:
+	migrated = vm->migrated;
 	pthread_mutex_unlock(&vm->lock);
-	return r;
-}
-
-static void request_stop_locked(struct vmm_vm *vm, enum vmm_exit_reason reason, int status,
-				const char *fmt, va_list ap)
-{
-	if (vm->exit.reason == VMM_EXIT_NONE) {
-		vm->exit.reason = reason;
-		vm->exit.status = status;
-		vsnprintf(vm->exit.detail, sizeof(vm->exit.detail), fmt, ap);
-	}
-	vm->stop_req = 1;
-	vm->state = VMM_VM_STOPPED;
-	for (uint32_t i = 0; i < vm->nvcpus; i++)
-		if (vm->vcpus[i].run)
-			vmm__vcpu_kick(&vm->vcpus[i]);
-	pthread_cond_broadcast(&vm->cond);
-}
-
-void vmm__vm_request_stop(struct vmm_vm *vm, enum vmm_exit_reason reason, int status,
-			  const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	pthread_mutex_lock(&vm->lock);
-	request_stop_locked(vm, reason, status, fmt, ap);
-	pthread_mutex_unlock(&vm->lock);
-	va_end(ap);
+	/* A VM sent away stays PAUSED for good. */
+	if (migrated && vmm__run_control_state(vm->runctl) != VMM_VM_RUNNING)
+		return vmm__err(VMM_ESTATE, "resume: VM is migrated away");
+	return vmm__run_control_resume(vm->runctl);
 }
 
 int vmm_vm_stop(struct vmm_vm *vm)
@@ -354,18 +317,13 @@ int vmm_vm_stop(struct vmm_vm *vm)
 		return vmm__err(VMM_EINVAL, "vm is NULL");
 	if (vmm_vm_run_state(vm) == VMM_VM_CREATED)
 		return vmm__err(VMM_ESTATE, "stop: VM never started");
-	vmm__vm_request_stop(vm, VMM_EXIT_HOST, -1, "stopped by the host");
+	vmm__run_control_stop(vm->runctl, VMM_EXIT_HOST, -1, "stopped by the host");
 	return 0;
 }
 
 enum vmm_vm_run_state vmm_vm_run_state(const struct vmm_vm *vm)
 {
-	enum vmm_vm_run_state st;
-
-	pthread_mutex_lock((pthread_mutex_t *)&vm->lock);
-	st = vm->state;
-	pthread_mutex_unlock((pthread_mutex_t *)&vm->lock);
-	return st;
+	return vmm__run_control_state(vm->runctl);
 }
 
 const char *vmm_vm_run_state_name(enum vmm_vm_run_state st)
@@ -385,41 +343,29 @@ const char *vmm_vm_run_state_name(enum vmm_vm_run_state st)
 
 int vmm_vm_wait(struct vmm_vm *vm, int timeout_ms, struct vmm_exit *ex)
 {
-	struct timespec deadline;
-	int r = 0;
+	enum vmm_vm_run_state st;
+	int r;
 
 	if (!vm)
 		return vmm__err(VMM_EINVAL, "vm is NULL");
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	if (timeout_ms >= 0) {
-		deadline.tv_sec += timeout_ms / 1000;
-		deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-		if (deadline.tv_nsec >= 1000000000L) {
-			deadline.tv_sec++;
-			deadline.tv_nsec -= 1000000000L;
-		}
-	}
-	pthread_mutex_lock(&vm->lock);
-	if (vm->state == VMM_VM_CREATED) {
-		pthread_mutex_unlock(&vm->lock);
+	if (vmm__run_control_state(vm->runctl) == VMM_VM_CREATED)
 		return vmm__err(VMM_ESTATE, "wait: VM never started");
-	}
-	while (vm->state != VMM_VM_STOPPED) {
-		if (timeout_ms < 0) {
-			pthread_cond_wait(&vm->cond, &vm->lock);
-		} else if (pthread_cond_timedwait(&vm->cond, &vm->lock, &deadline) == ETIMEDOUT &&
-			   vm->state != VMM_VM_STOPPED) {
-			r = vmm__err(VMM_ETIMEDOUT, "wait: VM still %s after %d ms",
-				     vmm_vm_run_state_name(vm->state), timeout_ms);
-			break;
-		}
-	}
-	if (!r && ex)
-		*ex = vm->exit;
-	pthread_mutex_unlock(&vm->lock);
-	if (!r)
-		join_threads(vm);
-	return r;
+	r = vmm__run_control_wait_stopped(vm->runctl, timeout_ms, ex, &st);
+	if (r)
+		return vmm__err(VMM_ETIMEDOUT, "wait: VM still %s after %d ms",
+				vmm_vm_run_state_name(st), timeout_ms);
+	join_threads(vm);
+	return 0;
+}
+
+int vmm__vm_set_throttle(struct vmm_vm *vm, uint32_t pct)
+{
+	return vmm__run_control_set_throttle(vm->runctl, pct);
+}
+
+uint32_t vmm__vm_throttle(struct vmm_vm *vm)
+{
+	return vmm__run_control_throttle(vm->runctl);
 }
 
 uint32_t vmm_vm_vcpus(const struct vmm_vm *vm)
@@ -480,7 +426,7 @@ static int register_range(struct vmm_vm *vm, struct vmm__bus *bus, uint64_t base
 	int r;
 
 	pthread_mutex_lock(&vm->lock);
-	if (vm->state != VMM_VM_CREATED)
+	if (vmm__run_control_state(vm->runctl) != VMM_VM_CREATED)
 		r = vmm__err(VMM_ESTATE, "handlers must be registered before start");
 	else
 		r = vmm__bus_add(bus, base, len, fn, opaque);
@@ -511,11 +457,14 @@ int vmm_vm_register_mmio(struct vmm_vm *vm, uint64_t gpa, uint64_t len, vmm_io_f
 	return register_range(vm, &vm->mmio, gpa, len, fn, opaque);
 }
 
-int vmm__vm_irq_line(struct vmm_vm *vm, uint32_t irq, int level)
+int vmm_vm_serial_input(struct vmm_vm *vm, const void *buf, size_t len)
 {
-	struct kvm_irq_level l = { .irq = irq, .level = level };
+	struct vmm__serial *s;
 
-	if (vmm__ioctl(vm->fd, KVM_IRQ_LINE, &l) < 0)
-		return vmm__err_sys(VMM_EKVM, "KVM_IRQ_LINE");
-	return 0;
+	if (!vm || (!buf && len))
+		return vmm__err(VMM_EINVAL, "NULL argument");
+	s = vmm__devices_find(&vm->devices, VMM_SERIAL_DEVICE);
+	if (!s)
+		return vmm__err(VMM_ESTATE, "no serial port");
+	return (int)vmm__serial_input(s, buf, len > 0x7fffffff ? 0x7fffffff : len);
 }

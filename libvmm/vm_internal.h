@@ -8,19 +8,12 @@
 #include "vmm/vm.h"
 #include "bus.h"
 #include "device.h"
+#include "device_host.h"
 #include "dirty.h"
 #include "kvm.h"
 #include "memory.h"
-
-struct vmm__vcpu {
-	struct vmm_vm *vm;
-	uint32_t id;
-	int fd;
-	struct kvm_run *run; /* mmap'd, shared with KVM */
-	pthread_t thread;
-	int thread_started;
-	int throttle_req; /* the throttle thread asks this vCPU to sleep once (vm->lock) */
-};
+#include "run_control.h"
+#include "vcpu.h"
 
 struct vmm_vm {
 	struct vmm_vm_config cfg;
@@ -36,30 +29,25 @@ struct vmm_vm {
 	/* Dirty-page tracking (dirty.h): the vCPUs' rings, and the tracker while one runs. */
 	struct vmm__dirty_ctx dirty;
 
-	/* Run state, guarded by lock. The vCPU threads park on cond while pause_req is set;
-	 * the controller waits on cond for nparked to reach the number of live vCPUs. */
+	/* The services devices get from the VM: IRQ lines, stop, log. */
+	struct vmm__device_host host;
+	/* Lifecycle state, pause, stop and throttle with the vCPU threads. */
+	struct vmm__run_control *runctl;
+	/* Guards what is loaded and the registrations against a concurrent start; taken
+	 * before run control's lock. */
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	enum vmm_vm_run_state state;
-	int pause_req;
-	int stop_req;
-	uint32_t nparked;
-	uint32_t nexited;
-	struct vmm_exit exit;
 	int loaded; /* a kernel or a saved state is in place: the VM can start */
 	int migrated; /* sent away by a live migration: stays PAUSED for good */
 	int migrate_cancel; /* set by vmm_migrate_cancel(), read by the sender (atomic) */
-	/* Auto-converge: each vCPU sleeps throttle_pct% of every VMM_THROTTLE_SLICE_NS,
-	 * kicked out of KVM_RUN by the throttle thread (throttle.c). */
-	uint32_t throttle_pct;
-	pthread_t throttle_thread;
-	int throttle_running;
 	/* Dirty tracking kept on after a snapshot (VMM_SNAPSHOT_TRACK) counts from the
 	 * snapshot with this id; an incremental snapshot needs that snapshot as its parent. */
 	uint8_t track_base_id[16];
 	int track_base_valid;
 	int threads_joined;
 };
+
+/* Longest kernel command line, NUL included (config check and loaders). */
+#define VMM_CMDLINE_MAX 4096
 
 /* Guest RAM from a file instead of a fresh memfd (lazy snapshot restore). */
 struct vmm__mem_backing {
@@ -75,31 +63,15 @@ int vmm__vm_create(const struct vmm_vm_config *cfg, const struct vmm__mem_backin
 void vmm__log(struct vmm_vm *vm, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* Ends the VM from a vCPU thread or a device: records the first reason, asks every vCPU
- * to leave and marks the VM STOPPED. Takes vm->lock. */
-void vmm__vm_request_stop(struct vmm_vm *vm, enum vmm_exit_reason reason, int status,
-			  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-#define VMM_THROTTLE_SLICE_NS 10000000ull
-
-/* Sets the vCPU throttle (0..99 %), starting or stopping the throttle thread. Controller
- * thread only. */
+/* Sets the vCPU throttle (0..99 %) for auto-converge. Controller thread only. */
 int vmm__vm_set_throttle(struct vmm_vm *vm, uint32_t pct);
-
-/* The vCPU thread body (vcpu.c). */
-void *vmm__vcpu_thread(void *arg);
-/* Makes a vCPU leave KVM_RUN promptly: immediate_exit plus a signal. */
-void vmm__vcpu_kick(struct vmm__vcpu *vcpu);
-/* Installs the no-op handler for the kick signal, once per process. */
-int vmm__vcpu_signal_setup(void);
+/* The throttle in force, in %. */
+uint32_t vmm__vm_throttle(struct vmm_vm *vm);
 
 struct vmm__machine_state;
 /* Fills ms from a PAUSED or STOPPED VM (vm_state.c). */
 int vmm__vm_state_capture(struct vmm_vm *vm, struct vmm__machine_state *ms);
 /* Loads ms into a CREATED VM of the same shape; devices, vCPUs, then in-kernel state. */
 int vmm__vm_state_apply(struct vmm_vm *vm, const struct vmm__machine_state *ms);
-
-/* Raise/lower an interrupt line on the in-kernel irqchip. */
-int vmm__vm_irq_line(struct vmm_vm *vm, uint32_t irq, int level);
 
 #endif

@@ -120,10 +120,10 @@ int vmm_vm_state_load(struct vmm_vm *vm, const void *buf, size_t len)
 	if (!vm || !buf)
 		return vmm__err(VMM_EINVAL, "NULL argument");
 	pthread_mutex_lock(&vm->lock);
-	if (vm->state != VMM_VM_CREATED) {
+	if (vmm_vm_run_state(vm) != VMM_VM_CREATED) {
 		pthread_mutex_unlock(&vm->lock);
 		return vmm__err(VMM_ESTATE, "state load needs a new VM, it is %s",
-				vmm_vm_run_state_name(vm->state));
+				vmm_vm_run_state_name(vmm_vm_run_state(vm)));
 	}
 	memset(&ms, 0, sizeof(ms));
 	r = vmm__machine_state_decode(buf, len, &ms);

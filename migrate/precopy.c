@@ -229,14 +229,14 @@ static int cancelled(struct sender *s)
 
 static int converge(struct sender *s, const struct vmm_migrate_round *rd)
 {
-	uint32_t pct = s->vm->throttle_pct;
+	uint32_t pct = vmm__vm_throttle(s->vm);
 
 	if (!s->o.auto_converge)
 		return 0;
 	pct = vmm__policy_next_throttle(pct, rd->round, rd->dirty_rate_mbps, rd->bandwidth_mbps);
 	if (pct > s->st.max_throttle_pct)
 		s->st.max_throttle_pct = pct;
-	return pct != s->vm->throttle_pct ? vmm__vm_set_throttle(s->vm, pct) : 0;
+	return pct != vmm__vm_throttle(s->vm) ? vmm__vm_set_throttle(s->vm, pct) : 0;
 }
 
 /* One round over s->pages; then the next round's set is synced into s->pages. Returns 1
@@ -250,7 +250,7 @@ static int precopy_round(struct sender *s, uint32_t round, int *done)
 
 	snapshot_tx_stats(s, before);
 	s->round_t0 = vmm__now_ns();
-	rd.throttle_pct = s->vm->throttle_pct;
+	rd.throttle_pct = vmm__vm_throttle(s->vm);
 	r = send_round_marker(s, round, vmm__bitmap_weight(s->pages, s->npages), 0);
 	if (!r)
 		r = send_round_pages(s);

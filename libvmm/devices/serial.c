@@ -4,10 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bus.h"
+#include "device.h"
+#include "device_host.h"
 #include "devices.pb-c.h"
 #include "devices/serial.h"
 #include "error_internal.h"
-#include "vm_internal.h"
 
 #define UART_RBR_THR 0
 #define UART_IER 1
@@ -34,8 +36,10 @@
 #define RX_FIFO_SIZE (64 * 1024)
 
 struct vmm__serial {
-	struct vmm_vm *vm;
+	const struct vmm__device_host *host;
 	uint32_t irq;
+	vmm_serial_fn out;
+	void *out_opaque;
 	pthread_mutex_t lock; /* guest (vCPU threads) and host input race on the FIFO */
 	uint8_t ier, lcr, mcr, lsr, msr, scr, dll, dlm, fcr;
 	int thr_interrupt;
@@ -57,7 +61,7 @@ static uint8_t iir(const struct vmm__serial *s)
 /* The line is level-triggered: it follows whether any enabled condition holds. */
 static void update_irq(struct vmm__serial *s)
 {
-	vmm__vm_irq_line(s->vm, s->irq, !(iir(s) & IIR_NO_INT));
+	s->host->irq_line(s->host->ctx, s->irq, !(iir(s) & IIR_NO_INT));
 }
 
 static size_t rx_push(struct vmm__serial *s, const uint8_t *buf, size_t len);
@@ -101,8 +105,6 @@ static uint8_t serial_read(struct vmm__serial *s, unsigned reg)
 
 static void serial_write(struct vmm__serial *s, unsigned reg, uint8_t v)
 {
-	struct vmm_vm *vm = s->vm;
-
 	switch (reg) {
 	case UART_RBR_THR:
 		if (s->lcr & LCR_DLAB) {
@@ -113,8 +115,8 @@ static void serial_write(struct vmm__serial *s, unsigned reg, uint8_t v)
 			rx_push(s, &v, 1);
 			return;
 		}
-		if (vm->cfg.serial_out)
-			vm->cfg.serial_out(vm->cfg.serial_opaque, &v, 1);
+		if (s->out)
+			s->out(s->out_opaque, &v, 1);
 		/* Transmission is instant, so the holding register is empty again at once. */
 		s->thr_interrupt = 1;
 		break;
@@ -251,40 +253,31 @@ static void serial_destroy(void *dev)
 }
 
 static const struct vmm__device_ops serial_ops = {
-	.name = "uart-com1",
+	.name = VMM_SERIAL_DEVICE,
 	.save = serial_save,
 	.load = serial_load,
 	.destroy = serial_destroy,
 };
 
-int vmm__serial_create(struct vmm_vm *vm, uint16_t port, uint32_t irq)
+int vmm__serial_create(const struct vmm__device_host *host, uint16_t port, uint32_t irq,
+		       vmm_serial_fn out, void *out_opaque)
 {
 	struct vmm__serial *s = calloc(1, sizeof(*s));
 	int r;
 
 	if (!s)
 		return vmm__err(VMM_ENOMEM, "serial");
-	s->vm = vm;
+	s->host = host;
 	s->irq = irq;
+	s->out = out;
+	s->out_opaque = out_opaque;
 	s->msr = MSR_DEFAULT;
 	s->dll = 12; /* 9600 baud, as firmware leaves it */
 	pthread_mutex_init(&s->lock, NULL);
-	r = vmm__devices_add(&vm->devices, &serial_ops, s);
+	r = vmm__devices_add(host->devices, &serial_ops, s);
 	if (r) {
 		serial_destroy(s);
 		return r;
 	}
-	return vmm__bus_add(&vm->pio, port, 8, serial_io, s);
-}
-
-int vmm_vm_serial_input(struct vmm_vm *vm, const void *buf, size_t len)
-{
-	struct vmm__serial *s;
-
-	if (!vm || (!buf && len))
-		return vmm__err(VMM_EINVAL, "NULL argument");
-	s = vmm__devices_find(&vm->devices, serial_ops.name);
-	if (!s)
-		return vmm__err(VMM_ESTATE, "no serial port");
-	return (int)vmm__serial_input(s, buf, len > 0x7fffffff ? 0x7fffffff : len);
+	return vmm__bus_add(host->pio, port, 8, serial_io, s);
 }

@@ -7,13 +7,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct vmm_vm;
+#include "vmm/vm.h"
+
+struct vmm__device_host;
 struct vmm__serial;
 
 #define VMM_COM1_PORT 0x3f8
 #define VMM_COM1_IRQ 4
+/* Its name in the device list (and in saved state). */
+#define VMM_SERIAL_DEVICE "uart-com1"
 
-int vmm__serial_create(struct vmm_vm *vm, uint16_t port, uint32_t irq);
+/* Registers a UART at port (8 ports) raising irq; transmitted bytes go to out (NULL
+ * discards). */
+int vmm__serial_create(const struct vmm__device_host *host, uint16_t port, uint32_t irq,
+		       vmm_serial_fn out, void *out_opaque);
 /* Host-to-guest bytes; returns how many fitted. Any thread. */
 size_t vmm__serial_input(struct vmm__serial *s, const uint8_t *buf, size_t len);
 

@@ -3,10 +3,14 @@
 #ifndef VMM_SYSDEVS_H
 #define VMM_SYSDEVS_H
 
-struct vmm_vm;
+#include "vmm/vm.h"
+
+struct vmm__device_host;
 
 #define VMM_EXIT_PORT 0xf4
 
-int vmm__sysdevs_create(struct vmm_vm *vm);
+/* COM1's output goes to serial_out (NULL discards). */
+int vmm__sysdevs_create(const struct vmm__device_host *host, vmm_serial_fn serial_out,
+			void *serial_opaque);
 
 #endif

@@ -1,0 +1,14 @@
+/* Per-vCPU setup at creation, before the guest or a saved state is loaded. */
+#ifndef VMM_CPU_INIT_H
+#define VMM_CPU_INIT_H
+
+#include <stdint.h>
+
+struct kvm_cpuid2;
+
+/* Gives vCPU fd (number id) the supported CPUID with its APIC ID and, on the boot vCPU,
+ * LAPIC LINT0 as ExtINT and LINT1 as NMI so the PIC reaches it, as firmware would leave
+ * it. */
+int vmm__cpu_init(const struct kvm_cpuid2 *supported, int fd, uint32_t id);
+
+#endif
