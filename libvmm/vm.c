@@ -305,8 +305,8 @@ int vmm_vm_resume(struct vmm_vm *vm)
 	pthread_mutex_lock(&vm->lock);
 	if (vm->state == VMM_VM_RUNNING)
 		goto out;
-	if (vm->state != VMM_VM_PAUSED || vm->migrated) {
-		r = vmm__err(VMM_ESTATE, "resume: VM is %s", vm->migrated ? "migrated away"
+	if (vm->state != VMM_VM_PAUSED || vm->move.migrated) {
+		r = vmm__err(VMM_ESTATE, "resume: VM is %s", vm->move.migrated ? "migrated away"
 							     : vmm_vm_state_name(vm->state));
 		goto out;
 	}

@@ -10,6 +10,7 @@
 #include "device.h"
 #include "kvm.h"
 #include "memory.h"
+#include "vm_move.h"
 
 struct vmm__vcpu {
 	struct vmm_vm *vm;
@@ -54,17 +55,12 @@ struct vmm_vm {
 	uint32_t nexited;
 	struct vmm_exit exit;
 	int loaded; /* a kernel or a saved state is in place: the VM can start */
-	int migrated; /* sent away by a live migration: stays PAUSED for good */
-	int migrate_cancel; /* set by vmm_migrate_cancel(), read by the sender (atomic) */
 	/* Auto-converge: each vCPU sleeps throttle_pct% of every VMM_THROTTLE_SLICE_NS,
 	 * kicked out of KVM_RUN by the throttle thread (throttle.c). */
 	uint32_t throttle_pct;
 	pthread_t throttle_thread;
 	int throttle_running;
-	/* Dirty tracking kept on after a snapshot (VMM_SNAPSHOT_TRACK) counts from the
-	 * snapshot with this id; an incremental snapshot needs that snapshot as its parent. */
-	uint8_t track_base_id[16];
-	int track_base_valid;
+	struct vmm__move_state move; /* snapshots and migration only (vm_move.c) */
 	int threads_joined;
 };
 
@@ -99,12 +95,6 @@ void *vmm__vcpu_thread(void *arg);
 void vmm__vcpu_kick(struct vmm__vcpu *vcpu);
 /* Installs the no-op handler for the kick signal, once per process. */
 int vmm__vcpu_signal_setup(void);
-
-struct vmm__machine_state;
-/* Fills ms from a PAUSED or STOPPED VM (vm_state.c). */
-int vmm__vm_state_capture(struct vmm_vm *vm, struct vmm__machine_state *ms);
-/* Loads ms into a CREATED VM of the same shape; devices, vCPUs, then in-kernel state. */
-int vmm__vm_state_apply(struct vmm_vm *vm, const struct vmm__machine_state *ms);
 
 /* Raise/lower an interrupt line on the in-kernel irqchip. */
 int vmm__vm_irq_line(struct vmm_vm *vm, uint32_t irq, int level);
