@@ -303,7 +303,7 @@ int vmm_vm_resume(struct vmm_vm *vm)
 	if (!vm)
 		return vmm__err(VMM_EINVAL, "vm is NULL");
 	pthread_mutex_lock(&vm->lock);
-	migrated = vm->migrated;
+	migrated = vm->move.migrated;
 	pthread_mutex_unlock(&vm->lock);
 	/* A VM sent away stays PAUSED for good. */
 	if (migrated && vmm__run_control_state(vm->runctl) != VMM_VM_RUNNING)

@@ -14,6 +14,7 @@
 #include "memory.h"
 #include "run_control.h"
 #include "vcpu.h"
+#include "move_state.h"
 
 struct vmm_vm {
 	struct vmm_vm_config cfg;
@@ -37,12 +38,7 @@ struct vmm_vm {
 	 * before run control's lock. */
 	pthread_mutex_t lock;
 	int loaded; /* a kernel or a saved state is in place: the VM can start */
-	int migrated; /* sent away by a live migration: stays PAUSED for good */
-	int migrate_cancel; /* set by vmm_migrate_cancel(), read by the sender (atomic) */
-	/* Dirty tracking kept on after a snapshot (VMM_SNAPSHOT_TRACK) counts from the
-	 * snapshot with this id; an incremental snapshot needs that snapshot as its parent. */
-	uint8_t track_base_id[16];
-	int track_base_valid;
+	struct vmm__move_state move; /* snapshots and migration only (vm_move.c) */
 	int threads_joined;
 };
 
@@ -68,10 +64,5 @@ int vmm__vm_set_throttle(struct vmm_vm *vm, uint32_t pct);
 /* The throttle in force, in %. */
 uint32_t vmm__vm_throttle(struct vmm_vm *vm);
 
-struct vmm__machine_state;
-/* Fills ms from a PAUSED or STOPPED VM (vm_state.c). */
-int vmm__vm_state_capture(struct vmm_vm *vm, struct vmm__machine_state *ms);
-/* Loads ms into a CREATED VM of the same shape; devices, vCPUs, then in-kernel state. */
-int vmm__vm_state_apply(struct vmm_vm *vm, const struct vmm__machine_state *ms);
 
 #endif

@@ -1,11 +1,14 @@
-/* vmm_vm_state_save/load: every vCPU, the in-kernel devices and every registered device,
- * gathered into one vmm__machine_state and encoded by state_codec. */
+/* The machine state: every vCPU, the in-kernel devices and every registered device,
+ * gathered into one vmm__machine_state and encoded by state_codec; for vmm_vm_state_save/
+ * load and for everything that moves a VM (vm_move.h). */
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "error_internal.h"
 #include "state_codec.h"
 #include "vm_internal.h"
+#include "vm_move.h"
 
 static int save_devices(struct vmm_vm *vm, struct vmm__machine_state *ms)
 {
@@ -28,7 +31,7 @@ static int save_devices(struct vmm_vm *vm, struct vmm__machine_state *ms)
 }
 
 /* Fills ms from a PAUSED or STOPPED VM. */
-int vmm__vm_state_capture(struct vmm_vm *vm, struct vmm__machine_state *ms)
+static int state_capture(struct vmm_vm *vm, struct vmm__machine_state *ms)
 {
 	int r = 0;
 
@@ -59,21 +62,25 @@ static int check_paused(struct vmm_vm *vm)
 	return 0;
 }
 
-int vmm_vm_state_save(struct vmm_vm *vm, void **buf, size_t *len)
+int vmm__move_state_encode(struct vmm_vm *vm, uint8_t **buf, size_t *len)
 {
 	struct vmm__machine_state ms;
+	int r = state_capture(vm, &ms);
+
+	if (!r)
+		r = vmm__machine_state_encode(&ms, buf, len);
+	vmm__machine_state_free(&ms);
+	return r;
+}
+
+int vmm_vm_state_save(struct vmm_vm *vm, void **buf, size_t *len)
+{
 	int r;
 
 	if (!vm || !buf || !len)
 		return vmm__err(VMM_EINVAL, "NULL argument");
 	r = check_paused(vm);
-	if (r)
-		return r;
-	r = vmm__vm_state_capture(vm, &ms);
-	if (!r)
-		r = vmm__machine_state_encode(&ms, (uint8_t **)buf, len);
-	vmm__machine_state_free(&ms);
-	return r;
+	return r ? r : vmm__move_state_encode(vm, (uint8_t **)buf, len);
 }
 
 static void log_skipped_msr(void *opaque, uint32_t index, const char *why)
@@ -81,8 +88,8 @@ static void log_skipped_msr(void *opaque, uint32_t index, const char *why)
 	vmm__log(opaque, VMM_LOG_WARN, "MSR 0x%x not restored: %s", index, why);
 }
 
-/* Loads ms into a CREATED VM of the same shape. */
-int vmm__vm_state_apply(struct vmm_vm *vm, const struct vmm__machine_state *ms)
+/* Loads ms into a CREATED VM of the same shape; vCPUs, in-kernel state, then devices. */
+static int state_apply(struct vmm_vm *vm, const struct vmm__machine_state *ms)
 {
 	int r = 0;
 
@@ -112,13 +119,11 @@ int vmm__vm_state_apply(struct vmm_vm *vm, const struct vmm__machine_state *ms)
 	return r;
 }
 
-int vmm_vm_state_load(struct vmm_vm *vm, const void *buf, size_t len)
+int vmm__move_state_install(struct vmm_vm *vm, const void *buf, size_t len, int undecodable)
 {
 	struct vmm__machine_state ms;
 	int r;
 
-	if (!vm || !buf)
-		return vmm__err(VMM_EINVAL, "NULL argument");
 	pthread_mutex_lock(&vm->lock);
 	if (vmm_vm_run_state(vm) != VMM_VM_CREATED) {
 		pthread_mutex_unlock(&vm->lock);
@@ -127,11 +132,39 @@ int vmm_vm_state_load(struct vmm_vm *vm, const void *buf, size_t len)
 	}
 	memset(&ms, 0, sizeof(ms));
 	r = vmm__machine_state_decode(buf, len, &ms);
+	if (r == VMM_ESTATEDATA && undecodable != VMM_ESTATEDATA)
+		r = vmm__err(undecodable, "machine state: %s", vmm_last_error());
 	if (!r)
-		r = vmm__vm_state_apply(vm, &ms);
+		r = state_apply(vm, &ms);
 	if (!r)
 		vm->loaded = 1;
 	vmm__machine_state_free(&ms);
 	pthread_mutex_unlock(&vm->lock);
 	return r;
+}
+
+int vmm_vm_state_load(struct vmm_vm *vm, const void *buf, size_t len)
+{
+	if (!vm || !buf)
+		return vmm__err(VMM_EINVAL, "NULL argument");
+	return vmm__move_state_install(vm, buf, len, VMM_ESTATEDATA);
+}
+
+/* Harmless: the VM has not run, and the real state overwrites all of it. */
+uint64_t vmm__move_state_rehearse(struct vmm_vm *vm)
+{
+	struct vmm__machine_state back;
+	uint64_t t0 = vmm__now_ns();
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int r = vmm__move_state_encode(vm, &buf, &len);
+
+	memset(&back, 0, sizeof(back));
+	if (!r)
+		r = vmm__machine_state_decode(buf, len, &back);
+	free(buf);
+	if (!r)
+		r = state_apply(vm, &back);
+	vmm__machine_state_free(&back);
+	return r ? 0 : vmm__now_ns() - t0;
 }

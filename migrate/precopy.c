@@ -6,6 +6,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,12 +24,15 @@
 #include "policy.h"
 #include "protocol.h"
 #include "ram.h"
-#include "state_codec.h"
+#include "rounds.h"
 #include "stream.h"
 #include "stream.pb-c.h"
-#include "vm_internal.h"
+#include "vm_move.h"
 #include "vm_shape.h"
 #include "vmm/migrate.h"
+
+/* A round's chunks are the protocol's unit of spreading pages over connections. */
+_Static_assert(VMM_ROUNDS_CHUNK_PAGES == VMM_MIGRATE_CHUNK_PAGES, "chunk sizes differ");
 
 struct conn {
 	struct sender *s;
@@ -37,7 +41,7 @@ struct conn {
 	struct vmm__ram_tx *tx;
 	pthread_t thread;
 	int err;
-	uint64_t chunk_clears;
+	uint64_t share_start; /* bytes sent before this round's share, for the rate limit */
 };
 
 struct sender {
@@ -46,14 +50,12 @@ struct sender {
 	struct vmm_migrate_stats st;
 	unsigned n;
 	struct conn c[VMM_MIGRATE_MAX_CONNS];
-	uint64_t npages;
-	uint64_t *pages;         /* this round's set */
-	pthread_mutex_t clear_lock; /* vmm__dirty_clear is one caller at a time */
+	struct vmm__rounds *rs;  /* the round being sent */
+	struct vmm__rounds_result res;
 	int tracking;            /* we started the tracker (and stop it) */
-	int paused;              /* we paused the guest (and resume it on failure) */
-	int stable;              /* final round: the guest cannot write */
-	uint64_t t0, t_pause, round_t0;
-	uint64_t sync_ns;        /* the last dirty-log sync took this long */
+	int final;               /* the round being sent is the last: the guest is paused */
+	uint64_t before[4];      /* tx counters as the round began (snapshot_tx_stats) */
+	uint64_t t0, round_t0;
 	uint64_t state_cost_ns;  /* the destination's rehearsal of the state (hello reply) */
 	uint8_t session[16];
 };
@@ -72,22 +74,15 @@ void vmm_migrate_opts_init(struct vmm_migrate_opts *o)
 void vmm_migrate_cancel(struct vmm_vm *vm)
 {
 	if (vm)
-		__atomic_store_n(&vm->migrate_cancel, 1, __ATOMIC_RELEASE);
+		vmm__move_cancel(vm, 1);
 }
 
 int vmm_vm_migrated(const struct vmm_vm *vm)
 {
-	int m;
-
-	if (!vm)
-		return 0;
-	pthread_mutex_lock((pthread_mutex_t *)&vm->lock);
-	m = vm->migrated;
-	pthread_mutex_unlock((pthread_mutex_t *)&vm->lock);
-	return m;
+	return vm ? vmm__move_migrated(vm) : 0;
 }
 
-/* ---- RAM rounds */
+/* ---- the rounds' sink: pages over every connection at once */
 
 static uint64_t wire_bytes(const struct sender *s)
 {
@@ -116,36 +111,27 @@ static void rate_limit(struct conn *c, uint64_t sent)
 	}
 }
 
-/* Sends this connection's share of s->pages: its 2 MiB chunks, each re-protected right
- * before its pages are read, so a write after the read shows up in the next round. */
-static int send_share(struct conn *c)
+static int send_chunk(void *arg, const uint64_t *pages, uint64_t first, uint64_t n)
 {
-	struct sender *s = c->s;
-	uint64_t start = vmm__xport_bytes(c->xp);
+	struct conn *c = arg;
 	int r = 0;
 
-	for (uint64_t first = (uint64_t)c->idx * VMM_MIGRATE_CHUNK_PAGES; first < s->npages && !r;
-	     first += (uint64_t)s->n * VMM_MIGRATE_CHUNK_PAGES) {
-		uint64_t n = s->npages - first < VMM_MIGRATE_CHUNK_PAGES ? s->npages - first
-									 : VMM_MIGRATE_CHUNK_PAGES;
-
-		if (!vmm__bitmap_any(s->pages + first / 64, (n + 63) / 64))
-			continue;
-		if (!s->stable) {
-			pthread_mutex_lock(&s->clear_lock);
-			r = vmm__dirty_clear(&s->vm->dirty, s->pages, first,
-					     VMM_MIGRATE_CHUNK_PAGES);
-			pthread_mutex_unlock(&s->clear_lock);
-		}
-		for (uint64_t p = first; p < first + n && !r; p++)
-			if (vmm__bitmap_test(s->pages, p))
-				r = vmm__ram_tx_add(c->tx, c->xp, p);
-		if (!r)
-			rate_limit(c, vmm__xport_bytes(c->xp) - start);
-	}
+	for (uint64_t p = first; p < first + n && !r; p++)
+		if (vmm__bitmap_test(pages, p))
+			r = vmm__ram_tx_add(c->tx, c->xp, p);
 	if (!r)
-		r = vmm__ram_tx_flush(c->tx, c->xp);
+		rate_limit(c, vmm__xport_bytes(c->xp) - c->share_start);
 	return r;
+}
+
+/* Sends this connection's share of the round's set: its 2 MiB chunks (protocol.h). */
+static int send_share(struct conn *c)
+{
+	int r;
+
+	c->share_start = vmm__xport_bytes(c->xp);
+	r = vmm__rounds_walk(c->s->rs, c->idx, c->s->n, send_chunk, c);
+	return r ? r : vmm__ram_tx_flush(c->tx, c->xp);
 }
 
 static void *share_thread(void *arg)
@@ -156,7 +142,7 @@ static void *share_thread(void *arg)
 	return NULL;
 }
 
-/* Sends s->pages over every connection at once. */
+/* Sends the round's set over every connection at once. */
 static int send_round_pages(struct sender *s)
 {
 	int r = 0;
@@ -180,16 +166,6 @@ static int send_round_pages(struct sender *s)
 		}
 	}
 	return r;
-}
-
-static int send_round_marker(struct sender *s, uint32_t round, uint64_t pages, int final)
-{
-	Vmm__Stream__Round m = VMM__STREAM__ROUND__INIT;
-
-	m.has_round = 1, m.round = round;
-	m.has_pages = 1, m.pages = pages;
-	m.has_final = 1, m.final = final;
-	return vmm__stream_write_msg(s->c[0].xp, VMM_REC_ROUND, &m.base);
 }
 
 static void add_tx_stats(struct sender *s, struct vmm_migrate_round *rd, const uint64_t before[4])
@@ -222,82 +198,81 @@ static void snapshot_tx_stats(struct sender *s, uint64_t before[4])
 
 static int cancelled(struct sender *s)
 {
-	if (__atomic_load_n(&s->vm->migrate_cancel, __ATOMIC_ACQUIRE))
+	if (vmm__move_cancelled(s->vm))
 		return vmm__err(VMM_ECANCELED, "migration canceled");
 	return 0;
 }
 
-static int converge(struct sender *s, const struct vmm_migrate_round *rd)
+static int sink_begin(void *ctx, uint32_t round, uint64_t npages, int final)
 {
-	uint32_t pct = vmm__vm_throttle(s->vm);
+	struct sender *s = ctx;
+	Vmm__Stream__Round m = VMM__STREAM__ROUND__INIT;
 
-	if (!s->o.auto_converge)
-		return 0;
-	pct = vmm__policy_next_throttle(pct, rd->round, rd->dirty_rate_mbps, rd->bandwidth_mbps);
-	if (pct > s->st.max_throttle_pct)
-		s->st.max_throttle_pct = pct;
-	return pct != vmm__vm_throttle(s->vm) ? vmm__vm_set_throttle(s->vm, pct) : 0;
+	snapshot_tx_stats(s, s->before);
+	s->round_t0 = vmm__now_ns();
+	s->final = final;
+	m.has_round = 1, m.round = round;
+	m.has_pages = 1, m.pages = npages;
+	m.has_final = 1, m.final = final;
+	return vmm__stream_write_msg(s->c[0].xp, VMM_REC_ROUND, &m.base);
 }
 
-/* One round over s->pages; then the next round's set is synced into s->pages. Returns 1
- * in *done when the rest fits the downtime limit (or a cap is reached). */
-static int precopy_round(struct sender *s, uint32_t round, int *done)
+static int sink_copy(void *ctx, struct vmm__rounds *rs)
 {
-	struct vmm_migrate_round rd = { .round = round };
-	struct vmm__round_measure m;
-	uint64_t before[4], t_end, words = vmm__bitmap_words(s->npages);
+	struct sender *s = ctx;
 	int r;
 
-	snapshot_tx_stats(s, before);
-	s->round_t0 = vmm__now_ns();
-	rd.throttle_pct = vmm__vm_throttle(s->vm);
-	r = send_round_marker(s, round, vmm__bitmap_weight(s->pages, s->npages), 0);
-	if (!r)
-		r = send_round_pages(s);
+	s->rs = rs;
+	r = send_round_pages(s);
+	if (s->final) /* what is still queued goes with END, the state and COMPLETE */
+		return r;
 	/* Until the peer has it: otherwise the round's time is the time to fill socket
 	 * buffers, the bandwidth looks higher than the link and the downtime estimate lies
 	 * (and what is still queued would be paid for in the pause). */
 	for (unsigned i = 0; i < s->n && !r; i++)
 		r = vmm__xport_wait_sent(s->c[i].xp);
-	if (!r)
-		r = cancelled(s);
-	if (r)
-		return r;
-	t_end = vmm__now_ns();
-	memset(s->pages, 0, words * 8);
-	r = vmm__dirty_sync(&s->vm->dirty, s->pages);
-	if (r)
-		return r;
-	s->sync_ns = vmm__now_ns() - t_end;
-	add_tx_stats(s, &rd, before);
-	m = (struct vmm__round_measure){
-		.wire_bytes = rd.wire_bytes,
-		.duration_ns = t_end - s->round_t0,
-		.elapsed_ns = vmm__now_ns() - s->round_t0,
-		.remaining_bytes = vmm__bitmap_weight(s->pages, s->npages) * VMM_PAGE_SIZE,
-		/* What the pause costs besides the pages: the final sync, the state's capture
-		 * and load (rehearsed on the destination at hello), COMPLETE's round trip.
-		 * Without the state, a slow host's downtime exceeded its estimate 70-fold. */
-		.fixed_ns = vmm__xport_rtt_ns(s->c[0].xp) + s->sync_ns + s->state_cost_ns,
-	};
-	rd.duration_ns = m.duration_ns;
-	rd.bandwidth_mbps = vmm__policy_bandwidth(&m) / 1e6;
-	rd.dirty_rate_mbps = vmm__policy_dirty_rate(&m) / 1e6;
-	rd.remaining_bytes = m.remaining_bytes;
-	rd.expected_downtime_ns = vmm__policy_expected_downtime(&m);
-	s->st.rounds = round + 1;
+	return r ? r : cancelled(s);
+}
+
+static uint64_t sink_pass_bytes(void *ctx)
+{
+	struct sender *s = ctx;
+
+	return wire_bytes(s) - s->before[3];
+}
+
+/* Besides the pages and the final sync, the pause pays for the state's capture and load
+ * (rehearsed on the destination at hello) and COMPLETE's round trip. */
+static uint64_t sink_fixed_ns(void *ctx)
+{
+	struct sender *s = ctx;
+
+	return vmm__xport_rtt_ns(s->c[0].xp) + s->state_cost_ns;
+}
+
+static void sink_report(void *ctx, const struct vmm__rounds_report *rep)
+{
+	struct sender *s = ctx;
+	struct vmm_migrate_round rd = { .round = rep->round, .throttle_pct = rep->throttle_pct };
+
+	add_tx_stats(s, &rd, s->before);
+	rd.duration_ns = rep->m.duration_ns;
+	rd.bandwidth_mbps = vmm__policy_bandwidth(&rep->m) / 1e6;
+	rd.dirty_rate_mbps = vmm__policy_dirty_rate(&rep->m) / 1e6;
+	rd.remaining_bytes = rep->m.remaining_bytes;
+	rd.expected_downtime_ns = rep->expected_downtime_ns;
+	s->st.rounds = rep->round + 1;
 	s->st.expected_downtime_ns = rd.expected_downtime_ns;
+	s->st.max_throttle_pct = rep->max_throttle_pct;
 	if (s->o.progress)
 		s->o.progress(s->o.progress_opaque, &rd, &s->st);
-	*done = vmm__policy_should_stop(rd.expected_downtime_ns, s->o.downtime_limit_ns, round,
-					s->o.max_rounds, vmm__now_ns() - s->t0, s->o.max_time_ns);
-	return *done ? 0 : converge(s, &rd);
 }
 
 /* Waits until the destination has applied everything sent so far (protocol.h, SYNC), so
  * that the pause only pays for the last pages, not for a receive backlog. */
-static int sync_destination(struct sender *s)
+static int sync_destination(void *ctx)
 {
+	struct sender *s = ctx;
 	struct vmm__rec_hdr h;
 	uint8_t *p;
 	int r = 0;
@@ -311,19 +286,23 @@ static int sync_destination(struct sender *s)
 	return r;
 }
 
-/* ---- stop-and-copy and commit */
+static void sink_stable(void *ctx)
+{
+	struct sender *s = ctx;
+
+	for (unsigned i = 0; i < s->n; i++)
+		vmm__ram_tx_set_stable(s->c[i].tx, 1);
+}
+
+/* ---- after the last pages: the state and the commit */
 
 static int send_state(struct sender *s)
 {
-	struct vmm__machine_state ms;
 	uint8_t *buf = NULL;
 	size_t len = 0;
 	uint64_t t0 = vmm__now_ns();
-	int r = vmm__vm_state_capture(s->vm, &ms);
+	int r = vmm__move_state_encode(s->vm, &buf, &len);
 
-	if (!r)
-		r = vmm__machine_state_encode(&ms, &buf, &len);
-	vmm__machine_state_free(&ms);
 	s->st.capture_ns = vmm__now_ns() - t0;
 	if (!r)
 		r = vmm__stream_write_rec(s->c[0].xp, VMM_REC_STATE, buf, len);
@@ -350,48 +329,18 @@ static int wait_committed(struct sender *s)
 	return 0;
 }
 
-static int stop_and_copy(struct sender *s)
+/* The final round's pages are on their way: END, the state, COMPLETE, and COMMITTED. */
+static int commit(struct sender *s, uint64_t t_pause)
 {
 	struct vmm_migrate_round rd = { .final = 1, .round = s->st.rounds };
 	Vmm__Stream__Complete done = VMM__STREAM__COMPLETE__INIT;
-	uint64_t before[4], t_sync;
-	int r;
+	int r = 0;
 
-	/* The downtime starts as the pause does: the vCPUs stop during the call. */
-	s->t_pause = vmm__now_ns();
-	if (vmm_vm_run_state(s->vm) == VMM_VM_RUNNING) {
-		r = vmm_vm_pause(s->vm);
-		if (r)
-			return r;
-		s->paused = 1;
-	}
-	/* The guest may have exited during pre-copy (the VM is STOPPED, not PAUSED). Sending
-	 * it anyway would make the destination start vCPUs past the guest's exit, where it
-	 * hangs, while the exit itself is reported nowhere: fail instead and leave the
-	 * caller its stopped VM, whose vmm_vm_wait() still tells how the guest ended. */
-	if (vmm_vm_run_state(s->vm) != VMM_VM_PAUSED)
-		return vmm__err(VMM_ESTATE, "migrate: the VM stopped during pre-copy");
-	t_sync = vmm__now_ns();
-	s->st.pause_ns = t_sync - s->t_pause;
-	vmm__vm_set_throttle(s->vm, 0);
-	/* The guest cannot write now: one more sync catches what the last round missed. */
-	r = vmm__dirty_sync(&s->vm->dirty, s->pages);
-	if (r)
-		return r;
-	s->st.final_sync_ns = vmm__now_ns() - t_sync;
-	s->stable = 1;
-	for (unsigned i = 0; i < s->n; i++)
-		vmm__ram_tx_set_stable(s->c[i].tx, 1);
-	snapshot_tx_stats(s, before);
-	s->round_t0 = vmm__now_ns();
-	r = send_round_marker(s, rd.round, vmm__bitmap_weight(s->pages, s->npages), 1);
-	if (!r)
-		r = send_round_pages(s);
 	for (unsigned i = 0; i < s->n && !r; i++)
 		r = vmm__stream_write_rec(s->c[i].xp, VMM_REC_END, NULL, 0);
 	if (!r)
 		r = send_state(s);
-	add_tx_stats(s, &rd, before);
+	add_tx_stats(s, &rd, s->before);
 	done.has_pages_total = 1, done.pages_total = s->st.pages;
 	done.has_state_bytes = 1, done.state_bytes = s->st.state_bytes;
 	if (!r)
@@ -403,7 +352,7 @@ static int stop_and_copy(struct sender *s)
 	rd.duration_ns = vmm__now_ns() - s->round_t0;
 	rd.bandwidth_mbps = (double)rd.wire_bytes / ((double)rd.duration_ns / 1e9) / 1e6;
 	s->st.rounds++;
-	s->st.downtime_ns = vmm__now_ns() - s->t_pause;
+	s->st.downtime_ns = vmm__now_ns() - t_pause;
 	s->st.wire_bytes = wire_bytes(s);
 	if (s->o.progress)
 		s->o.progress(s->o.progress_opaque, &rd, &s->st);
@@ -462,14 +411,12 @@ static int setup(struct sender *s, struct vmm_vm *vm, const int *fds)
 	enum vmm__compress mode = s->o.compress == VMM_MIGRATE_COMPRESS_ZSTD ? VMM_COMPRESS_ZSTD
 				  : s->o.compress == VMM_MIGRATE_COMPRESS_AUTO ? VMM_COMPRESS_AUTO
 									 : VMM_COMPRESS_OFF;
-	struct vmm__xport_opts xo = { .timeout_ms = s->o.timeout_ms, .cancel = &vm->migrate_cancel };
+	struct vmm__xport_opts xo = { .timeout_ms = s->o.timeout_ms,
+				      .cancel = vmm__move_cancel_flag(vm) };
+	struct vmm__memory *mem = vmm__move_ram(vm);
 	int r = 0;
 
 	s->vm = vm;
-	s->npages = vm->mem.size / VMM_PAGE_SIZE;
-	s->pages = calloc(vmm__bitmap_words(s->npages), 8);
-	if (!s->pages)
-		return vmm__err(VMM_ENOMEM, "dirty bitmap");
 	if (getrandom(s->session, sizeof(s->session), 0) != sizeof(s->session))
 		return vmm__err_sys(VMM_ESYS, "getrandom");
 	for (unsigned i = 0; i < s->n && !r; i++) {
@@ -477,7 +424,8 @@ static int setup(struct sender *s, struct vmm_vm *vm, const int *fds)
 		s->c[i].idx = i;
 		r = vmm__xport_new(fds[i], &xo, &s->c[i].xp);
 		if (!r)
-			r = vmm__ram_tx_new(vm->mem.host, s->npages, mode, 1, &s->c[i].tx);
+			r = vmm__ram_tx_new(mem->host, mem->size / VMM_PAGE_SIZE, mode, 1,
+					    &s->c[i].tx);
 	}
 	return r;
 }
@@ -488,34 +436,49 @@ static void teardown(struct sender *s)
 		vmm__ram_tx_free(s->c[i].tx);
 		vmm__xport_free(s->c[i].xp);
 	}
-	free(s->pages);
-	pthread_mutex_destroy(&s->clear_lock);
 }
 
 static int migrate(struct sender *s)
 {
-	int done = 0, r = hello(s);
+	const struct vmm__rounds_sink sink = {
+		.ctx = s,
+		.begin = sink_begin,
+		.copy = sink_copy,
+		.pass_bytes = sink_pass_bytes,
+		.fixed_ns = sink_fixed_ns,
+		.report = sink_report,
+		.before_pause = sync_destination,
+		.stable = sink_stable,
+	};
+	const struct vmm__rounds_opts ro = {
+		.live = 1,
+		.downtime_limit_ns = s->o.downtime_limit_ns,
+		.max_rounds = s->o.max_rounds,
+		.max_time_ns = s->o.max_time_ns,
+		.t0 = s->t0,
+		.auto_converge = s->o.auto_converge,
+		.stopped_why = "migrate: the VM stopped during pre-copy",
+	};
+	int r = hello(s);
 
 	if (r)
 		return r;
-	if (!vmm__dirty_backend(&s->vm->dirty)) {
-		r = vmm__dirty_start(&s->vm->dirty);
+	if (!vmm__dirty_backend(vmm__move_dirty(s->vm))) {
+		r = vmm__dirty_start(vmm__move_dirty(s->vm));
 		if (r)
 			return r;
 		s->tracking = 1;
 	}
-	/* Round 0: every page ever written (never-touched pages are holes, never read). */
-	if (s->vm->mem.memfd < 0)
-		vmm__bitmap_set_range(s->pages, 0, s->npages);
-	else
-		r = vmm__memory_populated(&s->vm->mem, s->pages);
-	for (uint32_t round = 0; !r && !done; round++)
-		r = precopy_round(s, round, &done);
-	if (!r)
-		r = sync_destination(s);
-	if (!r)
-		r = stop_and_copy(s);
-	return r;
+	/* A guest that exited during pre-copy (STOPPED, not PAUSED) fails the pause: sending
+	 * it anyway would make the destination start vCPUs past the guest's exit, where it
+	 * hangs, while the exit itself is reported nowhere. The caller keeps its stopped VM,
+	 * whose vmm_vm_wait() still tells how the guest ended. */
+	r = vmm__rounds_run(s->vm, &ro, &sink, &s->res);
+	s->st.pause_ns = s->res.pause_ns;
+	s->st.final_sync_ns = s->res.final_sync_ns;
+	if (s->res.max_throttle_pct > s->st.max_throttle_pct)
+		s->st.max_throttle_pct = s->res.max_throttle_pct;
+	return r ? r : commit(s, s->res.t_pause);
 }
 
 /* Tells the destination why, briefly: a dead or stalled peer must not hold up the
@@ -551,7 +514,6 @@ static int send_fds(struct vmm_vm *vm, const int *fds, unsigned nfds,
 		return r;
 	}
 	s->n = s->o.connections;
-	pthread_mutex_init(&s->clear_lock, NULL);
 	s->t0 = vmm__now_ns();
 	st = vmm_vm_run_state(vm);
 	if (s->n < 1 || s->n > VMM_MIGRATE_MAX_CONNS || nfds != s->n)
@@ -565,18 +527,16 @@ static int send_fds(struct vmm_vm *vm, const int *fds, unsigned nfds,
 		r = setup(s, vm, fds);
 	if (!r)
 		r = migrate(s);
-	vmm__vm_set_throttle(vm, 0);
+	vmm__move_set_throttle(vm, 0);
 	if (s->tracking)
-		vmm__dirty_stop(&vm->dirty);
+		vmm__dirty_stop(vmm__move_dirty(vm));
 	if (!r) {
-		pthread_mutex_lock(&vm->lock);
-		vm->migrated = 1;
-		pthread_mutex_unlock(&vm->lock);
+		vmm__move_set_migrated(vm);
 	} else {
 		/* Tell the destination why, if it still listens, and run on as before. */
 		notify_failure(s, r);
-		if (s->paused)
-			vmm_vm_resume(vm);
+		if (s->res.paused_by_us)
+			vmm__move_resume(vm);
 	}
 	s->st.total_ns = vmm__now_ns() - s->t0;
 	s->st.compression_ratio = s->st.wire_bytes ? (double)s->st.raw_bytes /
@@ -593,7 +553,7 @@ int vmm_migrate_send(struct vmm_vm *vm, const int *fds, unsigned nfds,
 		     const struct vmm_migrate_opts *opts, struct vmm_migrate_stats *stats)
 {
 	if (vm)
-		__atomic_store_n(&vm->migrate_cancel, 0, __ATOMIC_RELEASE);
+		vmm__move_cancel(vm, 0);
 	return send_fds(vm, fds, nfds, opts, stats);
 }
 
@@ -650,14 +610,14 @@ int vmm_migrate_send_to(struct vmm_vm *vm, const char *host, uint16_t port,
 	if (!vm || !host || o.connections < 1 || o.connections > VMM_MIGRATE_MAX_CONNS)
 		return vmm__err(VMM_EINVAL, "host or connection count");
 	/* Cleared before connecting, so a cancel during the connect is not lost. */
-	__atomic_store_n(&vm->migrate_cancel, 0, __ATOMIC_RELEASE);
+	vmm__move_cancel(vm, 0);
 	/* The control connection first: the destination accepts the rest after its hello
 	 * reply, but the kernel's backlog holds them until then. */
 	for (; n < o.connections && !r; n++)
 		r = dial(host, port, o.timeout_ms, &fds[n]);
 	if (r)
 		n--;
-	if (!r && __atomic_load_n(&vm->migrate_cancel, __ATOMIC_ACQUIRE))
+	if (!r && vmm__move_cancelled(vm))
 		r = vmm__err(VMM_ECANCELED, "migration canceled");
 	if (!r)
 		r = send_fds(vm, fds, n, &o, stats);

@@ -7,6 +7,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,10 +22,9 @@
 #include "memory.h"
 #include "protocol.h"
 #include "ram.h"
-#include "state_codec.h"
 #include "stream.h"
 #include "stream.pb-c.h"
-#include "vm_internal.h"
+#include "vm_move.h"
 #include "vm_shape.h"
 #include "vmm/migrate.h"
 
@@ -115,32 +115,6 @@ static int reply(struct rconn *c, int code, const char *reason, uint64_t rehears
 	return vmm__stream_write_msg(c->xp, VMM_REC_HELLO_REPLY, &m.base);
 }
 
-/* Times what the machine state will cost in the source's downtime: the new VM's own state
- * captured, encoded, decoded and loaded back, the same KVM calls and codec work as the
- * capture on the source and the load here at stop-and-copy (on a slower host these, not
- * the pages, are most of the pause). Harmless: the VM has not run, and the real state
- * overwrites all of it. 0 (no figure) if a step fails; the real load reports the cause. */
-static uint64_t rehearse_state(struct vmm_vm *vm)
-{
-	struct vmm__machine_state ms, back;
-	uint64_t t0 = vmm__now_ns();
-	uint8_t *buf = NULL;
-	size_t len = 0;
-	int r = vmm__vm_state_capture(vm, &ms);
-
-	if (!r)
-		r = vmm__machine_state_encode(&ms, &buf, &len);
-	vmm__machine_state_free(&ms);
-	memset(&back, 0, sizeof(back));
-	if (!r)
-		r = vmm__machine_state_decode(buf, len, &back);
-	free(buf);
-	if (!r)
-		r = vmm__vm_state_apply(vm, &back);
-	vmm__machine_state_free(&back);
-	return r ? 0 : vmm__now_ns() - t0;
-}
-
 /* Checks the sender's hello and builds the VM; refuses with the reason otherwise. */
 static int accept_hello(struct receiver *rv, const Vmm__Stream__Hello *h)
 {
@@ -165,8 +139,13 @@ static int accept_hello(struct receiver *rv, const Vmm__Stream__Hello *h)
 		cfg.log_opaque = rv->o.log_opaque;
 		r = vmm_vm_create(&cfg, &rv->vm);
 	}
-	if (!r && h->shape->has_cpuid_digest && h->shape->cpuid_digest != vmm__cpuid_digest(rv->vm))
-		vmm__log(rv->vm, VMM_LOG_WARN, "source host has other CPU features");
+	if (!r && h->shape->has_cpuid_digest) {
+		struct vmm__move_shape sh;
+
+		vmm__move_shape(rv->vm, &sh);
+		if (h->shape->cpuid_digest != sh.cpuid_digest)
+			vmm__move_warn(rv->vm, "source host has other CPU features");
+	}
 	if (r) {
 		char reason[512];
 
@@ -177,7 +156,7 @@ static int accept_hello(struct receiver *rv, const Vmm__Stream__Hello *h)
 	rv->n = h->connections;
 	memcpy(rv->session_buf, h->session_id.data, h->session_id.len);
 	rv->session = (ProtobufCBinaryData){ h->session_id.len, rv->session_buf };
-	return reply(&rv->c[0], 0, NULL, rehearse_state(rv->vm));
+	return reply(&rv->c[0], 0, NULL, vmm__move_state_rehearse(rv->vm));
 }
 
 /* The extra connections, in whatever order they arrive. */
@@ -279,11 +258,12 @@ static void *conn_thread(void *arg)
 
 static int receive_all(struct receiver *rv)
 {
-	uint64_t npages = rv->vm->mem.size / VMM_PAGE_SIZE;
+	struct vmm__memory *mem = vmm__move_ram(rv->vm);
+	uint64_t npages = mem->size / VMM_PAGE_SIZE;
 	int r = 0;
 
 	for (unsigned i = 0; i < rv->n && !r; i++)
-		r = vmm__ram_rx_new(rv->vm->mem.host, npages, 1, &rv->c[i].rx);
+		r = vmm__ram_rx_new(mem->host, npages, 1, &rv->c[i].rx);
 	for (unsigned i = 1; i < rv->n && !r; i++) {
 		if (pthread_create(&rv->c[i].thread, NULL, conn_thread, &rv->c[i]))
 			r = vmm__err(VMM_ESYS, "receiver thread");
@@ -309,7 +289,6 @@ static int receive_all(struct receiver *rv)
 
 static int receive_state(struct receiver *rv)
 {
-	struct vmm__machine_state ms;
 	struct vmm__rec_hdr h;
 	Vmm__Stream__Complete *done = NULL;
 	Vmm__Stream__Committed ok = VMM__STREAM__COMMITTED__INIT;
@@ -320,12 +299,9 @@ static int receive_state(struct receiver *rv)
 	if (r)
 		return r;
 	t0 = vmm__now_ns();
-	memset(&ms, 0, sizeof(ms));
-	r = vmm__machine_state_decode(p, h.len, &ms);
+	/* Marks the VM loaded too: if what follows fails, the VM is destroyed unstarted. */
+	r = vmm__move_state_install(rv->vm, p, h.len, VMM_ESTATEDATA);
 	free(p);
-	if (!r)
-		r = vmm__vm_state_apply(rv->vm, &ms);
-	vmm__machine_state_free(&ms);
 	if (!r)
 		r = vmm__stream_read_rec(rv->c[0].xp, VMM_REC_COMPLETE, &h, &p);
 	if (r)
@@ -335,9 +311,6 @@ static int receive_state(struct receiver *rv)
 	if (!done)
 		return vmm__err(VMM_EPROTO, "unparsable complete record");
 	vmm__stream__complete__free_unpacked(done, NULL);
-	pthread_mutex_lock(&rv->vm->lock);
-	rv->vm->loaded = 1;
-	pthread_mutex_unlock(&rv->vm->lock);
 	ok.has_apply_ns = 1, ok.apply_ns = vmm__now_ns() - t0;
 	return vmm__stream_write_msg(rv->c[0].xp, VMM_REC_COMMITTED, &ok.base);
 }

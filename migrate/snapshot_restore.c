@@ -11,9 +11,8 @@
 #include "error_internal.h"
 #include "opts.h"
 #include "snapshot_file.h"
-#include "state_codec.h"
 #include "stream.h"
-#include "vm_internal.h"
+#include "vm_move.h"
 #include "vm_shape.h"
 #include "vmm/snapshot.h"
 
@@ -82,7 +81,7 @@ static int open_chain(const char *path, struct vmm__snap *chain, int *n)
 static int build_vm(struct vmm__snap *base, const struct vmm_restore_opts *o, struct vmm_vm **vm)
 {
 	struct vmm_vm_config cfg;
-	struct vmm__mem_backing backing = { base->fd, base->pre.ram_off };
+	struct vmm__move_shape sh;
 	int lazy = o->mode == VMM_RESTORE_LAZY;
 	int r;
 
@@ -94,33 +93,14 @@ static int build_vm(struct vmm__snap *base, const struct vmm_restore_opts *o, st
 	cfg.serial_opaque = o->serial_opaque;
 	cfg.log = o->log;
 	cfg.log_opaque = o->log_opaque;
-	r = vmm__vm_create(&cfg, lazy ? &backing : NULL, vm);
+	r = vmm__move_create(&cfg, lazy ? base->fd : -1, base->pre.ram_off, vm);
 	if (r)
 		return r;
+	vmm__move_shape(*vm, &sh);
 	if (base->meta->hello->shape->has_cpuid_digest &&
-	    base->meta->hello->shape->cpuid_digest != vmm__cpuid_digest(*vm))
-		vmm__log(*vm, VMM_LOG_WARN, "snapshot was taken on a host with other CPU features");
-	return lazy ? 0 : vmm__snap_read_ram(base, (*vm)->mem.host, 1);
-}
-
-static int apply_state(struct vmm_vm *vm, const Vmm__Stream__SnapshotMeta *m)
-{
-	struct vmm__machine_state ms;
-	int r;
-
-	memset(&ms, 0, sizeof(ms));
-	r = vmm__machine_state_decode(m->machine_state.data, m->machine_state.len, &ms);
-	if (r == VMM_ESTATEDATA)
-		r = vmm__err(VMM_ECORRUPT, "machine state: %s", vmm_last_error());
-	if (!r)
-		r = vmm__vm_state_apply(vm, &ms);
-	vmm__machine_state_free(&ms);
-	if (!r) {
-		pthread_mutex_lock(&vm->lock);
-		vm->loaded = 1;
-		pthread_mutex_unlock(&vm->lock);
-	}
-	return r;
+	    base->meta->hello->shape->cpuid_digest != sh.cpuid_digest)
+		vmm__move_warn(*vm, "snapshot was taken on a host with other CPU features");
+	return lazy ? 0 : vmm__snap_read_ram(base, vmm__move_ram(*vm)->host, 1);
 }
 
 int vmm_snapshot_restore(const char *path, const struct vmm_restore_opts *opts,
@@ -144,9 +124,12 @@ int vmm_snapshot_restore(const char *path, const struct vmm_restore_opts *opts,
 		r = build_vm(&chain[n - 1], &o, &vm);
 	/* Increments apply oldest first; the newest one holds the machine state. */
 	for (int i = n - 2; !r && i >= 0; i--)
-		r = vmm__snap_read_ram(&chain[i], vm->mem.host, 0);
+		r = vmm__snap_read_ram(&chain[i], vmm__move_ram(vm)->host, 0);
 	if (!r)
-		r = apply_state(vm, chain[0].meta);
+		/* The file's checksums vouched for these bytes: if they do not decode, the file
+		 * is corrupt rather than the state merely unusable. */
+		r = vmm__move_state_install(vm, chain[0].meta->machine_state.data,
+					    chain[0].meta->machine_state.len, VMM_ECORRUPT);
 	for (int i = 0; i < n; i++)
 		vmm__snap_close(&chain[i]);
 	if (r) {

@@ -23,15 +23,12 @@
 #include "memory.h"
 #include "ram.h"
 #include "snapshot_file.h"
-#include "state_codec.h"
+#include "snapshot_ram_writer.h"
 #include "stream.h"
-#include "vm_internal.h"
+#include "vm_move.h"
 #include "vm_shape.h"
 #include "vmm/snapshot.h"
 #include "xport.h"
-
-#define RUN_PAGES 256     /* largest single write: 1 MiB */
-#define CHUNK_PAGES 4096  /* dirty pages are re-protected this many at a time */
 
 struct save {
 	struct vmm_vm *vm;
@@ -44,11 +41,7 @@ struct save {
 	struct vmm__xport *sx; /* sequential batch writes on fd */
 	struct vmm__ram_tx *tx;
 	int image;
-	uint64_t npages;
-	uint64_t *hashes;  /* image: XXH3 of each page as last written */
-	uint64_t *written; /* image: pages holding data in the file */
-	uint64_t *pages;   /* the set to write this round */
-	uint64_t zero_hash;
+	struct vmm__snap_ram_writer w;
 	uint8_t id[16];
 	Vmm__Stream__SnapshotMeta *parent;
 	int paused_by_us;
@@ -97,218 +90,33 @@ static void close_files(struct save *s)
 	s->fd = s->dfd = -1;
 }
 
-/* ---- RAM image: pages at fixed offsets */
+/* ---- RAM: the rounds engine into the RAM writer */
 
-static int queue_run(struct save *s, uint64_t first, uint64_t n)
+static int write_ram(struct save *s, uint64_t t0)
 {
-	struct iovec iov = { s->vm->mem.host + first * VMM_PAGE_SIZE, n * VMM_PAGE_SIZE };
+	struct vmm__rounds_sink sink;
+	struct vmm__rounds_result res;
+	const struct vmm__rounds_opts ro = {
+		.live = (s->o.flags & VMM_SNAPSHOT_LIVE) && vmm_vm_run_state(s->vm) == VMM_VM_RUNNING,
+		.first_from_tracker = !!(s->o.flags & VMM_SNAPSHOT_INCREMENTAL),
+		/* the next incremental counts from this snapshot's copy of each page */
+		.clear_final = !!(s->o.flags & VMM_SNAPSHOT_TRACK),
+		.downtime_limit_ns = s->o.live_target_pause_ns,
+		.max_rounds = s->o.live_max_rounds,
+		.t0 = t0,
+		.stopped_why = "the guest stopped during the snapshot",
+	};
+	int r;
 
-	s->st.ram_bytes += iov.iov_len;
-	return vmm__xport_pwritev_queued(s->qx, VMM_SNAP_RAM_OFFSET + first * VMM_PAGE_SIZE, &iov, 1);
-}
-
-/* A zero page that leaves the file: punched out if an earlier round wrote it. */
-static int drop_zero_page(struct save *s, uint64_t p)
-{
-	if (!vmm__bitmap_test(s->written, p))
-		return 0;
-	s->written[p / 64] &= ~(1ull << (p % 64));
-	if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		      (off_t)(VMM_SNAP_RAM_OFFSET + p * VMM_PAGE_SIZE), VMM_PAGE_SIZE) < 0)
-		return vmm__err_sys(VMM_EIO, "punch a zero page");
-	return 0;
-}
-
-/* The write run being built: [start, start + len) holds data; the `zeros` zero pages
- * after it join the run (written as zeros) if more data follows within ZERO_GAP_PAGES,
- * because one 4 KiB O_DIRECT write per isolated data page costs far more than writing a
- * few zero pages (measured: half-zero memory saved at 0.3x dd before this). */
-#define ZERO_GAP_PAGES 16
-
-struct run {
-	uint64_t start, len, zeros;
-};
-
-static int run_close(struct save *s, struct run *rn)
-{
-	int r = rn->len ? queue_run(s, rn->start, rn->len) : 0;
-
-	for (uint64_t i = 0; i < rn->zeros && !r; i++)
-		r = drop_zero_page(s, rn->start + rn->len + i);
-	*rn = (struct run){ 0 };
-	return r;
-}
-
-/* Writes the pages of [first, first + n) set in s->pages, hashing each; all-zero pages
- * stay holes unless they fill a short gap inside a run of data. */
-static int image_write_chunk(struct save *s, uint64_t first, uint64_t n)
-{
-	struct run rn = { 0 };
-	int r = 0;
-
-	for (uint64_t p = first; p < first + n && !r; p++) {
-		const uint8_t *pg = s->vm->mem.host + p * VMM_PAGE_SIZE;
-		int adjacent = rn.len && p == rn.start + rn.len + rn.zeros;
-
-		if (!vmm__bitmap_test(s->pages, p)) {
-			if (rn.len)
-				r = run_close(s, &rn);
-			continue;
-		}
-		if (vmm__page_is_zero(pg)) {
-			s->st.zero_pages++;
-			s->hashes[p] = s->zero_hash;
-			if (adjacent && rn.zeros < ZERO_GAP_PAGES)
-				rn.zeros++;
-			else if (rn.len)
-				r = run_close(s, &rn) ?: drop_zero_page(s, p);
-			else
-				r = drop_zero_page(s, p);
-			continue;
-		}
-		s->hashes[p] = XXH3_64bits(pg, VMM_PAGE_SIZE);
-		s->st.pages_written++;
-		if (adjacent && rn.len + rn.zeros < RUN_PAGES) {
-			/* the gap's zero pages are written too: they are data in the file now */
-			for (uint64_t z = rn.start + rn.len; z < p; z++)
-				vmm__bitmap_set(s->written, z);
-			rn.len += rn.zeros + 1;
-			rn.zeros = 0;
-		} else {
-			r = run_close(s, &rn);
-			rn = (struct run){ p, 1, 0 };
-		}
-		vmm__bitmap_set(s->written, p);
-	}
-	if (!r)
-		r = run_close(s, &rn);
-	return r;
-}
-
-static int batch_write_chunk(struct save *s, uint64_t first, uint64_t n)
-{
-	int r = 0;
-
-	for (uint64_t p = first; p < first + n && !r; p++)
-		if (vmm__bitmap_test(s->pages, p))
-			r = vmm__ram_tx_add(s->tx, s->sx, p);
-	return r;
-}
-
-/* One pass over s->pages. With a tracker, each chunk is re-protected right before it is
- * read, so a write that lands after the read shows up in the next sync. */
-static int write_round(struct save *s, int tracking)
-{
-	int r = 0;
-
-	for (uint64_t first = 0; first < s->npages && !r; first += CHUNK_PAGES) {
-		uint64_t n = s->npages - first < CHUNK_PAGES ? s->npages - first : CHUNK_PAGES;
-		uint64_t words = (n + 63) / 64;
-
-		if (!vmm__bitmap_any(s->pages + first / 64, words))
-			continue;
-		if (tracking)
-			r = vmm__dirty_clear(&s->vm->dirty, s->pages, first, (n + 63) & ~63ull);
-		if (!r)
-			r = s->image ? image_write_chunk(s, first, n) : batch_write_chunk(s, first, n);
-	}
-	if (!r)
-		r = s->image ? vmm__xport_drain(s->qx) : vmm__ram_tx_flush(s->tx, s->sx);
-	if (!s->image) { /* batches count their own pages */
-		const struct vmm__ram_tx_stats *t = vmm__ram_tx_stats(s->tx);
-
-		s->st.pages_written = t->pages - t->zero_pages;
-		s->st.zero_pages = t->zero_pages;
-		s->st.ram_bytes = t->wire_bytes;
-	}
-	s->st.rounds++;
-	return r;
-}
-
-/* ---- rounds */
-
-static int pause_vm(struct save *s)
-{
-	int r = 0;
-
-	switch (vmm_vm_run_state(s->vm)) {
-	case VMM_VM_RUNNING:
-		r = vmm_vm_pause(s->vm);
-		if (!r)
-			s->paused_by_us = 1;
-		break;
-	case VMM_VM_PAUSED:
-		break;
-	default: /* the guest ended during a live snapshot: its state is not worth keeping */
-		r = vmm__err(VMM_ESTATE, "the guest stopped during the snapshot");
-	}
-	s->t_pause = vmm__now_ns();
-	return r;
-}
-
-/* The set of pages the first pass writes. */
-static int initial_pages(struct save *s)
-{
-	uint64_t words = vmm__bitmap_words(s->npages);
-
-	memset(s->pages, 0, words * 8);
-	if (s->o.flags & VMM_SNAPSHOT_INCREMENTAL)
-		return vmm__dirty_sync(&s->vm->dirty, s->pages);
-	if (s->vm->mem.memfd < 0) { /* RAM mapped from a file: no holes to find */
-		vmm__bitmap_set_range(s->pages, 0, s->npages);
-		return 0;
-	}
-	return vmm__memory_populated(&s->vm->mem, s->pages);
-}
-
-static int live_rounds(struct save *s)
-{
-	uint64_t words = vmm__bitmap_words(s->npages);
-	int r = initial_pages(s);
-
-	if (r)
-		return r;
-	for (uint32_t round = 0;; round++) {
-		uint64_t t0 = vmm__now_ns(), bytes0 = s->st.ram_bytes, dirty;
-		double bw;
-
-		r = write_round(s, 1);
-		if (r)
-			return r;
-		bw = (double)(s->st.ram_bytes - bytes0) /
-		     ((double)(vmm__now_ns() - t0) / 1e9 + 1e-9);
-		memset(s->pages, 0, words * 8);
-		r = vmm__dirty_sync(&s->vm->dirty, s->pages);
-		if (r)
-			return r;
-		dirty = vmm__bitmap_weight(s->pages, s->npages) * VMM_PAGE_SIZE;
-		/* Stop when what is left would fit the pause target at this round's speed. */
-		if (round + 1 >= s->o.live_max_rounds || bw <= 0 ||
-		    (double)dirty / bw * 1e9 <= (double)s->o.live_target_pause_ns)
-			break;
-	}
-	r = pause_vm(s);
-	if (r)
-		return r;
-	/* The last sync happened while the guest ran: sync again now that it cannot write. */
-	r = vmm__dirty_sync(&s->vm->dirty, s->pages);
-	if (r)
-		return r;
-	if (s->tx)
-		vmm__ram_tx_set_stable(s->tx, 1);
-	return write_round(s, 1);
-}
-
-static int paused_pass(struct save *s, int tracking)
-{
-	int r = pause_vm(s);
-
-	if (!r)
-		r = initial_pages(s);
-	if (s->tx)
-		vmm__ram_tx_set_stable(s->tx, 1);
-	if (!r)
-		r = write_round(s, tracking);
+	s->w.fd = s->fd;
+	s->w.qx = s->qx;
+	s->w.sx = s->sx;
+	s->w.tx = s->tx;
+	vmm__snap_ram_writer_sink(&s->w, &sink);
+	r = vmm__rounds_run(s->vm, &ro, &sink, &res);
+	s->paused_by_us = res.paused_by_us;
+	/* A snapshot's pause counts from when the guest stood still. */
+	s->t_pause = res.t_pause + res.pause_ns;
 	return r;
 }
 
@@ -316,16 +124,12 @@ static int paused_pass(struct save *s, int tracking)
 
 static int write_meta(struct save *s, struct vmm__snap_preamble *pre, uint64_t off)
 {
-	struct vmm__machine_state ms;
 	struct vmm__hello_buf hb;
 	Vmm__Stream__SnapshotMeta m = VMM__STREAM__SNAPSHOT_META__INIT;
 	uint8_t *state = NULL, *buf = NULL;
 	size_t state_len = 0, len;
-	int r = vmm__vm_state_capture(s->vm, &ms);
+	int r = vmm__move_state_encode(s->vm, &state, &state_len);
 
-	if (!r)
-		r = vmm__machine_state_encode(&ms, &state, &state_len);
-	vmm__machine_state_free(&ms);
 	if (r)
 		return r;
 	vmm__hello_from_vm(s->vm, pre->required_features, &hb);
@@ -370,12 +174,12 @@ static int write_tail(struct save *s)
 	pre.ram_off = VMM_SNAP_RAM_OFFSET;
 	if (s->image) {
 		pre.required_features = VMM_FEAT_RAM_IMAGE;
-		pre.ram_len = s->vm->mem.size;
-		pre.hashes_off = VMM_SNAP_RAM_OFFSET + s->vm->mem.size;
-		pre.hashes_len = s->npages * 8;
-		pre.hashes_hash = XXH3_64bits(s->hashes, pre.hashes_len);
+		pre.ram_len = s->w.npages * VMM_PAGE_SIZE;
+		pre.hashes_off = VMM_SNAP_RAM_OFFSET + pre.ram_len;
+		pre.hashes_len = s->w.npages * 8;
+		pre.hashes_hash = XXH3_64bits(s->w.hashes, pre.hashes_len);
 		vmm__xport_seek(s->sx, pre.hashes_off);
-		r = vmm__xport_write(s->sx, s->hashes, pre.hashes_len);
+		r = vmm__xport_write(s->sx, s->w.hashes, pre.hashes_len);
 		off = pre.hashes_off + pre.hashes_len;
 	} else {
 		pre.required_features = VMM_FEAT_RAM_BATCHES;
@@ -435,11 +239,12 @@ static int commit_file(struct save *s, const char *path)
 static int check_parent(struct save *s)
 {
 	struct vmm__snap ps;
+	uint8_t base[16];
 	int r;
 
 	if (!s->o.parent)
 		return vmm__err(VMM_EINVAL, "incremental snapshot without a parent");
-	if (!vmm__dirty_backend(&s->vm->dirty) || !s->vm->track_base_valid)
+	if (!vmm__dirty_backend(vmm__move_dirty(s->vm)) || !vmm__move_track_base(s->vm, base))
 		return vmm__err(VMM_EINVAL, "incremental snapshot: the VM has not been tracking "
 					    "dirty pages since a snapshot (save the parent with "
 					    "VMM_SNAPSHOT_TRACK)");
@@ -447,7 +252,7 @@ static int check_parent(struct save *s)
 	if (r)
 		return r;
 	if (!ps.meta->has_id || ps.meta->id.len != 16 ||
-	    memcmp(ps.meta->id.data, s->vm->track_base_id, 16)) {
+	    memcmp(ps.meta->id.data, base, 16)) {
 		vmm__snap_close(&ps);
 		return vmm__err(VMM_EINVAL, "%s is not the snapshot the VM has tracked since",
 				s->o.parent);
@@ -460,25 +265,16 @@ static int check_parent(struct save *s)
 
 static int setup(struct save *s, struct vmm_vm *vm, const char *path)
 {
-	uint8_t zero[VMM_PAGE_SIZE] = { 0 };
-	uint64_t words;
+	struct vmm__memory *mem = vmm__move_ram(vm);
 	int live = (s->o.flags & VMM_SNAPSHOT_LIVE) && vmm_vm_run_state(vm) == VMM_VM_RUNNING;
 	int r;
 
 	s->vm = vm;
-	s->npages = vm->mem.size / VMM_PAGE_SIZE;
 	s->image = !(s->o.flags & (VMM_SNAPSHOT_COMPRESS | VMM_SNAPSHOT_INCREMENTAL));
-	s->zero_hash = XXH3_64bits(zero, sizeof(zero));
-	words = vmm__bitmap_words(s->npages);
-	s->pages = calloc(words, 8);
-	if (s->image) {
-		s->hashes = malloc(s->npages * 8);
-		s->written = calloc(words, 8);
-	}
-	if (!s->pages || (s->image && (!s->hashes || !s->written)))
-		return vmm__err(VMM_ENOMEM, "snapshot bitmaps");
-	for (uint64_t i = 0; s->image && i < s->npages; i++)
-		s->hashes[i] = s->zero_hash;
+	r = vmm__snap_ram_writer_init(&s->w, mem->host, mem->size / VMM_PAGE_SIZE, s->image,
+				      &s->st);
+	if (r)
+		return r;
 	if (getrandom(s->id, sizeof(s->id), 0) != sizeof(s->id))
 		return vmm__err_sys(VMM_ESYS, "getrandom");
 	if (s->o.flags & VMM_SNAPSHOT_INCREMENTAL) {
@@ -487,15 +283,15 @@ static int setup(struct save *s, struct vmm_vm *vm, const char *path)
 			return r;
 	}
 	/* A tracker is needed for live rounds, and kept for a later incremental. */
-	if ((live || (s->o.flags & VMM_SNAPSHOT_TRACK)) && !vmm__dirty_backend(&vm->dirty)) {
-		r = vmm__dirty_start(&vm->dirty);
+	if ((live || (s->o.flags & VMM_SNAPSHOT_TRACK)) && !vmm__dirty_backend(vmm__move_dirty(vm))) {
+		r = vmm__dirty_start(vmm__move_dirty(vm));
 		if (r)
 			return r;
 	}
 	r = open_tmp(s, path);
 	if (r)
 		return r;
-	if (s->image && ftruncate(s->fd, (off_t)(VMM_SNAP_RAM_OFFSET + vm->mem.size)) < 0)
+	if (s->image && ftruncate(s->fd, (off_t)(VMM_SNAP_RAM_OFFSET + mem->size)) < 0)
 		return vmm__err_sys(errno == EFBIG || errno == ENOSPC ? VMM_ENOSPC : VMM_EIO,
 				    "size the snapshot file");
 	struct vmm__xport_opts fo = { .is_file = 1 };
@@ -504,7 +300,7 @@ static int setup(struct save *s, struct vmm_vm *vm, const char *path)
 	if (!r)
 		r = vmm__xport_new(s->fd, &fo, &s->sx);
 	if (!r && !s->image)
-		r = vmm__ram_tx_new(vm->mem.host, s->npages,
+		r = vmm__ram_tx_new(mem->host, mem->size / VMM_PAGE_SIZE,
 				    (s->o.flags & VMM_SNAPSHOT_COMPRESS) ? VMM_COMPRESS_ZSTD
 									 : VMM_COMPRESS_COPY,
 				    s->o.compress_level, &s->tx);
@@ -520,17 +316,16 @@ static int finish(struct save *s, const char *path)
 	int r;
 
 	if (s->o.flags & VMM_SNAPSHOT_TRACK) {
-		memcpy(s->vm->track_base_id, s->id, 16);
-		s->vm->track_base_valid = 1;
+		vmm__move_set_track_base(s->vm, s->id);
 	} else {
-		vmm__dirty_stop(&s->vm->dirty);
-		s->vm->track_base_valid = 0;
+		vmm__dirty_stop(vmm__move_dirty(s->vm));
+		vmm__move_set_track_base(s->vm, NULL);
 	}
 	/* Resume before the fsync so the pause does not pay for the disk; with STOP, the file
 	 * must be safe before the VM is given up. */
 	if (!stop && s->paused_by_us) {
 		s->st.pause_ns = vmm__now_ns() - s->t_pause;
-		vmm_vm_resume(s->vm);
+		vmm__move_resume(s->vm);
 		s->paused_by_us = 0;
 	}
 	r = commit_file(s, path);
@@ -548,6 +343,7 @@ int vmm_snapshot_save(struct vmm_vm *vm, const char *path, const struct vmm_snap
 		      struct vmm_snapshot_stats *stats)
 {
 	struct save s;
+	uint8_t base[16];
 	uint64_t t0 = vmm__now_ns();
 	enum vmm_vm_run_state st;
 	int r;
@@ -565,9 +361,7 @@ int vmm_snapshot_save(struct vmm_vm *vm, const char *path, const struct vmm_snap
 		return vmm__err(VMM_ESTATE, "snapshot: the VM is %s", vmm_vm_run_state_name(st));
 	r = setup(&s, vm, path);
 	if (!r)
-		r = (s.o.flags & VMM_SNAPSHOT_LIVE) && st == VMM_VM_RUNNING
-			    ? live_rounds(&s)
-			    : paused_pass(&s, vmm__dirty_backend(&vm->dirty) != 0);
+		r = write_ram(&s, t0);
 	if (!r)
 		r = write_tail(&s);
 	if (!r)
@@ -578,17 +372,15 @@ int vmm_snapshot_save(struct vmm_vm *vm, const char *path, const struct vmm_snap
 		/* Nothing under the final name; the VM runs on as it was. */
 		if (s.tmp[0])
 			unlink(s.tmp);
-		if (!(s.o.flags & VMM_SNAPSHOT_TRACK) || !vm->track_base_valid)
-			vmm__dirty_stop(&vm->dirty);
+		if (!(s.o.flags & VMM_SNAPSHOT_TRACK) || !vmm__move_track_base(vm, base))
+			vmm__dirty_stop(vmm__move_dirty(vm));
 		if (s.paused_by_us)
-			vmm_vm_resume(vm);
+			vmm__move_resume(vm);
 	}
 	close_files(&s);
 	vmm__ram_tx_free(s.tx);
 	vmm__stream__snapshot_meta__free_unpacked(s.parent, NULL);
-	free(s.pages);
-	free(s.hashes);
-	free(s.written);
+	vmm__snap_ram_writer_free(&s.w);
 	s.st.total_ns = vmm__now_ns() - t0;
 	if (stats)
 		*stats = s.st;

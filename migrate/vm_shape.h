@@ -22,7 +22,5 @@ void vmm__hello_from_vm(struct vmm_vm *vm, uint64_t required_features,
 int vmm__hello_check(const Vmm__Stream__Hello *h);
 /* A config for a VM of h's shape (h must have passed vmm__hello_check). */
 void vmm__hello_to_config(const Vmm__Stream__Hello *h, struct vmm_vm_config *cfg);
-/* XXH3 of this host's CPUID table as libvmm gives it to vCPUs. */
-uint64_t vmm__cpuid_digest(struct vmm_vm *vm);
 
 #endif

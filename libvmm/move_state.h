@@ -1,0 +1,21 @@
+/* The fields of a VM that only snapshots and migration use. Apart from vm_move.h, so that
+ * vm_internal.h can embed them without including the interface that needs the VM. */
+#ifndef VMM_MOVE_STATE_H
+#define VMM_MOVE_STATE_H
+
+#include <stdint.h>
+
+/* What only moving a VM needs, one member of struct vmm_vm (vm->move). Embedded rather
+ * than pointed to: a VM then needs no extra allocation that could fail or leak, and the
+ * fields still have one owner (vm_move.c). */
+struct vmm__move_state {
+	int migrated; /* sent away by a live migration: stays PAUSED for good (vm->lock) */
+	int cancel;   /* set by vmm_migrate_cancel() from any thread, read by the sender (atomic) */
+	/* Dirty tracking kept on after a snapshot (VMM_SNAPSHOT_TRACK) counts from the
+	 * snapshot with this id; an incremental snapshot needs that snapshot as its parent.
+	 * Controller thread only. */
+	uint8_t track_base_id[16];
+	int track_base_valid;
+};
+
+#endif

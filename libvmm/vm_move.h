@@ -1,0 +1,82 @@
+/* The core's one interface for a VM being moved: saved to or restored from a snapshot,
+ * sent or received by a live migration. migrate/ reaches the VM only through this header
+ * (plus memory.h, dirty.h and bitmap.h for RAM and its dirty sets), never through
+ * vm_internal.h, so the VM's layout and run control can change without touching the
+ * migration engine. */
+#ifndef VMM_VM_MOVE_H
+#define VMM_VM_MOVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "memory.h"
+#include "vmm/vm.h"
+
+struct vmm__dirty_ctx;
+
+
+/* ---- what the VM is */
+
+/* Guest RAM: the memfd, its mapping and its slots. */
+struct vmm__memory *vmm__move_ram(struct vmm_vm *vm);
+/* The VM's dirty-page tracking, for dirty.h's calls. */
+struct vmm__dirty_ctx *vmm__move_dirty(struct vmm_vm *vm);
+
+/* What a stream or snapshot says about the VM so that the other end can build its twin.
+ * cmdline points into vm. */
+struct vmm__move_shape {
+	uint64_t mem_size;
+	uint32_t vcpus;
+	const char *cmdline;
+	uint32_t dirty_ring_entries;
+	uint64_t cpuid_digest; /* XXH3 of the CPUID table this host gives vCPUs */
+};
+void vmm__move_shape(struct vmm_vm *vm, struct vmm__move_shape *sh);
+
+/* A CREATED VM to receive a moved one; ram_fd >= 0 maps RAM copy-on-write from that file
+ * at ram_offset (lazy restore), else RAM is a fresh memfd. */
+int vmm__move_create(const struct vmm_vm_config *cfg, int ram_fd, uint64_t ram_offset,
+		     struct vmm_vm **out);
+/* A warning through the VM's log callback. */
+void vmm__move_warn(struct vmm_vm *vm, const char *msg);
+
+/* ---- machine state (vm_state.c): every vCPU, the in-kernel devices and every device */
+
+/* Captures a PAUSED or STOPPED VM's state and encodes it into *buf (malloc'd, the caller
+ * frees it). */
+int vmm__move_state_encode(struct vmm_vm *vm, uint8_t **buf, size_t *len);
+/* Decodes buf and installs it into a CREATED VM of the same shape, under the VM's lock,
+ * then marks the VM loaded (it may start). Bytes that do not decode are reported as
+ * `undecodable` (VMM_ESTATEDATA, or VMM_ECORRUPT where a checksum vouched for them). */
+int vmm__move_state_install(struct vmm_vm *vm, const void *buf, size_t len, int undecodable);
+/* Times one capture, encode, decode and load of a new VM's own state: what the real state
+ * will cost in a migration's pause. 0 if a step fails. */
+uint64_t vmm__move_state_rehearse(struct vmm_vm *vm);
+
+/* ---- running while being moved */
+
+/* Pauses a RUNNING VM for a job (*paused_by_us = 1 then); a PAUSED one stays so. Any other
+ * state (the guest ended meanwhile) is VMM_ESTATE with `why` as the detail. */
+int vmm__move_pause(struct vmm_vm *vm, int *paused_by_us, const char *why);
+/* Resumes what vmm__move_pause paused. */
+int vmm__move_resume(struct vmm_vm *vm);
+/* Auto-converge: the vCPU throttle (0..99 %) now, and setting it. Controller thread. */
+uint32_t vmm__move_throttle(struct vmm_vm *vm);
+int vmm__move_set_throttle(struct vmm_vm *vm, uint32_t pct);
+
+/* ---- migration and snapshot bookkeeping */
+
+/* Marks the VM sent away: it stays PAUSED and refuses to resume. */
+void vmm__move_set_migrated(struct vmm_vm *vm);
+int vmm__move_migrated(const struct vmm_vm *vm);
+/* The cancel flag: raised from any thread, cleared by the sender as it starts. */
+void vmm__move_cancel(struct vmm_vm *vm, int on);
+int vmm__move_cancelled(const struct vmm_vm *vm);
+/* The flag itself, for transports that poll it while they wait. */
+const int *vmm__move_cancel_flag(const struct vmm_vm *vm);
+/* The snapshot the running dirty tracker counts from: 1 and its id, or 0 if none. */
+int vmm__move_track_base(const struct vmm_vm *vm, uint8_t id[16]);
+/* Sets it (id NULL: none). */
+void vmm__move_set_track_base(struct vmm_vm *vm, const uint8_t *id);
+
+#endif
