@@ -2,9 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "boot.h"
-#include "error_internal.h"
-#include "vm_internal.h"
+#include "libvmm/boot.h"
+#include "libvmm/error_internal.h"
+#include "libvmm/vm_internal.h"
 
 #define CR0_PE 0x1ull
 #define CR0_ET 0x10ull

@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu_init.h"
-#include "error_internal.h"
-#include "kvm.h"
+#include "libvmm/cpu_init.h"
+#include "libvmm/error_internal.h"
+#include "libvmm/kvm.h"
 
 #define APIC_SPIV 0x0f0
 #define APIC_SPIV_ENABLE 0x100

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu_state.h"
-#include "error_internal.h"
+#include "libvmm/cpu_state.h"
+#include "libvmm/error_internal.h"
 
 #define MSR_IA32_TSC_DEADLINE 0x6e0
 

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kvm.h"
+#include "libvmm/kvm.h"
 
 struct vmm__cpu_state {
 	uint32_t id; /* vCPU index */

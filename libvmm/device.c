@@ -1,8 +1,8 @@
 /* The list of stateful devices of one VM. */
 #include <string.h>
 
-#include "device.h"
-#include "error_internal.h"
+#include "libvmm/device.h"
+#include "libvmm/error_internal.h"
 
 int vmm__devices_add(struct vmm__devices *d, const struct vmm__device_ops *ops, void *dev)
 {

@@ -16,11 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bitmap.h"
-#include "dirty.h"
-#include "error_internal.h"
-#include "kvm.h"
-#include "memory.h"
+#include "libvmm/bitmap.h"
+#include "libvmm/dirty.h"
+#include "libvmm/error_internal.h"
+#include "libvmm/kvm.h"
+#include "libvmm/memory.h"
 
 static void warn(struct vmm__dirty_ctx *ctx, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

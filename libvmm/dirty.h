@@ -22,8 +22,8 @@
 #include <stdint.h>
 
 #include "vmm/vm.h"
-#include "kvm.h"
-#include "memory.h"
+#include "libvmm/kvm.h"
+#include "libvmm/memory.h"
 
 struct vmm__dirty;
 

@@ -13,11 +13,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "bitmap.h"
-#include "dirty.h"
-#include "error_internal.h"
-#include "kvm.h"
-#include "memory.h"
+#include "libvmm/bitmap.h"
+#include "libvmm/dirty.h"
+#include "libvmm/error_internal.h"
+#include "libvmm/kvm.h"
+#include "libvmm/memory.h"
 
 static size_t ring_bytes(const struct vmm__dirty_ctx *ctx)
 {

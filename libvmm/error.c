@@ -6,7 +6,7 @@
 
 #include "vmm/error.h"
 #include "vmm/version.h"
-#include "error_internal.h"
+#include "libvmm/error_internal.h"
 
 static _Thread_local char last_error[512];
 

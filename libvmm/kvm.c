@@ -6,8 +6,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "error_internal.h"
-#include "kvm.h"
+#include "libvmm/error_internal.h"
+#include "libvmm/kvm.h"
 
 #define KVM_MSR_LIST_MAX 1024
 #define KVM_CPUID_MAX 256

@@ -7,10 +7,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "boot.h"
-#include "error_internal.h"
-#include "loader.h"
-#include "vm_internal.h"
+#include "libvmm/boot.h"
+#include "libvmm/error_internal.h"
+#include "libvmm/loader.h"
+#include "libvmm/vm_internal.h"
 
 static int detect_and_load(struct vmm_vm *vm, const struct vmm__image *k,
 			   const struct vmm__image *initrd)

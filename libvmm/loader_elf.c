@@ -2,10 +2,10 @@
 #include <elf.h>
 #include <string.h>
 
-#include "boot.h"
-#include "error_internal.h"
-#include "loader.h"
-#include "vm_internal.h"
+#include "libvmm/boot.h"
+#include "libvmm/error_internal.h"
+#include "libvmm/loader.h"
+#include "libvmm/vm_internal.h"
 
 #define ELF_PHNUM_MAX 64
 

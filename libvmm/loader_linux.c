@@ -5,10 +5,10 @@
 #include <elf.h>
 #include <string.h>
 
-#include "boot.h"
-#include "error_internal.h"
-#include "loader.h"
-#include "vm_internal.h"
+#include "libvmm/boot.h"
+#include "libvmm/error_internal.h"
+#include "libvmm/loader.h"
+#include "libvmm/vm_internal.h"
 
 /* Offsets in boot_params and in the setup header (which starts at 0x1f1 in both). */
 #define BP_EXT_RAMDISK_IMAGE 0x0c0

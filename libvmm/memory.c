@@ -4,9 +4,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "error_internal.h"
-#include "kvm.h"
-#include "memory.h"
+#include "libvmm/error_internal.h"
+#include "libvmm/kvm.h"
+#include "libvmm/memory.h"
 
 static void layout(struct vmm__memory *m, uint64_t size)
 {

@@ -6,10 +6,10 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include "bitmap.h"
-#include "dirty.h"
-#include "error_internal.h"
-#include "memory.h"
+#include "libvmm/bitmap.h"
+#include "libvmm/dirty.h"
+#include "libvmm/error_internal.h"
+#include "libvmm/memory.h"
 
 /* A description of its own for the memfd, so the seeks move no offset that someone else's
  * read() on m->memfd might use, and two scans may run at once. */

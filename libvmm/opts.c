@@ -2,8 +2,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "error_internal.h"
-#include "opts.h"
+#include "libvmm/error_internal.h"
+#include "libvmm/opts.h"
 
 int vmm__opts_copy(void *dst, size_t dst_size, const void *src, size_t min_size,
 		   const char *what)

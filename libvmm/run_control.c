@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "error_internal.h"
-#include "run_control.h"
+#include "libvmm/error_internal.h"
+#include "libvmm/run_control.h"
 
 struct vmm__run_control {
 	const struct vmm__run_kicker *kicker;

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error_internal.h"
+#include "libvmm/error_internal.h"
 #include "state.pb-c.h"
-#include "state_codec.h"
+#include "libvmm/state_codec.h"
 #include "vmm/vm.h"
 
 #define STATE_MAJOR 1

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cpu_state.h"
+#include "libvmm/cpu_state.h"
 
 /* An emulated device's own state: its name and its own encoded protobuf message. */
 struct vmm__dev_blob {

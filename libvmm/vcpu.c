@@ -12,11 +12,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "bus.h"
-#include "error_internal.h"
-#include "kvm.h"
-#include "run_control.h"
-#include "vcpu.h"
+#include "libvmm/bus.h"
+#include "libvmm/error_internal.h"
+#include "libvmm/kvm.h"
+#include "libvmm/run_control.h"
+#include "libvmm/vcpu.h"
 
 /* A real-time signal nobody else is likely to use; its handler does nothing, its only
  * job is to interrupt KVM_RUN. */

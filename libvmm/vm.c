@@ -8,13 +8,13 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "cpu_init.h"
-#include "devices/serial.h"
-#include "devices/sysdevs.h"
-#include "dirty.h"
-#include "error_internal.h"
-#include "opts.h"
-#include "vm_internal.h"
+#include "libvmm/cpu_init.h"
+#include "libvmm/devices/serial.h"
+#include "libvmm/devices/sysdevs.h"
+#include "libvmm/dirty.h"
+#include "libvmm/error_internal.h"
+#include "libvmm/opts.h"
+#include "libvmm/vm_internal.h"
 
 /* Where KVM keeps its real-mode TSS and identity page table: three pages just below the
  * BIOS area at the top of the 32-bit space, inside the hole (as QEMU places them). */

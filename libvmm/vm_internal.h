@@ -6,15 +6,15 @@
 #include <stdint.h>
 
 #include "vmm/vm.h"
-#include "bus.h"
-#include "device.h"
-#include "device_host.h"
-#include "dirty.h"
-#include "kvm.h"
-#include "memory.h"
-#include "run_control.h"
-#include "vcpu.h"
-#include "move_state.h"
+#include "libvmm/bus.h"
+#include "libvmm/device.h"
+#include "libvmm/device_host.h"
+#include "libvmm/dirty.h"
+#include "libvmm/kvm.h"
+#include "libvmm/memory.h"
+#include "libvmm/run_control.h"
+#include "libvmm/vcpu.h"
+#include "libvmm/move_state.h"
 
 struct vmm_vm {
 	struct vmm_vm_config cfg;

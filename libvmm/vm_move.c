@@ -5,9 +5,9 @@
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
-#include "error_internal.h"
-#include "vm_internal.h"
-#include "vm_move.h"
+#include "libvmm/error_internal.h"
+#include "libvmm/vm_internal.h"
+#include "libvmm/vm_move.h"
 
 struct vmm__memory *vmm__move_ram(struct vmm_vm *vm)
 {

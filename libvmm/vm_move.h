@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "memory.h"
+#include "libvmm/memory.h"
 #include "vmm/vm.h"
 
 struct vmm__dirty_ctx;

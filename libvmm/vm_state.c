@@ -4,11 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
-#include "error_internal.h"
-#include "state_codec.h"
-#include "vm_internal.h"
-#include "vm_move.h"
+#include "libvmm/clock.h"
+#include "libvmm/error_internal.h"
+#include "libvmm/state_codec.h"
+#include "libvmm/vm_internal.h"
+#include "libvmm/vm_move.h"
 
 static int save_devices(struct vmm_vm *vm, struct vmm__machine_state *ms)
 {

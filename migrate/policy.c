@@ -1,5 +1,5 @@
 /* Pre-copy convergence rules (see policy.h). */
-#include "policy.h"
+#include "migrate/policy.h"
 
 double vmm__policy_bandwidth(const struct vmm__round_measure *m)
 {

@@ -15,20 +15,20 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bitmap.h"
-#include "dirty.h"
-#include "clock.h"
-#include "error_internal.h"
-#include "opts.h"
-#include "memory.h"
-#include "policy.h"
-#include "protocol.h"
-#include "ram.h"
-#include "rounds.h"
-#include "stream.h"
+#include "libvmm/bitmap.h"
+#include "libvmm/dirty.h"
+#include "libvmm/clock.h"
+#include "libvmm/error_internal.h"
+#include "libvmm/opts.h"
+#include "libvmm/memory.h"
+#include "migrate/policy.h"
+#include "migrate/protocol.h"
+#include "migrate/ram.h"
+#include "migrate/rounds.h"
+#include "migrate/stream.h"
 #include "stream.pb-c.h"
-#include "vm_move.h"
-#include "vm_shape.h"
+#include "libvmm/vm_move.h"
+#include "migrate/vm_shape.h"
 #include "vmm/migrate.h"
 
 /* A round's chunks are the protocol's unit of spreading pages over connections. */

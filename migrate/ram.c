@@ -5,10 +5,10 @@
 #include <xxhash.h>
 #include <zstd.h>
 
-#include "error_internal.h"
-#include "memory.h"
-#include "ram.h"
-#include "stream.h"
+#include "libvmm/error_internal.h"
+#include "libvmm/memory.h"
+#include "migrate/ram.h"
+#include "migrate/stream.h"
 
 #define PAGE VMM_PAGE_SIZE
 #define IDX_MAX (VMM_BATCH_PAGES * 10) /* LEB128 of a 64-bit delta is at most 10 bytes */

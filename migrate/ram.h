@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "xport.h"
+#include "migrate/xport.h"
 
 #define VMM_BATCH_PAGES 256
 #define VMM_BATCH_ZSTD 0x1u

@@ -16,16 +16,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "error_internal.h"
-#include "opts.h"
-#include "memory.h"
-#include "protocol.h"
-#include "ram.h"
-#include "stream.h"
+#include "libvmm/clock.h"
+#include "libvmm/error_internal.h"
+#include "libvmm/opts.h"
+#include "libvmm/memory.h"
+#include "migrate/protocol.h"
+#include "migrate/ram.h"
+#include "migrate/stream.h"
 #include "stream.pb-c.h"
-#include "vm_move.h"
-#include "vm_shape.h"
+#include "libvmm/vm_move.h"
+#include "migrate/vm_shape.h"
 #include "vmm/migrate.h"
 
 struct rconn {

@@ -3,13 +3,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bitmap.h"
-#include "clock.h"
-#include "dirty.h"
-#include "error_internal.h"
-#include "memory.h"
-#include "rounds.h"
-#include "vm_move.h"
+#include "libvmm/bitmap.h"
+#include "libvmm/clock.h"
+#include "libvmm/dirty.h"
+#include "libvmm/error_internal.h"
+#include "libvmm/memory.h"
+#include "migrate/rounds.h"
+#include "libvmm/vm_move.h"
 
 struct vmm__rounds {
 	struct vmm_vm *vm;

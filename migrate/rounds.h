@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#include "policy.h"
+#include "migrate/policy.h"
 
 struct vmm_vm;
 struct vmm__rounds;

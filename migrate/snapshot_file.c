@@ -8,14 +8,14 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "error_internal.h"
+#include "libvmm/error_internal.h"
 #include "vmm/version.h"
-#include "memory.h"
-#include "ram.h"
-#include "snapshot_file.h"
-#include "stream.h"
-#include "vm_shape.h"
-#include "xport.h"
+#include "libvmm/memory.h"
+#include "migrate/ram.h"
+#include "migrate/snapshot_file.h"
+#include "migrate/stream.h"
+#include "migrate/vm_shape.h"
+#include "migrate/xport.h"
 
 #define READ_CHUNK (8u << 20)
 

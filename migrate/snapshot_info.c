@@ -4,8 +4,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "error_internal.h"
-#include "snapshot_file.h"
+#include "libvmm/error_internal.h"
+#include "migrate/snapshot_file.h"
 #include "vmm/snapshot.h"
 
 /* Fills the whole struct as this library knows it; the caller gets the part its size says. */

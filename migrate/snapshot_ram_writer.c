@@ -4,13 +4,13 @@
 #include <sys/uio.h>
 #include <xxhash.h>
 
-#include "bitmap.h"
-#include "error_internal.h"
-#include "memory.h"
-#include "ram.h"
-#include "snapshot_file.h"
-#include "snapshot_ram_writer.h"
-#include "xport.h"
+#include "libvmm/bitmap.h"
+#include "libvmm/error_internal.h"
+#include "libvmm/memory.h"
+#include "migrate/ram.h"
+#include "migrate/snapshot_file.h"
+#include "migrate/snapshot_ram_writer.h"
+#include "migrate/xport.h"
 
 #define RUN_PAGES 256 /* largest single write: 1 MiB */
 

@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "rounds.h"
+#include "migrate/rounds.h"
 #include "vmm/snapshot.h"
 
 struct vmm__xport;

@@ -8,12 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error_internal.h"
-#include "opts.h"
-#include "snapshot_file.h"
-#include "stream.h"
-#include "vm_move.h"
-#include "vm_shape.h"
+#include "libvmm/error_internal.h"
+#include "libvmm/opts.h"
+#include "migrate/snapshot_file.h"
+#include "migrate/stream.h"
+#include "libvmm/vm_move.h"
+#include "migrate/vm_shape.h"
 #include "vmm/snapshot.h"
 
 #define CHAIN_MAX 64

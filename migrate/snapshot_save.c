@@ -15,20 +15,20 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "bitmap.h"
-#include "dirty.h"
-#include "clock.h"
-#include "error_internal.h"
-#include "opts.h"
-#include "memory.h"
-#include "ram.h"
-#include "snapshot_file.h"
-#include "snapshot_ram_writer.h"
-#include "stream.h"
-#include "vm_move.h"
-#include "vm_shape.h"
+#include "libvmm/bitmap.h"
+#include "libvmm/dirty.h"
+#include "libvmm/clock.h"
+#include "libvmm/error_internal.h"
+#include "libvmm/opts.h"
+#include "libvmm/memory.h"
+#include "migrate/ram.h"
+#include "migrate/snapshot_file.h"
+#include "migrate/snapshot_ram_writer.h"
+#include "migrate/stream.h"
+#include "libvmm/vm_move.h"
+#include "migrate/vm_shape.h"
 #include "vmm/snapshot.h"
-#include "xport.h"
+#include "migrate/xport.h"
 
 struct save {
 	struct vmm_vm *vm;

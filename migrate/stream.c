@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error_internal.h"
-#include "stream.h"
+#include "libvmm/error_internal.h"
+#include "migrate/stream.h"
 #include "stream.pb-c.h"
 
 const char *vmm__rec_name(unsigned type)

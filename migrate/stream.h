@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "xport.h"
+#include "migrate/xport.h"
 
 #define VMM_STREAM_MAGIC "LIBVMMST"
 /* Format versions of the stream and of snapshot files. A reader accepts its own major

@@ -1,12 +1,12 @@
 /* VM shape <-> Hello message, and the checks on an incoming one. */
 #include <string.h>
 
-#include "error_internal.h"
+#include "libvmm/error_internal.h"
 #include "vmm/version.h"
-#include "memory.h"
-#include "stream.h"
-#include "vm_move.h"
-#include "vm_shape.h"
+#include "libvmm/memory.h"
+#include "migrate/stream.h"
+#include "libvmm/vm_move.h"
+#include "migrate/vm_shape.h"
 
 void vmm__hello_from_vm(struct vmm_vm *vm, uint64_t required_features, struct vmm__hello_buf *hb)
 {

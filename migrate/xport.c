@@ -11,8 +11,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "error_internal.h"
-#include "xport.h"
+#include "libvmm/error_internal.h"
+#include "migrate/xport.h"
 
 /* The kernel fills read buffers behind valgrind's back (io_uring has no system call per
  * read for it to watch): tell memcheck, when it is there, that they are now defined. */

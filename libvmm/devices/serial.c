@@ -4,12 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus.h"
-#include "device.h"
-#include "device_host.h"
+#include "libvmm/bus.h"
+#include "libvmm/device.h"
+#include "libvmm/device_host.h"
 #include "devices.pb-c.h"
-#include "devices/serial.h"
-#include "error_internal.h"
+#include "libvmm/devices/serial.h"
+#include "libvmm/error_internal.h"
 
 #define UART_RBR_THR 0
 #define UART_IER 1

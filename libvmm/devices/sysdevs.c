@@ -3,10 +3,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "bus.h"
-#include "device_host.h"
-#include "devices/serial.h"
-#include "devices/sysdevs.h"
+#include "libvmm/bus.h"
+#include "libvmm/device_host.h"
+#include "libvmm/devices/serial.h"
+#include "libvmm/devices/sysdevs.h"
 
 /* isa-debug-exit: a write of any width ends the VM with the value written as status. */
 static void exit_port_io(void *opaque, uint64_t addr, uint8_t *data, uint32_t size, int is_write)

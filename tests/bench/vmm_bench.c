@@ -48,7 +48,7 @@
 
 #include <vmm/vmm.h>
 
-#include "clock.h" /* the one monotonic clock of libvmm and its tests */
+#include "libvmm/clock.h" /* the one monotonic clock of libvmm and its tests */
 
 #ifndef VMM_BENCH_GUEST_DIR
 #define VMM_BENCH_GUEST_DIR "."

@@ -1,9 +1,9 @@
 /* Fuzz target: the machine-state protobuf (vCPUs, in-kernel devices, device blobs) and the
  * hello message, decoded and checked as a destination or a restore does. */
 #include "fuzz.h"
-#include "state_codec.h"
+#include "libvmm/state_codec.h"
 #include "stream.pb-c.h"
-#include "vm_shape.h"
+#include "migrate/vm_shape.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

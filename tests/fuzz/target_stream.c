@@ -7,9 +7,9 @@
 #include <unistd.h>
 
 #include "fuzz.h"
-#include "ram.h"
-#include "stream.h"
-#include "xport.h"
+#include "migrate/ram.h"
+#include "migrate/stream.h"
+#include "migrate/xport.h"
 
 #define NPAGES 64
 

@@ -12,9 +12,9 @@
 
 #include "testutil.h"
 
-#include "cpu_state.h"
-#include "kvm.h"
-#include "state_codec.h"
+#include "libvmm/cpu_state.h"
+#include "libvmm/kvm.h"
+#include "libvmm/state_codec.h"
 
 #define MEM_SIZE (1u << 20)
 #define CODE 0x1000

@@ -11,9 +11,9 @@
 #include <time.h>
 
 #include "testutil.h"
-#include "bitmap.h"
-#include "dirty.h"
-#include "vm_internal.h"
+#include "libvmm/bitmap.h"
+#include "libvmm/dirty.h"
+#include "libvmm/vm_internal.h"
 
 #define PAGE 4096ull
 #define LOW_MEM (64ull << 20)

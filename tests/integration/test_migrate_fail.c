@@ -16,10 +16,10 @@
 
 #include "testutil.h"
 #include "migrate_util.h"
-#include "ram.h"
-#include "stream.h"
+#include "migrate/ram.h"
+#include "migrate/stream.h"
 #include "stream.pb-c.h"
-#include "xport.h"
+#include "migrate/xport.h"
 
 /* The source guest: memcheck rewrites 64 MiB at 200 MB/s, so every generation dirties the
  * whole working set (rounds never run out of work) and takes about a third of a second.

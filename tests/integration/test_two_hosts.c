@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "clock.h"
+#include "libvmm/clock.h"
 #include "migrate_util.h"
 #include "testutil.h"
 

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "testutil.h"
-#include "opts.h"
+#include "libvmm/opts.h"
 #include "vmm/vmm.h"
 
 /* Stands for a public options struct: size first, reserved room last. */

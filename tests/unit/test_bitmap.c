@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "testutil.h"
-#include "bitmap.h"
+#include "libvmm/bitmap.h"
 
 #define W 8 /* words in the test arrays: 512 bits */
 

@@ -1,6 +1,6 @@
 /* The I/O bus: ordering, overlap refusal, lookup at range edges. */
 #include "testutil.h"
-#include "bus.h"
+#include "libvmm/bus.h"
 
 static void fn(void *o, uint64_t a, uint8_t *d, uint32_t s, int w)
 {

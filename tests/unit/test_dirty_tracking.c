@@ -5,9 +5,9 @@
 
 #include "testutil.h"
 #include "fake_vm.h"
-#include "bitmap.h"
-#include "dirty.h"
-#include "vm_internal.h"
+#include "libvmm/bitmap.h"
+#include "libvmm/dirty.h"
+#include "libvmm/vm_internal.h"
 
 #define PAGE 4096ull
 

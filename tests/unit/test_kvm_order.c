@@ -6,8 +6,8 @@
 
 #include "testutil.h"
 #include "fake_vm.h"
-#include "cpu_state.h"
-#include "vm_internal.h"
+#include "libvmm/cpu_state.h"
+#include "libvmm/vm_internal.h"
 
 /* Asserts that the calls appear in this order, each after the previous one. */
 static void assert_order(const unsigned long *reqs, const char *const *names, size_t n)

@@ -1,6 +1,6 @@
 /* Pre-copy policy: bandwidth, dirty rate, expected downtime, when to stop, auto-converge. */
 #include "testutil.h"
-#include "policy.h"
+#include "migrate/policy.h"
 
 static void measures(void **state)
 {

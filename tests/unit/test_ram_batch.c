@@ -7,9 +7,9 @@
 #include <unistd.h>
 
 #include "testutil.h"
-#include "memory.h"
-#include "ram.h"
-#include "stream.h"
+#include "libvmm/memory.h"
+#include "migrate/ram.h"
+#include "migrate/stream.h"
 
 #define NPAGES 1024
 #define PG 4096

@@ -6,8 +6,8 @@
 #include <unistd.h>
 
 #include "testutil.h"
-#include "error_internal.h"
-#include "run_control.h"
+#include "libvmm/error_internal.h"
+#include "libvmm/run_control.h"
 
 #define NV 4
 

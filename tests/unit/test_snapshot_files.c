@@ -14,8 +14,8 @@
 
 #include "testutil.h"
 #include "fake_vm.h"
-#include "snapshot_file.h"
-#include "stream.h"
+#include "migrate/snapshot_file.h"
+#include "migrate/stream.h"
 
 static char dir[256];
 static char good[512], goodz[512];

@@ -8,7 +8,7 @@
 #include "testutil.h"
 
 #include "state.pb-c.h"
-#include "state_codec.h"
+#include "libvmm/state_codec.h"
 
 /* What the codec of format 1 writes for test_wire_pinned's state. */
 #define WIRE_LEN 47780

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "fake_kvm.h"
-#include "kvm.h"
+#include "libvmm/kvm.h"
 
 #define FD_SYS 0x40000000
 #define FD_VM 0x40000100  /* + vm index */

@@ -6,7 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "clock.h"
+#include "libvmm/clock.h"
 #include "testutil.h"
 
 void tu_require_kvm(void)
