@@ -173,21 +173,14 @@ static void ring_config_refused(void **state)
 	assert_null(fake_vm_new(16, 1, 256, NULL, NULL)); /* no ring at all */
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	fake_kvm_install();
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(manual_protect, setup),
-		cmocka_unit_test_setup(plain_bitmap, setup),
-		cmocka_unit_test_setup(two_slots, setup),
-		cmocka_unit_test_setup(ring, setup),
-		cmocka_unit_test_setup(ring_config_refused, setup),
+		cmocka_unit_test_setup(manual_protect, fake_vm_setup),
+		cmocka_unit_test_setup(plain_bitmap, fake_vm_setup),
+		cmocka_unit_test_setup(two_slots, fake_vm_setup),
+		cmocka_unit_test_setup(ring, fake_vm_setup),
+		cmocka_unit_test_setup(ring_config_refused, fake_vm_setup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

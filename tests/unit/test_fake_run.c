@@ -110,19 +110,12 @@ static void state_round_trip(void **state)
 	vmm_vm_destroy(vm);
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	fake_kvm_install();
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(serial_reaches_callback, setup),
-		cmocka_unit_test_setup(shutdown_exit, setup),
-		cmocka_unit_test_setup(state_round_trip, setup),
+		cmocka_unit_test_setup(serial_reaches_callback, fake_vm_setup),
+		cmocka_unit_test_setup(shutdown_exit, fake_vm_setup),
+		cmocka_unit_test_setup(state_round_trip, fake_vm_setup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -127,19 +127,12 @@ static void state_load_order(void **state)
 	vmm_vm_destroy(vm);
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	fake_kvm_install();
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(vcpu_restore_order, setup),
-		cmocka_unit_test_setup(vm_wide_restore_order, setup),
-		cmocka_unit_test_setup(state_load_order, setup),
+		cmocka_unit_test_setup(vcpu_restore_order, fake_vm_setup),
+		cmocka_unit_test_setup(vm_wide_restore_order, fake_vm_setup),
+		cmocka_unit_test_setup(state_load_order, fake_vm_setup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

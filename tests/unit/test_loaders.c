@@ -154,21 +154,14 @@ static void fuzz_seeds_load(void **state)
 	}
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	fake_kvm_install();
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(elf64_long_mode_entry, setup),
-		cmocka_unit_test_setup(multiboot_protected_entry, setup),
-		cmocka_unit_test_setup(bzimage_at_1mib, setup),
-		cmocka_unit_test_setup(bad_headers, setup),
-		cmocka_unit_test_setup(fuzz_seeds_load, setup),
+		cmocka_unit_test_setup(elf64_long_mode_entry, fake_vm_setup),
+		cmocka_unit_test_setup(multiboot_protected_entry, fake_vm_setup),
+		cmocka_unit_test_setup(bzimage_at_1mib, fake_vm_setup),
+		cmocka_unit_test_setup(bad_headers, fake_vm_setup),
+		cmocka_unit_test_setup(fuzz_seeds_load, fake_vm_setup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -86,3 +86,10 @@ size_t fake_bzimage(uint8_t *buf, const void *code, size_t len)
 	memcpy(buf + setup, code, len);
 	return setup + len;
 }
+
+int fake_vm_setup(void **state)
+{
+	(void)state;
+	fake_kvm_install();
+	return 0;
+}

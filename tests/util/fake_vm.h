@@ -16,6 +16,9 @@ struct vmm_vm *fake_vm_new(uint64_t mem_mib, uint32_t vcpus, uint32_t ring_entri
 struct vmm_vm *fake_vm_new_loaded(uint64_t mem_mib, uint32_t vcpus, vmm_serial_fn serial,
 				  void *opaque);
 
+/* A cmocka setup: installs the fake kernel before each test. */
+int fake_vm_setup(void **state);
+
 /* An ELF64 x86-64 executable with one PT_LOAD segment of `code` at paddr `load`, entered
  * at `entry`. Returns its length (buf needs 4096 + len bytes). */
 size_t fake_elf64(uint8_t *buf, uint64_t load, uint64_t entry, const void *code, size_t len);

@@ -150,7 +150,37 @@ class Qmp:
             pass
 
 
-class Qemu:
+class SerialFile:
+    """A peer whose guest serial port goes to the file self.serial."""
+    FAILURES = ("EXCEPTION", "CORRUPT", "FAILED", "too big")
+
+    def serial_text(self):
+        try:
+            with open(self.serial, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def exited(self):
+        """A message if the peer's process has ended, else None."""
+        return None
+
+    def wait_serial(self, text, timeout, count=1):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            s = self.serial_text()
+            if any(f in s for f in self.FAILURES):
+                raise BenchError("%s: guest failed: %s" % (self.name, s[-300:]))
+            if s.count(text) >= count:
+                return
+            gone = self.exited()
+            if gone:
+                raise BenchError("%s: %s: %s" % (self.name, gone, s[-300:]))
+            time.sleep(0.05)
+        raise BenchError("%s: no '%s' on the serial port within %ss" % (self.name, text, timeout))
+
+
+class Qemu(SerialFile):
     def __init__(self, name, mem_mib, kernel, append, incoming=None):
         self.name = name
         self.serial = os.path.join(plumbing.CTX.tmp, "%s-%d.serial" % (name, time.time_ns()))
@@ -170,25 +200,8 @@ class Qemu:
                                         stderr=self.err))
         self.qmp = Qmp(self.sock)
 
-    def serial_text(self):
-        try:
-            with open(self.serial, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def wait_serial(self, text, timeout, count=1):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            s = self.serial_text()
-            if "EXCEPTION" in s or "CORRUPT" in s or "FAILED" in s or "too big" in s:
-                raise BenchError("%s: guest failed: %s" % (self.name, s[-300:]))
-            if s.count(text) >= count:
-                return
-            if self.p.poll() is not None:
-                raise BenchError("%s: QEMU exited %s: %s" % (self.name, self.p.returncode, s[-300:]))
-            time.sleep(0.05)
-        raise BenchError("%s: no '%s' on the serial port within %ss" % (self.name, text, timeout))
+    def exited(self):
+        return None if self.p.poll() is None else "QEMU exited %s" % self.p.returncode
 
     def status(self):
         return self.qmp.cmd("query-status")["status"]
@@ -387,7 +400,7 @@ class Libvirt:
         self.started = []
 
 
-class LibvirtDomain:
+class LibvirtDomain(SerialFile):
     def __init__(self, lv, name, mem_mib, pattern):
         self.lv = lv
         self.name = name
@@ -396,24 +409,6 @@ class LibvirtDomain:
         lv.remove(name)
         lv.define(name, mem_mib, plumbing.CTX.fill, fill_append(mem_mib, pattern), self.serial)
         lv.virsh("start", name)
-
-    def serial_text(self):
-        try:
-            with open(self.serial, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def wait_serial(self, text, timeout, count=1):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            s = self.serial_text()
-            if "EXCEPTION" in s or "FAILED" in s:
-                raise BenchError("libvirt guest failed: %s" % s[-300:])
-            if s.count(text) >= count:
-                return
-            time.sleep(0.05)
-        raise BenchError("libvirt %s: no '%s' within %ss" % (self.name, text, timeout))
 
     def verify_full(self, timeout=300):
         before = self.serial_text().count("verify ok")
