@@ -2,8 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus.h"
-#include "error_internal.h"
+#include "libvmm/bus.h"
+#include "libvmm/error_internal.h"
 
 int vmm__bus_add(struct vmm__bus *bus, uint64_t base, uint64_t len, vmm_io_fn fn, void *opaque)
 {
