@@ -56,8 +56,9 @@ check-asan: deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 bash tests/vmhost/ctest.sh native $(ASAN_BUILD) -j$(JOBS)
 
-# The threaded parts (vCPU threads, pause/resume, dirty rings, migration) under TSan.
-TSAN_TESTS = 'lifecycle|dirty|test_migrate$$|migrate_fail|ram_batch'
+# The threaded parts (vCPU threads, pause/resume, dirty rings, migration) under TSan; run
+# control, the fake-kernel vCPU threads and snapshot saves run under it on any machine.
+TSAN_TESTS = 'lifecycle|dirty|test_migrate$$|migrate_fail|ram_batch|run_control|fake_run|snapshot_files'
 check-tsan: deps
 	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVMM_SANITIZE=thread -DVMM_WERROR=ON
 	cmake --build $(TSAN_BUILD) -j$(JOBS)
