@@ -37,7 +37,10 @@ extern "C" {
 	XX(ECANCELED, -23, "canceled")                                                   \
 	XX(EPROTO, -24, "protocol violation in the stream")                              \
 	XX(EREFUSED, -25, "the peer refused")                                            \
-	XX(EMAGIC, -26, "not a libvmm file or stream (bad magic)")
+	XX(EMAGIC, -26, "not a libvmm file or stream (bad magic)")                       \
+	XX(ECPU, -27, "this host cannot give the guest the CPU it was started with")     \
+	XX(EINDOUBT, -28, "migration outcome unknown: guest paused on both sides")       \
+	XX(EJOB, -29, "a migration or snapshot in progress owns the VM")
 
 enum vmm_errno {
 	VMM_OK = 0,

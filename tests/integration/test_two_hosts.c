@@ -694,9 +694,12 @@ static void shape_link(void)
  * rewrites its set at over 1 GB/s here, finishes on the source before a slow migration
  * ends, and its speed, hence how many generations a case needs, depends on the host. */
 
+/* The guest dirties well under what the link carries (about 90 MB/s between namespaces in
+ * the emulated host, on a loaded CI machine): at rate=200 it dirtied as fast as the link
+ * sent, so pre-copy could not converge and the round cap ended it (CI, 2026-12-02). */
 static void test_plain(void **state)
 {
-	const struct mig m = { 128, "mem=64 gens=12 rate=200", 2, 0, 30, 50, 10000, 0 };
+	const struct mig m = { 128, "mem=64 gens=12 rate=30", 2, 0, 30, 50, 10000, 0 };
 	struct result r;
 
 	(void)state;
