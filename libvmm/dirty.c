@@ -76,6 +76,7 @@ static void tracker_free(struct vmm__dirty *d)
 	for (uint32_t i = 0; i < VMM_MEM_REGIONS_MAX; i++)
 		free(d->slot_bm[i]);
 	free(d->acc);
+	free(d->since_base);
 	free(d);
 }
 
@@ -87,7 +88,8 @@ static struct vmm__dirty *tracker_alloc(struct vmm__dirty_ctx *ctx)
 		return NULL;
 	d->npages = ctx->mem->size / VMM_PAGE_SIZE;
 	d->acc = calloc(vmm__bitmap_words(d->npages), sizeof(uint64_t));
-	if (!d->acc)
+	d->since_base = calloc(vmm__bitmap_words(d->npages), sizeof(uint64_t));
+	if (!d->acc || !d->since_base)
 		goto fail;
 	if (ctx->ring_entries)
 		return d;
@@ -220,6 +222,9 @@ static int sync_bitmap(struct vmm__dirty_ctx *ctx, struct vmm__dirty *d, uint64_
 			return vmm__err(VMM_EKVM, "KVM_GET_DIRTY_LOG slot %u: %s", r->slot,
 					strerror(errno));
 		vmm__bitmap_or_at(bitmap, region_first(r), d->slot_bm[i], region_pages(r));
+		pthread_mutex_lock(&ctx->lock);
+		vmm__bitmap_or_at(d->since_base, region_first(r), d->slot_bm[i], region_pages(r));
+		pthread_mutex_unlock(&ctx->lock);
 	}
 	return 0;
 }
@@ -260,12 +265,40 @@ int vmm__dirty_sync(struct vmm__dirty_ctx *ctx, uint64_t *bitmap)
 	 * acc now, and over-reporting is harmless where losing is not. */
 	if (d->acc_any) {
 		vmm__bitmap_or(bitmap, d->acc, vmm__bitmap_words(d->npages));
+		vmm__bitmap_or(d->since_base, d->acc, vmm__bitmap_words(d->npages));
 		memset(d->acc, 0, vmm__bitmap_words(d->npages) * sizeof(uint64_t));
 		d->acc_any = 0;
 	}
 	d->stats.syncs++;
 	pthread_mutex_unlock(&ctx->lock);
 	return r;
+}
+
+int vmm__dirty_since_base(struct vmm__dirty_ctx *ctx, uint64_t *bitmap)
+{
+	struct vmm__dirty *d;
+
+	if (!ctx || !bitmap)
+		return vmm__err(VMM_EINVAL, "NULL argument");
+	pthread_mutex_lock(&ctx->lock);
+	d = ctx->tracker;
+	if (d)
+		vmm__bitmap_or(bitmap, d->since_base, vmm__bitmap_words(d->npages));
+	pthread_mutex_unlock(&ctx->lock);
+	return d ? 0 : vmm__err(VMM_ESTATE, "dirty pages since the base: tracking not started");
+}
+
+void vmm__dirty_rebase(struct vmm__dirty_ctx *ctx)
+{
+	struct vmm__dirty *d;
+
+	if (!ctx)
+		return;
+	pthread_mutex_lock(&ctx->lock);
+	d = ctx->tracker;
+	if (d)
+		memset(d->since_base, 0, vmm__bitmap_words(d->npages) * sizeof(uint64_t));
+	pthread_mutex_unlock(&ctx->lock);
 }
 
 /* KVM_CLEAR_DIRTY_LOG for pages [lo, hi) of region i (memfd page numbers). KVM wants a
@@ -286,6 +319,13 @@ static int clear_region(struct vmm__dirty_ctx *ctx, struct vmm__dirty *d, uint32
 		buf[0] &= ~vmm__bitmap_mask(0, pad);
 	if (!vmm__bitmap_any(buf, vmm__bitmap_words(n)))
 		return 0;
+	/* Re-protecting drops whatever KVM logged for these pages since the last sync, and
+	 * only this caller (who reads them next) would know: a page no sync has reported
+	 * (round 0 of a migration, a full save, clear pages chosen from the populated set)
+	 * joins the since-base set here, so the snapshot chain does not lose it. */
+	pthread_mutex_lock(&ctx->lock);
+	vmm__bitmap_or_at(d->since_base, region_first(r) + s, buf, n);
+	pthread_mutex_unlock(&ctx->lock);
 	n = (n + 63) & ~63ull;
 	if (n > rp - s)
 		n = rp - s;

@@ -81,9 +81,27 @@ int vmm__dirty_start(struct vmm__dirty_ctx *ctx);
  * VMM_ESTATE without a tracker, VMM_EKVM if KVM refuses. */
 int vmm__dirty_sync(struct vmm__dirty_ctx *ctx, uint64_t *bitmap);
 
+/* The tracker's own set of every page any sync reported since the tracker started or was
+ * last rebased: what an incremental snapshot must hold beyond its parent. Every consumer
+ * syncs (a save's rounds, a migration's rounds) and gets its own copy of what KVM
+ * reported; this set is fed by all of them and emptied only by vmm__dirty_rebase, so a
+ * consumer that fails, or one that is not the snapshot chain's, takes nothing away from it.
+ * vmm__dirty_since_base ORs it into bitmap (mem.size/4096 bits); VMM_ESTATE without a
+ * tracker. Controlling thread. */
+int vmm__dirty_since_base(struct vmm__dirty_ctx *ctx, uint64_t *bitmap);
+
+/* Empties the since-base set: a snapshot now holds every page as of the tracker's last
+ * sync. Call it only once that snapshot is safely written (a failed save leaves the set
+ * whole, so its retry loses nothing), and with no sync between the snapshot's final one
+ * and this call: pages written since are still in KVM's log or acc, reported by the next
+ * sync. No-op without a tracker. Controlling thread. */
+void vmm__dirty_rebase(struct vmm__dirty_ctx *ctx);
+
 /* Re-protects the pages set in bitmap (indexed like the sync's, whole RAM) within
  * [first, first + npages); first and npages are multiples of 64, the range is clipped to
- * RAM. Pages not set are left alone. VMM_EINVAL on a misaligned range. A no-op returning 0
+ * RAM. Pages not set are left alone; the ones it re-protects join the since-base set
+ * (what KVM logged for them since the last sync is dropped, and the chain must not lose
+ * it). VMM_EINVAL on a misaligned range. A no-op returning 0
  * for the ring and plain backends. */
 int vmm__dirty_clear(struct vmm__dirty_ctx *ctx, const uint64_t *bitmap, uint64_t first,
 		     uint64_t npages);
@@ -138,6 +156,8 @@ struct vmm__dirty {
 	uint64_t *acc;
 	int acc_any;
 	struct vmm__dirty_stats stats;
+	/* Under ctx->lock: every page reported by a sync since start or the last rebase. */
+	uint64_t *since_base;
 	/* Per-slot bitmaps exchanged with KVM by sync and clear: controlling thread only. */
 	uint64_t *slot_bm[VMM_MEM_REGIONS_MAX];
 };

@@ -52,15 +52,19 @@ static uint64_t set_weight(const struct vmm__rounds *rs)
 	return vmm__bitmap_weight(rs->pages, rs->npages);
 }
 
-/* The first pass: what the tracker saw since the parent (incremental), else every page
- * ever written (never-touched pages are holes, never read). */
+/* The first pass: what the tracker saw since the parent (incremental: its since-base set,
+ * which this sync feeds and which other jobs' syncs fed too), else every page ever written
+ * (never-touched pages are holes, never read). */
 static int first_set(struct vmm__rounds *rs)
 {
 	struct vmm__memory *mem = vmm__move_ram(rs->vm);
 
 	memset(rs->pages, 0, vmm__bitmap_words(rs->npages) * 8);
-	if (rs->o->first_from_tracker)
-		return vmm__dirty_sync(vmm__move_dirty(rs->vm), rs->pages);
+	if (rs->o->first_from_tracker) {
+		int r = vmm__dirty_sync(vmm__move_dirty(rs->vm), rs->pages);
+
+		return r ? r : vmm__dirty_since_base(vmm__move_dirty(rs->vm), rs->pages);
+	}
 	if (mem->memfd < 0) { /* RAM mapped from a file: no holes to find */
 		vmm__bitmap_set_range(rs->pages, 0, rs->npages);
 		return 0;

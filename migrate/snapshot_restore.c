@@ -2,7 +2,6 @@
  * down to its full base. Eager: RAM is read (and every page verified) into fresh memory.
  * Lazy: the base's RAM image is mapped copy-on-write, so restore time does not grow with
  * RAM; pages load from the file when the guest first touches them. */
-#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +10,7 @@
 #include "libvmm/error_internal.h"
 #include "libvmm/opts.h"
 #include "migrate/snapshot_file.h"
+#include "migrate/snapshot_path.h"
 #include "migrate/stream.h"
 #include "libvmm/vm_move.h"
 #include "migrate/vm_shape.h"
@@ -23,19 +23,6 @@ void vmm_restore_opts_init(struct vmm_restore_opts *o)
 	memset(o, 0, sizeof(*o));
 	o->size = sizeof(*o);
 	o->mode = VMM_RESTORE_EAGER;
-}
-
-/* A parent path recorded relative to its child is relative to the child's directory. */
-static void parent_path(const char *child, const char *parent, char *out, size_t len)
-{
-	char tmp[PATH_MAX];
-
-	if (parent[0] == '/') {
-		snprintf(out, len, "%s", parent);
-		return;
-	}
-	snprintf(tmp, sizeof(tmp), "%s", child);
-	snprintf(out, len, "%s/%s", dirname(tmp), parent);
 }
 
 static int same_shape(const Vmm__Stream__VmShape *a, const Vmm__Stream__VmShape *b)
@@ -72,7 +59,9 @@ static int open_chain(const char *path, struct vmm__snap *chain, int *n)
 			return 0;
 		if (!m->parent_path || !m->has_parent_id)
 			return vmm__err(VMM_ECORRUPT, "%s: incremental without a parent", cur);
-		parent_path(cur, m->parent_path, next, sizeof(next));
+		r = vmm__snap_parent_resolve(cur, m->parent_path, next, sizeof(next));
+		if (r)
+			return r;
 		snprintf(cur, sizeof(cur), "%s", next);
 	}
 	return vmm__err(VMM_ECORRUPT, "snapshot chain longer than %d", CHAIN_MAX);

@@ -23,6 +23,7 @@
 #include "libvmm/memory.h"
 #include "migrate/ram.h"
 #include "migrate/snapshot_file.h"
+#include "migrate/snapshot_path.h"
 #include "migrate/snapshot_ram_writer.h"
 #include "migrate/stream.h"
 #include "libvmm/vm_move.h"
@@ -44,7 +45,9 @@ struct save {
 	struct vmm__snap_ram_writer w;
 	uint8_t id[16];
 	Vmm__Stream__SnapshotMeta *parent;
+	char parent_rec[PATH_MAX]; /* the parent's path as the file records it */
 	int paused_by_us;
+	int started_tracker; /* this call started the VM's dirty tracker */
 	uint64_t t_pause;
 };
 
@@ -66,7 +69,8 @@ static int open_tmp(struct save *s, const char *path)
 	if (snprintf(s->tmp, sizeof(s->tmp), "%s.tmp-%d-%08x", path, getpid(), rnd) >=
 	    (int)sizeof(s->tmp))
 		return vmm__err(VMM_EINVAL, "path too long");
-	s->fd = open(s->tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	s->fd = open(s->tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+		     s->o.file_mode ? (mode_t)s->o.file_mode : 0600);
 	if (s->fd < 0)
 		return vmm__err_sys(errno == ENOENT ? VMM_ENOENT : errno == ENOSPC ? VMM_ENOSPC : VMM_EIO,
 				    s->tmp);
@@ -141,7 +145,7 @@ static int write_meta(struct save *s, struct vmm__snap_preamble *pre, uint64_t o
 	if (s->parent) {
 		m.has_parent_id = 1;
 		m.parent_id = s->parent->id;
-		m.parent_path = (char *)s->o.parent;
+		m.parent_path = s->parent_rec;
 	}
 	m.has_flags = 1, m.flags = s->o.flags;
 	m.has_created_unix_ms = 1, m.created_unix_ms = (uint64_t)time(NULL) * 1000;
@@ -236,7 +240,7 @@ static int commit_file(struct save *s, const char *path)
 
 /* ---- setup and the call */
 
-static int check_parent(struct save *s)
+static int check_parent(struct save *s, const char *path)
 {
 	struct vmm__snap ps;
 	uint8_t base[16];
@@ -260,7 +264,7 @@ static int check_parent(struct save *s)
 	s->parent = ps.meta;
 	ps.meta = NULL;
 	vmm__snap_close(&ps);
-	return 0;
+	return vmm__snap_parent_record(path, s->o.parent, s->parent_rec, sizeof(s->parent_rec));
 }
 
 static int setup(struct save *s, struct vmm_vm *vm, const char *path)
@@ -278,7 +282,7 @@ static int setup(struct save *s, struct vmm_vm *vm, const char *path)
 	if (getrandom(s->id, sizeof(s->id), 0) != sizeof(s->id))
 		return vmm__err_sys(VMM_ESYS, "getrandom");
 	if (s->o.flags & VMM_SNAPSHOT_INCREMENTAL) {
-		r = check_parent(s);
+		r = check_parent(s, path);
 		if (r)
 			return r;
 	}
@@ -287,6 +291,7 @@ static int setup(struct save *s, struct vmm_vm *vm, const char *path)
 		r = vmm__dirty_start(vmm__move_dirty(vm));
 		if (r)
 			return r;
+		s->started_tracker = 1;
 	}
 	r = open_tmp(s, path);
 	if (r)
@@ -315,12 +320,6 @@ static int finish(struct save *s, const char *path)
 	int stop = s->o.flags & VMM_SNAPSHOT_STOP;
 	int r;
 
-	if (s->o.flags & VMM_SNAPSHOT_TRACK) {
-		vmm__move_set_track_base(s->vm, s->id);
-	} else {
-		vmm__dirty_stop(vmm__move_dirty(s->vm));
-		vmm__move_set_track_base(s->vm, NULL);
-	}
 	/* Resume before the fsync so the pause does not pay for the disk; with STOP, the file
 	 * must be safe before the VM is given up. */
 	if (!stop && s->paused_by_us) {
@@ -331,6 +330,16 @@ static int finish(struct save *s, const char *path)
 	r = commit_file(s, path);
 	if (r)
 		return r;
+	/* Only now does the chain count from this file. What the guest wrote since the
+	 * resume is still in the tracker (KVM's log, or harvested but not yet synced): no
+	 * sync has run since the final pass, so the rebase drops only what the file holds. */
+	if (s->o.flags & VMM_SNAPSHOT_TRACK) {
+		vmm__dirty_rebase(vmm__move_dirty(s->vm));
+		vmm__move_set_track_base(s->vm, s->id);
+	} else {
+		vmm__dirty_stop(vmm__move_dirty(s->vm));
+		vmm__move_set_track_base(s->vm, NULL);
+	}
 	if (stop) {
 		s->st.pause_ns = vmm__now_ns() - s->t_pause;
 		vmm_vm_stop(s->vm);
@@ -343,7 +352,6 @@ int vmm_snapshot_save(struct vmm_vm *vm, const char *path, const struct vmm_snap
 		      struct vmm_snapshot_stats *stats)
 {
 	struct save s;
-	uint8_t base[16];
 	uint64_t t0 = vmm__now_ns();
 	enum vmm_vm_run_state st;
 	int r;
@@ -356,6 +364,9 @@ int vmm_snapshot_save(struct vmm_vm *vm, const char *path, const struct vmm_snap
 	r = VMM__OPTS_COPY(&s.o, opts, "vmm_snapshot_opts_init");
 	if (r)
 		return r;
+	if (s.o.file_mode & ~0777u)
+		return vmm__err(VMM_EINVAL, "snapshot file_mode 0%o: permission bits only (0777)",
+				s.o.file_mode);
 	st = vmm_vm_run_state(vm);
 	if (st != VMM_VM_RUNNING && st != VMM_VM_PAUSED)
 		return vmm__err(VMM_ESTATE, "snapshot: the VM is %s", vmm_vm_run_state_name(st));
@@ -369,10 +380,12 @@ int vmm_snapshot_save(struct vmm_vm *vm, const char *path, const struct vmm_snap
 	if (!r)
 		r = finish(&s, path);
 	if (r) {
-		/* Nothing under the final name; the VM runs on as it was. */
+		/* Nothing under the final name; the VM runs on as it was: a tracker it had keeps
+		 * its since-base set whole (what this attempt synced is in it), one this call
+		 * started goes. */
 		if (s.tmp[0])
 			unlink(s.tmp);
-		if (!(s.o.flags & VMM_SNAPSHOT_TRACK) || !vmm__move_track_base(vm, base))
+		if (s.started_tracker)
 			vmm__dirty_stop(vmm__move_dirty(vm));
 		if (s.paused_by_us)
 			vmm__move_resume(vm);

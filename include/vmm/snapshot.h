@@ -31,11 +31,20 @@ enum vmm_snapshot_flags {
 struct vmm_snapshot_opts {
 	uint32_t size;         /* sizeof, set by vmm_snapshot_opts_init() */
 	uint32_t flags;        /* enum vmm_snapshot_flags */
-	const char *parent;    /* VMM_SNAPSHOT_INCREMENTAL: the previous snapshot in the chain */
+	/* VMM_SNAPSHOT_INCREMENTAL: the previous snapshot in the chain, a path like `path`
+	 * (relative to the cwd). The file records it relative to its own directory (an
+	 * absolute one stays absolute), so a restore finds it from any cwd, and a chain
+	 * whose files move together keeps working. */
+	const char *parent;
 	int compress_level;    /* zstd level (default 1) */
 	uint32_t live_max_rounds;  /* default 8 */
 	uint64_t live_target_pause_ns; /* stop the rounds when the rest fits (default 20 ms) */
-	uint64_t reserved[8];
+	/* Permission bits of the new file (0: 0600, owner only: it holds guest memory). The
+	 * process's umask applies, as to any file it creates; bits outside 0777 are
+	 * VMM_EINVAL. The file has these from its creation, under its temporary name. */
+	uint32_t file_mode;
+	uint32_t reserved_pad;
+	uint64_t reserved[7];
 };
 
 struct vmm_snapshot_stats {
@@ -93,7 +102,8 @@ struct vmm_snapshot_info {
 	uint64_t file_bytes;     /* logical size */
 	uint64_t disk_bytes;     /* allocated on disk (sparse files use less) */
 	uint64_t created_unix_ms;
-	char parent[256];        /* incremental: the parent's path as recorded, else "" */
+	char parent[256];        /* incremental: the parent's path as recorded (relative to
+				  * this file's directory, or absolute), else "" */
 	char library_version[32];
 	int verified;            /* 1: every checksum matched (only when asked to verify) */
 	uint64_t reserved[8];
