@@ -45,11 +45,15 @@ const char *vmm_last_error(void)
 
 int vmm__err(int code, const char *fmt, ...)
 {
+	char msg[sizeof(last_error)];
 	va_list ap;
 
+	/* Through a copy: callers wrap the previous detail ("machine state: %s",
+	 * vmm_last_error()), and vsnprintf into its own argument is undefined. */
 	va_start(ap, fmt);
-	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	memcpy(last_error, msg, sizeof(msg));
 	return code;
 }
 
@@ -61,6 +65,7 @@ int vmm__err_sys(int code, const char *what)
 	errno = saved;
 	return code;
 }
+
 
 void vmm__err_clear(void)
 {

@@ -54,8 +54,11 @@ VMM_EXPORT const char *vmm_strerror(int err);
 /* The code's name, e.g. "VMM_EINVAL". Any thread. */
 VMM_EXPORT const char *vmm_err_name(int err);
 /* Detail of the last failure of a libvmm call on the calling thread, e.g.
- * "KVM_SET_MSRS: MSR 0x10a refused". Empty string if none. Valid until the next libvmm
- * call on this thread. */
+ * "KVM_SET_MSRS: MSR 0x10a refused". Like errno (and libgit2's git_error_last): every
+ * call that returns an error sets it, a call that succeeds leaves it as it was, so it
+ * means something only after a call returned an error, and it still says what failed
+ * after cleanup calls that succeed (vmm_vm_destroy, ...). Empty on a thread where no call
+ * has failed yet. The string is the thread's own; it changes at its next failing call. */
 VMM_EXPORT const char *vmm_last_error(void);
 
 #ifdef __cplusplus

@@ -1,12 +1,16 @@
 /* The public API's struct rules, checked without KVM: every entry point takes its options
  * under the one size rule (libvmm/opts.h), vmm_snapshot_info writes no more than the
  * caller's size, and output structs keep room to grow. */
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "testutil.h"
+#include "fake_vm.h"
 #include "libvmm/opts.h"
 #include "vmm/vmm.h"
 
@@ -132,6 +136,62 @@ static void structs_have_room(void **state)
 	assert_int_equal(offsetof(struct vmm_snapshot_info, size), 0);
 }
 
+/* vmm_last_error() is errno-like: every failure sets it, a success leaves it alone, so it
+ * still says what failed after the caller has cleaned up (destroyed the VM, removed a
+ * file) with calls that succeed. A fresh thread has "". */
+static void *fresh_thread(void *arg)
+{
+	(void)arg;
+	return (void *)(uintptr_t)(vmm_last_error()[0] == '\0');
+}
+
+static void last_error_is_errno_like(void **state)
+{
+	char path[] = "/tmp/vmm-api-XXXXXX", snap[64], want[512];
+	struct vmm_snapshot_info info = { .size = sizeof(info) };
+	struct vmm_snapshot_opts so;
+	struct vmm_restore_opts ro;
+	struct vmm_vm *vm, *copy;
+	struct vmm_exit ex;
+	pthread_t t;
+	void *fresh;
+	uint8_t b[64];
+
+	(void)state;
+	assert_int_equal(pthread_create(&t, NULL, fresh_thread, NULL), 0);
+	assert_int_equal(pthread_join(t, &fresh), 0);
+	assert_true(fresh != NULL);
+	fake_kvm_install();
+	assert_non_null(mkdtemp(path));
+	snprintf(snap, sizeof(snap), "%s/a.snap", path);
+	assert_int_equal(vmm_snapshot_info("/nonexistent/x.snap", 0, &info), VMM_ENOENT);
+	snprintf(want, sizeof(want), "%s", vmm_last_error());
+	assert_true(want[0] != '\0');
+	/* A VM's whole life, every call succeeding. */
+	vm = fake_vm_new_loaded(16, 1, NULL, NULL);
+	assert_non_null(vm);
+	assert_int_equal(vmm_vm_mem_write(vm, 0x200000, "x", 1), 0);
+	assert_int_equal(vmm_vm_mem_read(vm, 0x200000, b, 1), 0);
+	assert_int_equal(vmm_vm_start(vm), 0);
+	assert_int_equal(vmm_vm_pause(vm), 0);
+	vmm_snapshot_opts_init(&so);
+	so.flags = VMM_SNAPSHOT_TRACK;
+	assert_int_equal(vmm_snapshot_save(vm, snap, &so, NULL), 0);
+	assert_int_equal(vmm_vm_resume(vm), 0);
+	assert_int_equal(vmm_vm_stop(vm), 0);
+	assert_int_equal(vmm_vm_wait(vm, 1000, &ex), 0);
+	assert_int_equal(vmm_snapshot_info(snap, 1, &info), 0);
+	vmm_restore_opts_init(&ro);
+	ro.mode = VMM_RESTORE_LAZY;
+	assert_int_equal(vmm_snapshot_restore(snap, &ro, &copy), 0);
+	vmm_vm_destroy(copy);
+	vmm_vm_destroy(vm);
+	assert_string_equal(vmm_last_error(), want);
+	unlink(snap);
+	rmdir(path);
+	fake_kvm_uninstall();
+}
+
 static void version_agrees(void **state)
 {
 	char want[32];
@@ -151,6 +211,7 @@ int main(void)
 		cmocka_unit_test(snapshot_info_honours_size),
 		cmocka_unit_test(structs_have_room),
 		cmocka_unit_test(version_agrees),
+		cmocka_unit_test(last_error_is_errno_like),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
