@@ -4,7 +4,9 @@
 #ifndef VMM_MEMORY_H
 #define VMM_MEMORY_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define VMM_PAGE_SIZE 4096ull
 /* RAM above this is placed at 4 GiB, leaving room for the LAPIC, IOAPIC and TSS. */
@@ -26,14 +28,38 @@ struct vmm__memory {
 	uint32_t nregions;
 	struct vmm__mem_region regions[VMM_MEM_REGIONS_MAX];
 	uint32_t slot_flags; /* KVM_MEM_LOG_DIRTY_PAGES while dirty tracking */
+	/* RAM mapped from a file (lazy restore): that file, held open, and what it was like
+	 * when mapped; file_fd = -1 otherwise. */
+	int file_fd;
+	int file_leased;        /* holds a read lease (F_SETLEASE) on it */
+	uint64_t file_need;     /* offset + size: the bytes the mapping reads */
+	uint64_t file_size;
+	struct timespec file_mtime;
 };
 
 /* Lays out and allocates RAM (not yet given to KVM). */
 int vmm__memory_init(struct vmm__memory *m, uint64_t size);
 /* Lays out RAM as a private copy-on-write mapping of fd at offset (a snapshot's RAM
  * image): pages load from the file on first touch and writes stay in this process. There
- * is no memfd then (memfd = -1). */
+ * is no memfd then (memfd = -1). The file must not change while the mapping lives: a page
+ * not yet copied would change under the guest, and one past a truncated end raises SIGBUS
+ * in whoever touches it. So: VMM_ETRUNCATED if the file is shorter than offset + size;
+ * fd is kept (duplicated) with its size and mtime, and a read lease is taken where the
+ * file system and our rights allow it (a writer's open then waits, up to the kernel's
+ * lease-break-time, and vmm__memory_check sees the break). */
 int vmm__memory_init_file(struct vmm__memory *m, uint64_t size, int fd, uint64_t offset);
+/* Copies len bytes between buf and RAM at host pointer p (inside m->host). For RAM mapped
+ * from a file the copy goes through process_vm_readv/writev, which fail with EFAULT where
+ * a plain memcpy would raise SIGBUS (the file was truncated): then VMM_ETRUNCATED or
+ * VMM_ECORRUPT as vmm__memory_check says. Any thread. */
+int vmm__memory_read(const struct vmm__memory *m, const void *p, void *buf, size_t len);
+int vmm__memory_write(const struct vmm__memory *m, void *p, const void *buf, size_t len);
+/* Whether RAM can be read safely: 0 for RAM of our own (a memfd) or a file as it was when
+ * mapped; VMM_ETRUNCATED if the file was cut shorter than the mapping, VMM_ECORRUPT if it
+ * was written to or someone opened it for writing (the lease broke), with detail. Called
+ * before the library itself reads a whole RAM (snapshot, migration), so that a changed
+ * file is an error instead of stale pages or a SIGBUS. Any thread. */
+int vmm__memory_check(const struct vmm__memory *m);
 /* Registers every region as a KVM memory slot with the current slot_flags. */
 int vmm__memory_map(struct vmm__memory *m, int vm_fd);
 void vmm__memory_free(struct vmm__memory *m);

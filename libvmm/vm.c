@@ -402,22 +402,23 @@ int vmm_vm_mem_read(struct vmm_vm *vm, uint64_t gpa, void *buf, size_t len)
 	p = guest_range(vm, gpa, len);
 	if (!p)
 		return VMM_ERANGE;
-	memcpy(buf, p, len);
-	return 0;
+	return vmm__memory_read(&vm->mem, p, buf, len);
 }
 
 int vmm_vm_mem_write(struct vmm_vm *vm, uint64_t gpa, const void *buf, size_t len)
 {
 	void *p;
+	int r;
 
 	if (!vm || (!buf && len))
 		return vmm__err(VMM_EINVAL, "NULL argument");
 	p = guest_range(vm, gpa, len);
 	if (!p)
 		return VMM_ERANGE;
-	memcpy(p, buf, len);
-	vmm__dirty_mark(&vm->dirty, (uint64_t)((uint8_t *)p - vm->mem.host), len);
-	return 0;
+	r = vmm__memory_write(&vm->mem, p, buf, len);
+	if (!r)
+		vmm__dirty_mark(&vm->dirty, (uint64_t)((uint8_t *)p - vm->mem.host), len);
+	return r;
 }
 
 static int register_range(struct vmm_vm *vm, struct vmm__bus *bus, uint64_t base, uint64_t len,

@@ -36,7 +36,10 @@ int vmm__rounds_walk(struct vmm__rounds *rs, unsigned lane, unsigned nlanes,
 
 		if (!vmm__bitmap_any(rs->pages + first / 64, (n + 63) / 64))
 			continue;
-		if (rs->clear) {
+		/* A snapshot file behind the RAM that changed since the last chunk stops the
+		 * pass before fn reads from it (two system calls per 2 MiB, lazy RAM only). */
+		r = vmm__memory_check(vmm__move_ram(rs->vm));
+		if (!r && rs->clear) {
 			pthread_mutex_lock(&rs->clear_lock);
 			r = vmm__dirty_clear(vmm__move_dirty(rs->vm), rs->pages, first, VMM_ROUNDS_CHUNK_PAGES);
 			pthread_mutex_unlock(&rs->clear_lock);
@@ -45,6 +48,14 @@ int vmm__rounds_walk(struct vmm__rounds *rs, unsigned lane, unsigned nlanes,
 			r = fn(arg, rs->pages, first, n);
 	}
 	return r;
+}
+
+/* RAM mapped from a snapshot (lazy restore) is read only while that file is as it was:
+ * checked before each pass, so a truncated file is an error rather than a SIGBUS in the
+ * sink's reads, and after it, so a pass that read a file changing under it fails too. */
+static int ram_intact(const struct vmm__rounds *rs)
+{
+	return vmm__memory_check(vmm__move_ram(rs->vm));
 }
 
 static uint64_t set_weight(const struct vmm__rounds *rs)
@@ -93,9 +104,13 @@ static int live_round(struct vmm__rounds *rs, uint32_t round, int *done)
 	int r;
 
 	rep.throttle_pct = vmm__move_throttle(rs->vm);
-	r = k->begin(k->ctx, round, set_weight(rs), 0);
+	r = ram_intact(rs);
+	if (!r)
+		r = k->begin(k->ctx, round, set_weight(rs), 0);
 	if (!r)
 		r = k->copy(k->ctx, rs);
+	if (!r)
+		r = ram_intact(rs);
 	rs->res->rounds++;
 	if (r)
 		return r;
@@ -154,9 +169,13 @@ static int final_pass(struct vmm__rounds *rs)
 	rs->clear = rs->o->clear_final && vmm__dirty_backend(vmm__move_dirty(rs->vm));
 	if (k->stable)
 		k->stable(k->ctx);
-	r = k->begin(k->ctx, rs->res->rounds, set_weight(rs), 1);
+	r = ram_intact(rs);
+	if (!r)
+		r = k->begin(k->ctx, rs->res->rounds, set_weight(rs), 1);
 	if (!r)
 		r = k->copy(k->ctx, rs);
+	if (!r)
+		r = ram_intact(rs);
 	rs->res->rounds++;
 	return r;
 }

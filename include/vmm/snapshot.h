@@ -72,6 +72,19 @@ enum vmm_restore_mode {
 	VMM_RESTORE_EAGER = 0, /* read RAM into fresh memory */
 	VMM_RESTORE_LAZY = 1,  /* map the file's RAM copy-on-write; pages load on first touch */
 };
+/* A lazily restored VM reads its snapshot file for as long as it lives: the file must not
+ * be written, truncated or copied over until the VM is destroyed (deleting it, or renaming
+ * another file over its name, is fine: the VM keeps the file it opened). libvmm takes a
+ * read lease on it where the file system and the process's rights allow (F_SETLEASE: an
+ * open for writing then waits up to /proc/sys/fs/lease-break-time; the lease has no
+ * owner, so its break sends the process no SIGIO) and remembers its size and mtime. A
+ * change it sees makes the library's own reads of guest RAM fail instead of returning
+ * other pages or raising SIGBUS: vmm_vm_mem_read/write, vmm_snapshot_save and
+ * vmm_migrate_send return VMM_ETRUNCATED (the file got shorter) or VMM_ECORRUPT (written,
+ * or opened for writing). The guest itself cannot be protected: a page it has not touched
+ * yet comes from the file as it is then, and one past a truncated end stops its vCPU with
+ * a KVM error. Guest RAM is never inherited by a child the embedder forks
+ * (MADV_DONTFORK), lazily restored or not. */
 
 struct vmm_restore_opts {
 	uint32_t size;
