@@ -15,6 +15,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "libvmm/error_internal.h"
@@ -36,6 +37,10 @@ struct vmm__run_control {
 	struct vmm_exit exit; /* the first stop's reason */
 	uint32_t throttle_pct;
 	uint8_t *throttle_req; /* per vCPU: sleep once at the next checkpoint */
+	/* Per vCPU: its thread has ended, or was never spawned. Such a vCPU is never kicked
+	 * again: its thread may have been joined, and a joined thread's id may already name
+	 * another thread (glibc reuses them), so a signal to it would hit a stranger. */
+	uint8_t *gone;
 
 	/* The throttle thread; touched by the controller only. */
 	pthread_t throttle_thread;
@@ -49,7 +54,9 @@ int vmm__run_control_new(uint32_t n, const struct vmm__run_kicker *kicker, void 
 	pthread_condattr_t ca;
 
 	*out = NULL;
-	if (!rc || !(rc->throttle_req = calloc(n ? n : 1, 1))) {
+	if (!rc || !(rc->throttle_req = calloc(n ? n : 1, 1)) || !(rc->gone = malloc(n ? n : 1))) {
+		if (rc)
+			free(rc->throttle_req);
 		free(rc);
 		return vmm__err(VMM_ENOMEM, "run control");
 	}
@@ -57,6 +64,7 @@ int vmm__run_control_new(uint32_t n, const struct vmm__run_kicker *kicker, void 
 	rc->ctx = ctx;
 	rc->n = n;
 	rc->state = VMM_VM_CREATED;
+	memset(rc->gone, 1, n ? n : 1);
 	pthread_mutex_init(&rc->lock, NULL);
 	/* Throttle sleeps use absolute monotonic deadlines. */
 	pthread_condattr_init(&ca);
@@ -75,13 +83,16 @@ void vmm__run_control_free(struct vmm__run_control *rc)
 	pthread_cond_destroy(&rc->cond);
 	pthread_mutex_destroy(&rc->lock);
 	free(rc->throttle_req);
+	free(rc->gone);
 	free(rc);
 }
 
-static void kick_all(struct vmm__run_control *rc, uint32_t n)
+/* Kicks every vCPU whose thread still runs; lock held. */
+static void kick_all(struct vmm__run_control *rc)
 {
-	for (uint32_t i = 0; i < n; i++)
-		rc->kicker->kick(rc->ctx, i);
+	for (uint32_t i = 0; i < rc->n; i++)
+		if (!rc->gone[i])
+			rc->kicker->kick(rc->ctx, i);
 }
 
 enum vmm_vm_run_state vmm__run_control_state(struct vmm__run_control *rc)
@@ -107,13 +118,15 @@ int vmm__run_control_start(struct vmm__run_control *rc)
 	/* Spawned under the lock, so a vCPU that stops at once kicks only started threads. */
 	for (; rc->nspawned < rc->n; rc->nspawned++) {
 		r = rc->kicker->spawn(rc->ctx, rc->nspawned);
+		if (!r)
+			rc->gone[rc->nspawned] = 0;
 		if (r) {
 			rc->stop_req = 1;
 			rc->state = VMM_VM_STOPPED;
 			rc->exit = (struct vmm_exit){ .reason = VMM_EXIT_ERROR, .status = -1 };
 			snprintf(rc->exit.detail, sizeof(rc->exit.detail),
 				 "could not start vCPU threads");
-			kick_all(rc, rc->nspawned);
+			kick_all(rc);
 			pthread_cond_broadcast(&rc->cond);
 			break;
 		}
@@ -135,7 +148,7 @@ int vmm__run_control_pause(struct vmm__run_control *rc)
 		goto out;
 	}
 	rc->pause_req = 1;
-	kick_all(rc, rc->n);
+	kick_all(rc);
 	while (rc->nparked + rc->nexited < rc->n && !rc->stop_req)
 		pthread_cond_wait(&rc->cond, &rc->lock);
 	if (rc->stop_req) {
@@ -184,7 +197,7 @@ void vmm__run_control_stop(struct vmm__run_control *rc, enum vmm_exit_reason rea
 	}
 	rc->stop_req = 1;
 	rc->state = VMM_VM_STOPPED;
-	kick_all(rc, rc->n);
+	kick_all(rc);
 	pthread_cond_broadcast(&rc->cond);
 	pthread_mutex_unlock(&rc->lock);
 }
@@ -248,11 +261,11 @@ static void *throttle_main(void *arg)
 			pthread_mutex_unlock(&rc->lock);
 			return NULL;
 		}
-		if (!rc->pause_req)
-			for (uint32_t i = 0; i < rc->n; i++) {
+		if (!rc->pause_req) {
+			for (uint32_t i = 0; i < rc->n; i++)
 				rc->throttle_req[i] = 1;
-				rc->kicker->kick(rc->ctx, i);
-			}
+			kick_all(rc);
+		}
 		pthread_mutex_unlock(&rc->lock);
 	}
 }
@@ -328,9 +341,10 @@ int vmm__run_control_checkpoint(struct vmm__run_control *rc, uint32_t i)
 	return stop;
 }
 
-void vmm__run_control_exited(struct vmm__run_control *rc)
+void vmm__run_control_exited(struct vmm__run_control *rc, uint32_t i)
 {
 	pthread_mutex_lock(&rc->lock);
+	rc->gone[i] = 1;
 	rc->nexited++;
 	pthread_cond_broadcast(&rc->cond);
 	pthread_mutex_unlock(&rc->lock);

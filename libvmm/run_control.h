@@ -16,7 +16,8 @@
 
 struct vmm__run_control;
 
-/* How run control reaches the vCPUs. Both run with run control's lock held. */
+/* How run control reaches the vCPUs. All three run with run control's lock held; kick
+ * is called only for vCPUs whose thread was spawned and has not called exited(). */
 struct vmm__run_kicker {
 	/* Makes vCPU i leave its run call promptly, and return at once from the next one
 	 * until clear() is called. Must not block. */
@@ -71,7 +72,8 @@ uint32_t vmm__run_control_throttle(struct vmm__run_control *rc);
  * slice if asked, parks while a pause is requested, and re-enables running unless more
  * is pending. Returns 1 when the thread should end. */
 int vmm__run_control_checkpoint(struct vmm__run_control *rc, uint32_t i);
-/* The thread is about to end: it counts as exited, no longer as running. */
-void vmm__run_control_exited(struct vmm__run_control *rc);
+/* vCPU i's thread is about to end: it counts as exited, no longer as running, and is
+ * never kicked again (so it may be joined at once). */
+void vmm__run_control_exited(struct vmm__run_control *rc, uint32_t i);
 
 #endif

@@ -228,6 +228,6 @@ void *vmm__vcpu_thread(void *arg)
 		if (handle_exit(vcpu))
 			break;
 	}
-	vmm__run_control_exited(vcpu->rc);
+	vmm__run_control_exited(vcpu->rc, vcpu->id);
 	return NULL;
 }

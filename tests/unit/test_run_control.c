@@ -23,6 +23,9 @@ struct fake {
 	atomic_ulong checkpoint_ns[NV]; /* time spent inside the checkpoint */
 	atomic_int hold[NV];       /* 1: stuck in a device (deaf to kicks) until set to 0 */
 	atomic_int leave_alone[NV]; /* 1: the thread ends on its own at the next run */
+	atomic_int exited[NV];     /* the thread has ended (joinable) */
+	atomic_ulong kicks[NV];    /* kicks received, counted whoever sent them */
+	atomic_ulong late_kicks[NV]; /* kicks sent after the thread ended: must stay 0 */
 	int stop_status;
 };
 
@@ -79,7 +82,8 @@ static void *vcpu_main(void *p)
 			break;
 	}
 out:
-	vmm__run_control_exited(f->rc);
+	vmm__run_control_exited(f->rc, i);
+	atomic_store(&f->exited[i], 1);
 	return NULL;
 }
 
@@ -87,6 +91,10 @@ static void kick(void *ctx, uint32_t i)
 {
 	struct fake *f = ctx;
 
+	/* For a real vCPU this is pthread_kill: undefined on a joined thread. */
+	if (atomic_load(&f->exited[i]))
+		atomic_fetch_add(&f->late_kicks[i], 1);
+	atomic_fetch_add(&f->kicks[i], 1);
 	atomic_store(&f->kicked[i], 1);
 }
 
@@ -278,6 +286,64 @@ static void pause_with_exited_vcpus(void **state)
 	fake_free(f);
 }
 
+static void assert_no_late_kicks(struct fake *f)
+{
+	for (int i = 0; i < NV; i++)
+		assert_int_equal(atomic_load(&f->late_kicks[i]), 0);
+}
+
+/* vCPUs whose threads ended (and were joined) are not kicked by a later pause. */
+static void pause_kicks_only_live_vcpus(void **state)
+{
+	struct fake *f = fake_new();
+	unsigned long zero[NV] = { 0 };
+
+	(void)state;
+	assert_int_equal(vmm__run_control_start(f->rc), 0);
+	wait_progress(f, zero, 0);
+	atomic_store(&f->leave_alone[2], 1);
+	pthread_join(f->th[2], NULL);
+	f->started[2] = 0;
+	assert_int_equal(vmm__run_control_pause(f->rc), 0);
+	assert_int_equal(vmm__run_control_resume(f->rc), 0);
+	assert_int_equal(vmm__run_control_set_throttle(f->rc, 50), 0);
+	sleep_ms(50); /* throttle kicks too */
+	assert_int_equal(vmm__run_control_set_throttle(f->rc, 0), 0);
+	vmm__run_control_stop(f->rc, VMM_EXIT_HOST, -1, "done");
+	assert_no_late_kicks(f);
+	assert_true(atomic_load(&f->kicks[0]) > 0);
+	fake_free(f);
+}
+
+/* A stop after every thread ended and was joined (vmm_vm_stop() after vmm_vm_wait())
+ * kicks nobody: the thread ids may already name other threads. */
+static void stop_after_join_kicks_nobody(void **state)
+{
+	struct fake *f = fake_new();
+	unsigned long zero[NV] = { 0 }, kicks[NV];
+	struct vmm_exit ex;
+
+	(void)state;
+	assert_int_equal(vmm__run_control_start(f->rc), 0);
+	wait_progress(f, zero, 0);
+	vmm__run_control_stop(f->rc, VMM_EXIT_GUEST, 3, "guest exit");
+	assert_int_equal(vmm__run_control_wait_stopped(f->rc, -1, &ex, NULL), 0);
+	vmm__run_control_wait_exited(f->rc);
+	for (int i = 0; i < NV; i++) {
+		pthread_join(f->th[i], NULL);
+		f->started[i] = 0;
+		kicks[i] = atomic_load(&f->kicks[i]);
+	}
+	vmm__run_control_stop(f->rc, VMM_EXIT_HOST, -1, "stopped by the host");
+	assert_int_equal(vmm__run_control_pause(f->rc), VMM_ESTATE);
+	for (int i = 0; i < NV; i++)
+		assert_int_equal(atomic_load(&f->kicks[i]), kicks[i]);
+	assert_no_late_kicks(f);
+	assert_int_equal(vmm__run_control_wait_stopped(f->rc, 0, &ex, NULL), 0);
+	assert_int_equal(ex.reason, VMM_EXIT_GUEST); /* the first reason stays */
+	fake_free(f);
+}
+
 static void throttle_sleeps_and_stops(void **state)
 {
 	struct fake *f = fake_new();
@@ -361,6 +427,8 @@ int main(void)
 		cmocka_unit_test(stop_from_vcpu_during_pause),
 		cmocka_unit_test(stop_wins_over_pause),
 		cmocka_unit_test(pause_with_exited_vcpus),
+		cmocka_unit_test(pause_kicks_only_live_vcpus),
+		cmocka_unit_test(stop_after_join_kicks_nobody),
 		cmocka_unit_test(throttle_sleeps_and_stops),
 		cmocka_unit_test(throttle_ends_with_stop),
 		cmocka_unit_test(spawn_failure_stops),
