@@ -42,6 +42,45 @@ void vmm__log(struct vmm_vm *vm, int level, const char *fmt, ...)
 	vm->cfg.log(vm->cfg.log_opaque, level, msg);
 }
 
+void vmm__log_later(struct vmm__log_queue *q, int level, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	size_t n;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	n = strlen(msg) + 2; /* level byte, text, NUL */
+	if (q->len + n > q->cap) {
+		size_t cap = q->cap ? q->cap * 2 : 1024;
+		char *b;
+
+		while (cap < q->len + n)
+			cap *= 2;
+		b = realloc(q->buf, cap);
+		if (!b) {
+			q->dropped++;
+			return;
+		}
+		q->buf = b;
+		q->cap = cap;
+	}
+	q->buf[q->len] = (char)level;
+	memcpy(q->buf + q->len + 1, msg, n - 1);
+	q->len += n;
+}
+
+void vmm__log_flush(struct vmm_vm *vm, struct vmm__log_queue *q)
+{
+	for (size_t off = 0; off < q->len; off += strlen(q->buf + off + 1) + 2)
+		vmm__log(vm, q->buf[off], "%s", q->buf + off + 1);
+	if (q->dropped)
+		vmm__log(vm, VMM_LOG_WARN, "%u log messages lost (out of memory)", q->dropped);
+	free(q->buf);
+	memset(q, 0, sizeof(*q));
+}
+
 static int check_config(const struct vmm_vm_config *cfg)
 {
 	if (cfg->mem_size < VMM_MEM_MIN || cfg->mem_size > VMM_MEM_MAX ||
