@@ -35,6 +35,7 @@ struct vmm__run_control {
 	uint32_t nparked;
 	uint32_t nexited;
 	struct vmm_exit exit; /* the first stop's reason */
+	const char *job; /* what owns the VM (vmm__run_control_job_begin), or NULL */
 	uint32_t throttle_pct;
 	uint8_t *throttle_req; /* per vCPU: sleep once at the next checkpoint */
 	/* Per vCPU: its thread has ended, or was never spawned. Such a vCPU is never kicked
@@ -136,12 +137,51 @@ out:
 	return r;
 }
 
-int vmm__run_control_pause(struct vmm__run_control *rc)
+int vmm__run_control_job_begin(struct vmm__run_control *rc, const char *what)
 {
 	int r = 0;
 
 	pthread_mutex_lock(&rc->lock);
-	if (rc->state == VMM_VM_PAUSED)
+	if (rc->job)
+		r = vmm__err(VMM_EJOB, "%s owns the VM until it ends", rc->job);
+	else
+		rc->job = what;
+	pthread_mutex_unlock(&rc->lock);
+	return r;
+}
+
+void vmm__run_control_job_end(struct vmm__run_control *rc)
+{
+	pthread_mutex_lock(&rc->lock);
+	rc->job = NULL;
+	pthread_mutex_unlock(&rc->lock);
+}
+
+/* lock held */
+static int refused(struct vmm__run_control *rc, enum vmm__rc_caller who, const char *call)
+{
+	if (who == VMM__RC_JOB || !rc->job)
+		return 0;
+	return vmm__err(VMM_EJOB, "%s: %s owns the VM until it ends", call, rc->job);
+}
+
+int vmm__run_control_job_check(struct vmm__run_control *rc, const char *call)
+{
+	int r;
+
+	pthread_mutex_lock(&rc->lock);
+	r = refused(rc, VMM__RC_EMBEDDER, call);
+	pthread_mutex_unlock(&rc->lock);
+	return r;
+}
+
+int vmm__run_control_pause(struct vmm__run_control *rc, enum vmm__rc_caller who)
+{
+	int r;
+
+	pthread_mutex_lock(&rc->lock);
+	r = refused(rc, who, "pause");
+	if (r || rc->state == VMM_VM_PAUSED)
 		goto out;
 	if (rc->state != VMM_VM_RUNNING) {
 		r = vmm__err(VMM_ESTATE, "pause: VM is %s", vmm_vm_run_state_name(rc->state));
@@ -162,12 +202,13 @@ out:
 	return r;
 }
 
-int vmm__run_control_resume(struct vmm__run_control *rc)
+int vmm__run_control_resume(struct vmm__run_control *rc, enum vmm__rc_caller who)
 {
-	int r = 0;
+	int r;
 
 	pthread_mutex_lock(&rc->lock);
-	if (rc->state == VMM_VM_RUNNING)
+	r = refused(rc, who, "resume");
+	if (r || rc->state == VMM_VM_RUNNING)
 		goto out;
 	if (rc->state != VMM_VM_PAUSED) {
 		r = vmm__err(VMM_ESTATE, "resume: VM is %s", vmm_vm_run_state_name(rc->state));

@@ -328,26 +328,39 @@ int vmm_vm_start(struct vmm_vm *vm)
 	return r;
 }
 
+int vmm__vm_pause(struct vmm_vm *vm, enum vmm__rc_caller who)
+{
+	return vmm__run_control_pause(vm->runctl, who);
+}
+
+int vmm__vm_resume(struct vmm_vm *vm, enum vmm__rc_caller who)
+{
+	int r;
+
+	/* Under vm->lock, so that a migration cannot mark the VM moved and end its job
+	 * between this check and the resume: a VM sent away stays PAUSED for good. The
+	 * resume itself never blocks, so holding vm->lock across it is cheap. */
+	pthread_mutex_lock(&vm->lock);
+	if (vm->move.migrated && vmm__run_control_state(vm->runctl) != VMM_VM_RUNNING)
+		r = vmm__err(VMM_ESTATE, "resume: VM is migrated away");
+	else
+		r = vmm__run_control_resume(vm->runctl, who);
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
 int vmm_vm_pause(struct vmm_vm *vm)
 {
 	if (!vm)
 		return vmm__err(VMM_EINVAL, "vm is NULL");
-	return vmm__run_control_pause(vm->runctl);
+	return vmm__vm_pause(vm, VMM__RC_EMBEDDER);
 }
 
 int vmm_vm_resume(struct vmm_vm *vm)
 {
-	int migrated;
-
 	if (!vm)
 		return vmm__err(VMM_EINVAL, "vm is NULL");
-	pthread_mutex_lock(&vm->lock);
-	migrated = vm->move.migrated;
-	pthread_mutex_unlock(&vm->lock);
-	/* A VM sent away stays PAUSED for good. */
-	if (migrated && vmm__run_control_state(vm->runctl) != VMM_VM_RUNNING)
-		return vmm__err(VMM_ESTATE, "resume: VM is migrated away");
-	return vmm__run_control_resume(vm->runctl);
+	return vmm__vm_resume(vm, VMM__RC_EMBEDDER);
 }
 
 int vmm_vm_stop(struct vmm_vm *vm)

@@ -72,6 +72,11 @@ void vmm__log_later(struct vmm__log_queue *q, int level, const char *fmt, ...)
 /* Logs and frees what q holds. No lock held. */
 void vmm__log_flush(struct vmm_vm *vm, struct vmm__log_queue *q);
 
+/* Pause and resume for the embedder (VMM__RC_EMBEDDER: refused while a job owns the VM)
+ * or for the job itself (VMM__RC_JOB). Resume refuses a VM migrated away either way. */
+int vmm__vm_pause(struct vmm_vm *vm, enum vmm__rc_caller who);
+int vmm__vm_resume(struct vmm_vm *vm, enum vmm__rc_caller who);
+
 /* Sets the vCPU throttle (0..99 %) for auto-converge. Controller thread only. */
 int vmm__vm_set_throttle(struct vmm_vm *vm, uint32_t pct);
 /* The throttle in force, in %. */

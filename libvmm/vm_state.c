@@ -79,8 +79,15 @@ int vmm_vm_state_save(struct vmm_vm *vm, void **buf, size_t *len)
 
 	if (!vm || !buf || !len)
 		return vmm__err(VMM_EINVAL, "NULL argument");
+	/* A job of its own: nobody may resume the VM between the check and the capture. */
+	r = vmm__job_begin(vm, VMM__JOB_STATE_SAVE);
+	if (r)
+		return r;
 	r = check_paused(vm);
-	return r ? r : vmm__move_state_encode(vm, (uint8_t **)buf, len);
+	if (!r)
+		r = vmm__move_state_encode(vm, (uint8_t **)buf, len);
+	vmm__job_end(vm);
+	return r;
 }
 
 /* Runs under vm->lock (state install): kept for the log until the lock is dropped. */
@@ -151,9 +158,12 @@ int vmm__move_state_install(struct vmm_vm *vm, const void *buf, size_t len, int 
 
 int vmm_vm_state_load(struct vmm_vm *vm, const void *buf, size_t len)
 {
+	int r;
+
 	if (!vm || !buf)
 		return vmm__err(VMM_EINVAL, "NULL argument");
-	return vmm__move_state_install(vm, buf, len, VMM_ESTATEDATA);
+	r = vmm__run_control_job_check(vm->runctl, "state load");
+	return r ? r : vmm__move_state_install(vm, buf, len, VMM_ESTATEDATA);
 }
 
 /* Harmless: the VM has not run, and the real state overwrites all of it. */

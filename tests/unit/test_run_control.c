@@ -165,13 +165,13 @@ static void pause_parks_everyone(void **state)
 	struct vmm_exit ex;
 
 	(void)state;
-	assert_int_equal(vmm__run_control_resume(f->rc), VMM_ESTATE); /* not started */
+	assert_int_equal(vmm__run_control_resume(f->rc, VMM__RC_EMBEDDER), VMM_ESTATE); /* not started */
 	assert_int_equal(vmm__run_control_start(f->rc), 0);
 	assert_int_equal(vmm__run_control_start(f->rc), VMM_ESTATE);
 	assert_int_equal(vmm__run_control_state(f->rc), VMM_VM_RUNNING);
 	wait_progress(f, zero, 0);
 	for (int round = 0; round < 3; round++) {
-		assert_int_equal(vmm__run_control_pause(f->rc), 0);
+		assert_int_equal(vmm__run_control_pause(f->rc, VMM__RC_EMBEDDER), 0);
 		assert_int_equal(vmm__run_control_state(f->rc), VMM_VM_PAUSED);
 		for (int i = 0; i < NV; i++)
 			assert_int_equal(atomic_load(&f->in_guest[i]), 0);
@@ -179,11 +179,11 @@ static void pause_parks_everyone(void **state)
 		sleep_ms(30);
 		snapshot_runs(f, after);
 		assert_memory_equal(before, after, sizeof(before)); /* nobody runs */
-		assert_int_equal(vmm__run_control_pause(f->rc), 0); /* already paused */
-		assert_int_equal(vmm__run_control_resume(f->rc), 0);
+		assert_int_equal(vmm__run_control_pause(f->rc, VMM__RC_EMBEDDER), 0); /* already paused */
+		assert_int_equal(vmm__run_control_resume(f->rc, VMM__RC_EMBEDDER), 0);
 		assert_int_equal(vmm__run_control_state(f->rc), VMM_VM_RUNNING);
 		wait_progress(f, after, 0);
-		assert_int_equal(vmm__run_control_resume(f->rc), 0); /* already running */
+		assert_int_equal(vmm__run_control_resume(f->rc, VMM__RC_EMBEDDER), 0); /* already running */
 	}
 	vmm__run_control_stop(f->rc, VMM_EXIT_HOST, -1, "stopped by the %s", "host");
 	assert_int_equal(vmm__run_control_wait_stopped(f->rc, -1, &ex, NULL), 0);
@@ -202,7 +202,7 @@ static void *pause_main(void *p)
 {
 	struct pauser *ps = p;
 
-	ps->r = vmm__run_control_pause(ps->f->rc);
+	ps->r = vmm__run_control_pause(ps->f->rc, VMM__RC_EMBEDDER);
 	atomic_store(&ps->done, 1);
 	return NULL;
 }
@@ -249,13 +249,13 @@ static void stop_wins_over_pause(void **state)
 	(void)state;
 	assert_int_equal(vmm__run_control_start(f->rc), 0);
 	wait_progress(f, zero, 0);
-	assert_int_equal(vmm__run_control_pause(f->rc), 0);
+	assert_int_equal(vmm__run_control_pause(f->rc, VMM__RC_EMBEDDER), 0);
 	vmm__run_control_stop(f->rc, VMM_EXIT_SHUTDOWN, -1, "first");
 	vmm__run_control_stop(f->rc, VMM_EXIT_HOST, -1, "second");
 	vmm__run_control_wait_exited(f->rc);
 	assert_int_equal(vmm__run_control_state(f->rc), VMM_VM_STOPPED);
-	assert_int_equal(vmm__run_control_resume(f->rc), VMM_ESTATE);
-	assert_int_equal(vmm__run_control_pause(f->rc), VMM_ESTATE);
+	assert_int_equal(vmm__run_control_resume(f->rc, VMM__RC_EMBEDDER), VMM_ESTATE);
+	assert_int_equal(vmm__run_control_pause(f->rc, VMM__RC_EMBEDDER), VMM_ESTATE);
 	assert_int_equal(vmm__run_control_start(f->rc), VMM_ESTATE);
 	assert_int_equal(vmm__run_control_wait_stopped(f->rc, 0, &ex, NULL), 0);
 	assert_int_equal(ex.reason, VMM_EXIT_SHUTDOWN);
@@ -277,8 +277,8 @@ static void pause_with_exited_vcpus(void **state)
 	pthread_join(f->th[1], NULL);
 	pthread_join(f->th[3], NULL);
 	f->started[1] = f->started[3] = 0;
-	assert_int_equal(vmm__run_control_pause(f->rc), 0);
-	assert_int_equal(vmm__run_control_resume(f->rc), 0);
+	assert_int_equal(vmm__run_control_pause(f->rc, VMM__RC_EMBEDDER), 0);
+	assert_int_equal(vmm__run_control_resume(f->rc, VMM__RC_EMBEDDER), 0);
 	snapshot_runs(f, base);
 	while (atomic_load(&f->runs[0]) <= base[0] || atomic_load(&f->runs[2]) <= base[2])
 		sleep_ms(1);
@@ -304,8 +304,8 @@ static void pause_kicks_only_live_vcpus(void **state)
 	atomic_store(&f->leave_alone[2], 1);
 	pthread_join(f->th[2], NULL);
 	f->started[2] = 0;
-	assert_int_equal(vmm__run_control_pause(f->rc), 0);
-	assert_int_equal(vmm__run_control_resume(f->rc), 0);
+	assert_int_equal(vmm__run_control_pause(f->rc, VMM__RC_EMBEDDER), 0);
+	assert_int_equal(vmm__run_control_resume(f->rc, VMM__RC_EMBEDDER), 0);
 	assert_int_equal(vmm__run_control_set_throttle(f->rc, 50), 0);
 	sleep_ms(50); /* throttle kicks too */
 	assert_int_equal(vmm__run_control_set_throttle(f->rc, 0), 0);
@@ -335,12 +335,43 @@ static void stop_after_join_kicks_nobody(void **state)
 		kicks[i] = atomic_load(&f->kicks[i]);
 	}
 	vmm__run_control_stop(f->rc, VMM_EXIT_HOST, -1, "stopped by the host");
-	assert_int_equal(vmm__run_control_pause(f->rc), VMM_ESTATE);
+	assert_int_equal(vmm__run_control_pause(f->rc, VMM__RC_EMBEDDER), VMM_ESTATE);
 	for (int i = 0; i < NV; i++)
 		assert_int_equal(atomic_load(&f->kicks[i]), kicks[i]);
 	assert_no_late_kicks(f);
 	assert_int_equal(vmm__run_control_wait_stopped(f->rc, 0, &ex, NULL), 0);
 	assert_int_equal(ex.reason, VMM_EXIT_GUEST); /* the first reason stays */
+	fake_free(f);
+}
+
+/* A job owns the run state: the embedder's pause and resume are refused, the job's are
+ * not, a second job is refused, a stop is not. */
+static void job_refuses_the_embedder(void **state)
+{
+	struct fake *f = fake_new();
+	unsigned long zero[NV] = { 0 };
+
+	(void)state;
+	assert_int_equal(vmm__run_control_start(f->rc), 0);
+	wait_progress(f, zero, 0);
+	assert_int_equal(vmm__run_control_job_check(f->rc, "x"), 0);
+	assert_int_equal(vmm__run_control_job_begin(f->rc, "a migration"), 0);
+	assert_int_equal(vmm__run_control_job_begin(f->rc, "a snapshot"), VMM_EJOB);
+	assert_int_equal(vmm__run_control_job_check(f->rc, "state load"), VMM_EJOB);
+	assert_string_equal(vmm_last_error(), "state load: a migration owns the VM until it ends");
+	assert_int_equal(vmm__run_control_pause(f->rc, VMM__RC_EMBEDDER), VMM_EJOB);
+	assert_int_equal(vmm__run_control_state(f->rc), VMM_VM_RUNNING);
+	assert_int_equal(vmm__run_control_pause(f->rc, VMM__RC_JOB), 0);
+	assert_int_equal(vmm__run_control_resume(f->rc, VMM__RC_EMBEDDER), VMM_EJOB);
+	assert_int_equal(vmm__run_control_state(f->rc), VMM_VM_PAUSED);
+	assert_int_equal(vmm__run_control_resume(f->rc, VMM__RC_JOB), 0);
+	vmm__run_control_job_end(f->rc);
+	assert_int_equal(vmm__run_control_pause(f->rc, VMM__RC_EMBEDDER), 0);
+	assert_int_equal(vmm__run_control_resume(f->rc, VMM__RC_EMBEDDER), 0);
+	assert_int_equal(vmm__run_control_job_begin(f->rc, "a snapshot"), 0);
+	vmm__run_control_stop(f->rc, VMM_EXIT_HOST, -1, "done");
+	assert_int_equal(vmm__run_control_state(f->rc), VMM_VM_STOPPED);
+	vmm__run_control_job_end(f->rc);
 	fake_free(f);
 }
 
@@ -364,8 +395,8 @@ static void throttle_sleeps_and_stops(void **state)
 	for (int i = 0; i < NV; i++)
 		assert_true(atomic_load(&f->checkpoint_ns[i]) - slept[i] > 20000000ull);
 	/* A pause during throttling still parks everyone. */
-	assert_int_equal(vmm__run_control_pause(f->rc), 0);
-	assert_int_equal(vmm__run_control_resume(f->rc), 0);
+	assert_int_equal(vmm__run_control_pause(f->rc, VMM__RC_EMBEDDER), 0);
+	assert_int_equal(vmm__run_control_resume(f->rc, VMM__RC_EMBEDDER), 0);
 	assert_int_equal(vmm__run_control_set_throttle(f->rc, 0), 0);
 	assert_int_equal(vmm__run_control_throttle(f->rc), 0);
 	sleep_ms(30); /* a kick sent just before the thread ended is consumed */
@@ -429,6 +460,7 @@ int main(void)
 		cmocka_unit_test(pause_with_exited_vcpus),
 		cmocka_unit_test(pause_kicks_only_live_vcpus),
 		cmocka_unit_test(stop_after_join_kicks_nobody),
+		cmocka_unit_test(job_refuses_the_embedder),
 		cmocka_unit_test(throttle_sleeps_and_stops),
 		cmocka_unit_test(throttle_ends_with_stop),
 		cmocka_unit_test(spawn_failure_stops),

@@ -10,6 +10,8 @@
 
 #include "testutil.h"
 #include "fake_vm.h"
+#include "migrate_util.h"
+#include "libvmm/vm_move.h"
 
 #define COM1 0x3f8
 #define DEADLOCK_S 20
@@ -170,12 +172,157 @@ static void serial_save_while_input_arrives(void **state)
 }
 
 /* argv[1], if given, picks the tests to run (a cmocka pattern, e.g. 'serial_*'). */
+/* ---- item 2: a job owns the VM */
+
+struct outsider {
+	struct vmm_vm *vm;
+	int pause, resume, save, load, snapshot, migrate;
+};
+
+static void *outsider_main(void *p)
+{
+	struct outsider *o = p;
+	int fds[1] = { -1 };
+	void *buf = NULL;
+	size_t len;
+
+	o->pause = vmm_vm_pause(o->vm);
+	o->resume = vmm_vm_resume(o->vm);
+	o->save = vmm_vm_state_save(o->vm, &buf, &len);
+	free(buf);
+	o->load = vmm_vm_state_load(o->vm, "x", 1);
+	o->snapshot = vmm_snapshot_save(o->vm, "/nonexistent/snap", NULL, NULL);
+	o->migrate = vmm_migrate_send(o->vm, fds, 1, NULL, NULL);
+	return NULL;
+}
+
+static void assert_outsider_refused(struct vmm_vm *vm)
+{
+	struct outsider o = { .vm = vm };
+	pthread_t t;
+
+	assert_int_equal(pthread_create(&t, NULL, outsider_main, &o), 0);
+	pthread_join(t, NULL);
+	assert_int_equal(o.pause, VMM_EJOB);
+	assert_int_equal(o.resume, VMM_EJOB);
+	assert_int_equal(o.save, VMM_EJOB);
+	assert_int_equal(o.load, VMM_EJOB);
+	assert_int_equal(o.snapshot, VMM_EJOB);
+	assert_int_equal(o.migrate, VMM_EJOB);
+}
+
+/* While a job owns the VM, the calls that would change or capture its run state are
+ * refused from any thread, the job's own included (its callbacks run there); the job
+ * itself pauses and resumes through vm_move.h. A stop still wins. */
+static void job_owns_the_vm(void **state)
+{
+	struct vmm_vm *vm = fake_vm_new_loaded(16, 2, NULL, NULL);
+	struct vmm_exit ex;
+	int by_us = 0;
+
+	(void)state;
+	assert_non_null(vm);
+	assert_int_equal(vmm_vm_start(vm), 0);
+	assert_int_equal(vmm__job_begin(vm, VMM__JOB_SNAPSHOT), 0);
+	assert_int_equal(vmm__job_begin(vm, VMM__JOB_MIGRATE), VMM_EJOB);
+	assert_non_null(strstr(vmm_last_error(), "snapshot"));
+	assert_outsider_refused(vm); /* while it runs */
+	assert_int_equal(vmm_vm_run_state(vm), VMM_VM_RUNNING);
+	assert_int_equal(vmm__move_pause(vm, &by_us, "stopped"), 0);
+	assert_int_equal(by_us, 1);
+	assert_outsider_refused(vm); /* while the job has it paused */
+	assert_int_equal(vmm_vm_resume(vm), VMM_EJOB); /* same thread: refused too */
+	assert_int_equal(vmm_vm_run_state(vm), VMM_VM_PAUSED);
+	assert_int_equal(vmm__move_resume(vm), 0);
+	assert_int_equal(vmm_vm_run_state(vm), VMM_VM_RUNNING);
+	vmm__job_end(vm);
+	assert_int_equal(vmm_vm_pause(vm), 0);
+	assert_int_equal(vmm_vm_resume(vm), 0);
+	/* A stop is never refused. */
+	assert_int_equal(vmm__job_begin(vm, VMM__JOB_STATE_SAVE), 0);
+	assert_int_equal(vmm_vm_stop(vm), 0);
+	assert_int_equal(vmm_vm_wait(vm, 5000, &ex), 0);
+	assert_int_equal(ex.reason, VMM_EXIT_HOST);
+	vmm__job_end(vm);
+	vmm_vm_destroy(vm);
+}
+
+struct progress {
+	struct vmm_vm *vm;
+	int calls, resume_refused, pause_refused;
+};
+
+/* The sending thread's own callback tries to pause and resume the VM being sent. */
+static void meddle(void *opaque, const struct vmm_migrate_round *round,
+		   const struct vmm_migrate_stats *total)
+{
+	struct progress *p = opaque;
+
+	(void)round;
+	(void)total;
+	p->calls++;
+	p->resume_refused += vmm_vm_resume(p->vm) == VMM_EJOB;
+	p->pause_refused += vmm_vm_pause(p->vm) == VMM_EJOB;
+}
+
+struct receiver {
+	int lfd;
+	int r;
+	struct vmm_vm *vm;
+};
+
+static void *receive_main(void *p)
+{
+	struct receiver *rv = p;
+	struct vmm_receive_opts ro;
+
+	vmm_receive_opts_init(&ro);
+	ro.timeout_ms = 10000;
+	rv->r = vmm_migrate_receive(rv->lfd, &ro, &rv->vm);
+	return NULL;
+}
+
+static void migration_progress_cannot_resume(void **state)
+{
+	struct vmm_vm *vm = fake_vm_new_loaded(16, 1, NULL, NULL);
+	struct progress p = { .vm = vm };
+	struct receiver rv = { .r = 1 };
+	struct vmm_migrate_opts mo;
+	uint16_t port;
+	pthread_t t;
+	int r;
+
+	(void)state;
+	assert_non_null(vm);
+	assert_int_equal(vmm_vm_start(vm), 0);
+	rv.lfd = mu_listen(&port);
+	assert_int_equal(pthread_create(&t, NULL, receive_main, &rv), 0);
+	vmm_migrate_opts_init(&mo);
+	mo.progress = meddle;
+	mo.progress_opaque = &p;
+	r = vmm_migrate_send_to(vm, "127.0.0.1", port, &mo, NULL);
+	pthread_join(t, NULL);
+	close(rv.lfd);
+	assert_int_equal(r, 0);
+	assert_int_equal(rv.r, 0);
+	assert_true(p.calls > 0);
+	assert_int_equal(p.resume_refused, p.calls);
+	assert_int_equal(p.pause_refused, p.calls);
+	/* Sent away: paused for good. */
+	assert_int_equal(vmm_vm_run_state(vm), VMM_VM_PAUSED);
+	assert_int_equal(vmm_vm_resume(vm), VMM_ESTATE);
+	vmm_vm_destroy(rv.vm);
+	vmm_vm_destroy(vm);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(serial_out_may_answer, setup, teardown),
 		cmocka_unit_test_setup_teardown(log_callback_may_call_in, setup, teardown),
 		cmocka_unit_test_setup_teardown(serial_save_while_input_arrives, setup, teardown),
+		cmocka_unit_test_setup_teardown(job_owns_the_vm, setup, teardown),
+		cmocka_unit_test_setup_teardown(migration_progress_cannot_resume, setup, teardown),
 	};
 
 	if (argc > 1)
