@@ -367,9 +367,16 @@ int vmm_snapshot_save(struct vmm_vm *vm, const char *path, const struct vmm_snap
 	if (s.o.file_mode & ~0777u)
 		return vmm__err(VMM_EINVAL, "snapshot file_mode 0%o: permission bits only (0777)",
 				s.o.file_mode);
+	/* The VM is this save's until it returns (vm_move.h). */
+	r = vmm__job_begin(vm, VMM__JOB_SNAPSHOT);
+	if (r)
+		return r;
 	st = vmm_vm_run_state(vm);
-	if (st != VMM_VM_RUNNING && st != VMM_VM_PAUSED)
-		return vmm__err(VMM_ESTATE, "snapshot: the VM is %s", vmm_vm_run_state_name(st));
+	if (st != VMM_VM_RUNNING && st != VMM_VM_PAUSED) {
+		r = vmm__err(VMM_ESTATE, "snapshot: the VM is %s", vmm_vm_run_state_name(st));
+		vmm__job_end(vm);
+		return r;
+	}
 	r = setup(&s, vm, path);
 	if (!r)
 		r = write_ram(&s, t0);
@@ -397,5 +404,6 @@ int vmm_snapshot_save(struct vmm_vm *vm, const char *path, const struct vmm_snap
 	s.st.total_ns = vmm__now_ns() - t0;
 	if (stats)
 		*stats = s.st;
+	vmm__job_end(vm);
 	return r;
 }
