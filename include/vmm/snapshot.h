@@ -71,7 +71,13 @@ struct vmm_restore_opts {
 	void *serial_opaque;
 	vmm_log_fn log;
 	void *log_opaque;
-	uint64_t reserved[8];
+	/* Called once the VM is built and before its state is loaded, on the restoring
+	 * thread: register the embedder's devices and their state hooks here. Non-zero fails
+	 * the restore. Without it, a snapshot carrying an embedder device's state is refused
+	 * with VMM_ESTATEDATA naming the device. */
+	vmm_prepare_fn prepare;
+	void *prepare_opaque;
+	uint64_t reserved[6];
 };
 
 VMM_EXPORT void vmm_restore_opts_init(struct vmm_restore_opts *opts);
