@@ -314,6 +314,10 @@ static int accept_hello(struct receiver *rv, const Vmm__Stream__Hello *h)
 		cfg.log_opaque = rv->o.log_opaque;
 		r = vmm_vm_create(&cfg, &rv->vm);
 	}
+	/* Before the rehearsal and any RAM or state: the embedder's devices are part of the
+	 * VM the source is told it can have. A failure is a refusal like any other. */
+	if (!r && rv->o.prepare && (r = rv->o.prepare(rv->o.prepare_opaque, rv->vm)))
+		r = vmm__err(r < 0 ? r : VMM_EINVAL, "the prepare callback refused the VM (%d)", r);
 	if (!r && h->shape->has_cpuid_digest) {
 		struct vmm__move_shape sh;
 
