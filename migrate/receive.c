@@ -301,6 +301,7 @@ static int accept_hello(struct receiver *rv, const Vmm__Stream__Hello *h)
 
 	if (!r && (!h->has_connections || h->connections < 1 ||
 		   h->connections > VMM_MIGRATE_MAX_CONNS || !h->has_session_id ||
+		   h->session_id.len < 8 || /* random, so strays cannot pass for extras */
 		   h->session_id.len > sizeof(rv->session_buf) || h->conn_index != 0))
 		r = vmm__err(VMM_EPROTO, "hello: bad connection count or session");
 	if (!r)
@@ -343,13 +344,17 @@ static int accept_hello(struct receiver *rv, const Vmm__Stream__Hello *h)
  * else is a stray, dropped, and the wait goes on. Each extra gets timeout_ms. */
 static int accept_extra(struct receiver *rv, int lfd)
 {
+	uint64_t wait_ns = (uint64_t)(rv->o.timeout_ms > 0 ? rv->o.timeout_ms : 10000) * 1000000ull;
+	uint64_t deadline = 0; /* for the next extra connection: strays do not extend it */
+
 	for (unsigned k = 1; k < rv->n;) {
-		uint64_t deadline = vmm__now_ns() + (uint64_t)(rv->o.timeout_ms > 0 ?
-								rv->o.timeout_ms : 10000) * 1000000ull;
 		struct rconn tmp = { 0 };
 		Vmm__Stream__Hello *h = NULL;
-		int fd, r = accept_stream(rv, lfd, deadline, &fd);
+		int fd, r;
 
+		if (!deadline)
+			deadline = vmm__now_ns() + wait_ns;
+		r = accept_stream(rv, lfd, deadline, &fd);
 		if (r)
 			return r;
 		r = conn_open(rv, &tmp, fd);
@@ -372,6 +377,7 @@ static int accept_extra(struct receiver *rv, int lfd)
 			rv->c[h->conn_index] = tmp;
 			rv->c[h->conn_index].rv = rv;
 			k++;
+			deadline = 0;
 		}
 		vmm__stream__hello__free_unpacked(h, NULL);
 	}
