@@ -177,8 +177,10 @@ typedef int (*vmm_prepare_fn)(void *opaque, struct vmm_vm *vm);
 VMM_EXPORT int vmm_vm_state_save(struct vmm_vm *vm, void **buf, size_t *len);
 /* Loads such a blob into a CREATED VM of the same shape (same vCPU count and memory
  * size); vmm_vm_start() then continues the guest where it was. MSRs this host refuses are
- * skipped and reported through the log callback. VMM_ESTATEDATA / VMM_ESHAPE on bad input,
- * leaving the VM CREATED. */
+ * skipped and reported through the log callback. Embedder devices are loaded through
+ * their hooks (register them first: vmm_vm_register_device_state); one saved but not
+ * registered here is VMM_ESTATEDATA naming it. VMM_ESTATEDATA / VMM_ESHAPE on bad input,
+ * leaving the VM CREATED and unloaded. */
 VMM_EXPORT int vmm_vm_state_load(struct vmm_vm *vm, const void *buf, size_t len);
 
 #ifdef __cplusplus
