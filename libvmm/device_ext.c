@@ -65,13 +65,15 @@ static int ext_save(void *dev, uint8_t **buf, size_t *len)
 
 static int ext_load(void *dev, const uint8_t *buf, size_t len)
 {
+	static const uint8_t empty;
 	struct ext_dev *d = dev;
 	int r;
 
 	if (len > VMM_DEVICE_STATE_MAX)
 		return vmm__err(VMM_ESTATEDATA, "device '%s': %zu bytes of state, at most %u",
 				user_name(d), len, VMM_DEVICE_STATE_MAX);
-	r = d->load(d->opaque, buf, len);
+	/* Empty state decodes as no buffer: the hook gets a valid pointer anyway. */
+	r = d->load(d->opaque, len ? buf : &empty, len);
 	return r ? hook_error(d, r, "load") : 0;
 }
 
