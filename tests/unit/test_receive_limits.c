@@ -318,6 +318,44 @@ static void stray_among_extra_connections(void **state)
 	peer_close(&dup);
 }
 
+/* End to end on the fake kernel: a silent stray and a garbage one connect first, then a
+ * real source over two connections migrates a VM; it arrives. */
+static void strays_then_real_migration(void **state)
+{
+	static const char text[] = "guest memory that must arrive";
+	struct vmm_vm *vm = fake_vm_new_loaded(16, 1, NULL, NULL);
+	struct vmm_migrate_opts mo;
+	struct peer silent, junk;
+	char got[sizeof(text)];
+	struct rx x;
+	char c;
+
+	(void)state;
+	assert_non_null(vm);
+	assert_int_equal(vmm_vm_mem_write(vm, 0x200000, text, sizeof(text)), 0);
+	assert_int_equal(vmm_vm_start(vm), 0);
+	rx_start(&x, NULL);
+	peer_connect(&silent, &x);
+	peer_connect(&junk, &x);
+	assert_int_equal(vmm__xport_write(junk.xp, "SSH-2.0-OpenSSH_9.2\r\n", 21), 0);
+	assert_true(recv(junk.fd, &c, 1, 0) <= 0);
+	vmm_migrate_opts_init(&mo);
+	mo.connections = 2;
+	mo.timeout_ms = 5000;
+	assert_int_equal(vmm_migrate_send_to(vm, "127.0.0.1", x.port, &mo, NULL), 0);
+	pthread_join(x.thread, NULL);
+	print_message("    -> %s: %s\n", x.r ? vmm_err_name(x.r) : "ok", x.detail);
+	assert_int_equal(x.r, 0);
+	assert_int_equal(vmm_vm_mem_read(x.vm, 0x200000, got, sizeof(got)), 0);
+	assert_memory_equal(got, text, sizeof(text));
+	assert_int_equal(vmm_vm_start(x.vm), 0);
+	vmm_vm_destroy(x.vm);
+	close(x.lfd);
+	peer_close(&silent);
+	peer_close(&junk);
+	vmm_vm_destroy(vm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -329,6 +367,7 @@ int main(void)
 		cmocka_unit_test_setup(stray_garbage_then_source, fake_vm_setup),
 		cmocka_unit_test_setup(stray_silent_then_source, fake_vm_setup),
 		cmocka_unit_test_setup(stray_among_extra_connections, fake_vm_setup),
+		cmocka_unit_test_setup(strays_then_real_migration, fake_vm_setup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
