@@ -21,6 +21,10 @@ void fake_kvm_set_caps(int manual_protect, uint32_t dirty_ring_bytes);
  * for the next vmm__kvm_open; the defaults are 8 and 64. */
 void fake_kvm_set_vcpu_caps(int nr_vcpus, int max_vcpus);
 
+/* KVM_SET_MSRS refuses MSR index (as KVM does a value it does not take): libvmm skips it
+ * and says so through the log callback. 0: none (the default after install). */
+void fake_kvm_refuse_msr(uint32_t index);
+
 /* The call log: every ioctl in order, with the fd it was made on. */
 struct fake_kvm_call {
 	int fd;
