@@ -7,8 +7,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The embedder's device (device_ext.c): its hooks are called without the VM's lock and
+ * left out of a migration's state rehearsal. */
+#define VMM__DEV_EMBEDDER 1u
+/* Saved-state names of embedder devices start with this; the built-in ones never do. */
+#define VMM__DEV_EMBEDDER_PREFIX "ext/"
+
 struct vmm__device_ops {
 	const char *name; /* unique, stable: it names the section in saved state */
+	unsigned flags;   /* VMM__DEV_* */
 	/* Encodes the device's registers into a malloc'd buffer. Called with the VM paused. */
 	int (*save)(void *dev, uint8_t **buf, size_t *len);
 	/* Loads them back; hostile input: validate everything, VMM_ESTATEDATA on error. */
@@ -16,7 +23,7 @@ struct vmm__device_ops {
 	void (*destroy)(void *dev);
 };
 
-#define VMM_DEVICES_MAX 16
+#define VMM_DEVICES_MAX 32 /* built-in ones and the embedder's */
 
 struct vmm__devices {
 	uint32_t n;

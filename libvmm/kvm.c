@@ -154,6 +154,21 @@ fail:
 	return r;
 }
 
+int vmm__kvm_vcpu_limits(uint32_t *recommended, uint32_t *max)
+{
+	int fd = ops->open_dev(), nr, mx;
+
+	if (fd < 0)
+		return vmm__err_sys(VMM_ENOKVM, "open /dev/kvm");
+	nr = check_extension(fd, KVM_CAP_NR_VCPUS);
+	mx = check_extension(fd, KVM_CAP_MAX_VCPUS);
+	ops->close(fd);
+	/* The KVM API documentation's defaults when a capability is not reported. */
+	*recommended = nr > 0 ? (uint32_t)nr : 4;
+	*max = mx > 0 ? (uint32_t)mx : *recommended;
+	return 0;
+}
+
 void vmm__kvm_close(struct vmm__kvm *kvm)
 {
 	if (!kvm)

@@ -40,6 +40,10 @@ struct vmm__kvm {
 /* Opens /dev/kvm and reads what libvmm needs. VMM_ENOKVM if absent or API != 12. */
 int vmm__kvm_open(struct vmm__kvm **out);
 void vmm__kvm_close(struct vmm__kvm *kvm);
+/* How many vCPUs a VM may have here: KVM_CAP_NR_VCPUS, what KVM recommends (its online
+ * CPUs on x86; 4 if not reported), and KVM_CAP_MAX_VCPUS, what it allows (the recommended
+ * figure if not reported). Opens /dev/kvm for the question: no VM needed. */
+int vmm__kvm_vcpu_limits(uint32_t *recommended, uint32_t *max);
 
 /* ioctl on a KVM fd, retried on EINTR. */
 int vmm__ioctl(int fd, unsigned long req, void *arg);

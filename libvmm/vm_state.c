@@ -10,15 +10,20 @@
 #include "libvmm/vm_internal.h"
 #include "libvmm/vm_move.h"
 
-static int save_devices(struct vmm_vm *vm, struct vmm__machine_state *ms)
+/* with_embedder 0: the built-in devices only (the rehearsal, which must not call the
+ * embedder's hooks on a VM it has not loaded yet). */
+static int save_devices(struct vmm_vm *vm, struct vmm__machine_state *ms, int with_embedder)
 {
 	ms->devs = calloc(vm->devices.n ? vm->devices.n : 1, sizeof(*ms->devs));
 	if (!ms->devs)
 		return vmm__err(VMM_ENOMEM, "device state");
 	for (uint32_t i = 0; i < vm->devices.n; i++) {
-		struct vmm__dev_blob *b = &ms->devs[i];
+		struct vmm__dev_blob *b;
 		int r;
 
+		if (!with_embedder && (vm->devices.items[i].ops->flags & VMM__DEV_EMBEDDER))
+			continue;
+		b = &ms->devs[ms->ndevs];
 		b->name = strdup(vm->devices.items[i].ops->name);
 		if (!b->name)
 			return vmm__err(VMM_ENOMEM, "device state");
@@ -31,7 +36,7 @@ static int save_devices(struct vmm_vm *vm, struct vmm__machine_state *ms)
 }
 
 /* Fills ms from a PAUSED or STOPPED VM. */
-static int state_capture(struct vmm_vm *vm, struct vmm__machine_state *ms)
+static int state_capture(struct vmm_vm *vm, struct vmm__machine_state *ms, int with_embedder)
 {
 	int r = 0;
 
@@ -48,7 +53,7 @@ static int state_capture(struct vmm_vm *vm, struct vmm__machine_state *ms)
 	if (!r)
 		r = vmm__vm_kstate_get(vm->fd, &ms->kstate);
 	if (!r)
-		r = save_devices(vm, ms);
+		r = save_devices(vm, ms, with_embedder);
 	return r;
 }
 
@@ -62,15 +67,20 @@ static int check_paused(struct vmm_vm *vm)
 	return 0;
 }
 
-int vmm__move_state_encode(struct vmm_vm *vm, uint8_t **buf, size_t *len)
+static int state_encode(struct vmm_vm *vm, int with_embedder, uint8_t **buf, size_t *len)
 {
 	struct vmm__machine_state ms;
-	int r = state_capture(vm, &ms);
+	int r = state_capture(vm, &ms, with_embedder);
 
 	if (!r)
 		r = vmm__machine_state_encode(&ms, buf, len);
 	vmm__machine_state_free(&ms);
 	return r;
+}
+
+int vmm__move_state_encode(struct vmm_vm *vm, uint8_t **buf, size_t *len)
+{
+	return state_encode(vm, 1, buf, len);
 }
 
 int vmm_vm_state_save(struct vmm_vm *vm, void **buf, size_t *len)
@@ -96,22 +106,78 @@ static void log_skipped_msr(void *opaque, uint32_t index, const char *why)
 	vmm__log_later(opaque, VMM_LOG_WARN, "MSR 0x%x not restored: %s", index, why);
 }
 
-/* Loads ms into a CREATED VM of the same shape; vCPUs, in-kernel state, then devices.
- * What is worth a warning goes to logq. */
-static int state_apply(struct vmm_vm *vm, const struct vmm__machine_state *ms,
-		       struct vmm__log_queue *logq)
+/* Whether ms fits this VM: its shape, and every saved device registered here (an
+ * embedder's device nobody registered is refused by name: dropping its state would
+ * corrupt the guest's view of it silently). */
+static int state_check(struct vmm_vm *vm, const struct vmm__machine_state *ms)
 {
-	int r = 0;
+	const size_t pre = sizeof(VMM__DEV_EMBEDDER_PREFIX) - 1;
 
 	if (ms->ncpus != vm->nvcpus || ms->mem_size != vm->mem.size)
 		return vmm__err(VMM_ESHAPE,
 				"saved VM has %u vCPUs and %llu MiB, this one %u and %llu MiB",
 				ms->ncpus, (unsigned long long)(ms->mem_size >> 20), vm->nvcpus,
 				(unsigned long long)(vm->mem.size >> 20));
-	for (uint32_t i = 0; i < ms->ndevs; i++)
-		if (!vmm__devices_find(&vm->devices, ms->devs[i].name))
-			return vmm__err(VMM_ESTATEDATA, "saved state has unknown device '%s'",
-					ms->devs[i].name);
+	for (uint32_t i = 0; i < ms->ndevs; i++) {
+		const char *name = ms->devs[i].name;
+
+		if (vmm__devices_find(&vm->devices, name))
+			continue;
+		if (!strncmp(name, VMM__DEV_EMBEDDER_PREFIX, pre))
+			return vmm__err(VMM_ESTATEDATA,
+					"saved state has device '%s' and no device state hooks are "
+					"registered under that name (vmm_vm_register_device_state, "
+					"from the restore's or receive's prepare callback)", name + pre);
+		return vmm__err(VMM_ESTATEDATA, "saved state has unknown device '%s'", name);
+	}
+	return 0;
+}
+
+/* Loads the saved devices whose flags match `embedder`. */
+static int load_devices(struct vmm_vm *vm, const struct vmm__machine_state *ms, int embedder)
+{
+	int r = 0;
+
+	for (uint32_t i = 0; i < ms->ndevs && !r; i++) {
+		const struct vmm__dev_blob *b = &ms->devs[i];
+
+		for (uint32_t j = 0; j < vm->devices.n && !r; j++) {
+			const struct vmm__device_ops *ops = vm->devices.items[j].ops;
+
+			if (!!(ops->flags & VMM__DEV_EMBEDDER) == embedder && !strcmp(ops->name, b->name))
+				r = ops->load(vm->devices.items[j].dev, b->data, b->len);
+		}
+	}
+	return r;
+}
+
+/* The embedder's devices: loaded without the VM's lock (the hooks are the embedder's
+ * code), before the rest, on a VM not yet marked loaded (so it cannot start meanwhile).
+ * One registered here with nothing saved (added since) keeps its state: said in the log. */
+static int load_embedder_devices(struct vmm_vm *vm, const struct vmm__machine_state *ms)
+{
+	for (uint32_t j = 0; j < vm->devices.n; j++) {
+		const struct vmm__device_ops *ops = vm->devices.items[j].ops;
+		uint32_t i = 0;
+
+		if (!(ops->flags & VMM__DEV_EMBEDDER))
+			continue;
+		while (i < ms->ndevs && strcmp(ms->devs[i].name, ops->name))
+			i++;
+		if (i == ms->ndevs)
+			vmm__log(vm, VMM_LOG_WARN, "no saved state for device '%s': left as it is",
+				 ops->name + sizeof(VMM__DEV_EMBEDDER_PREFIX) - 1);
+	}
+	return load_devices(vm, ms, 1);
+}
+
+/* Loads ms into a CREATED VM of the same shape (state_check passed): vCPUs, in-kernel
+ * state, then the built-in devices. What is worth a warning goes to logq. */
+static int state_apply(struct vmm_vm *vm, const struct vmm__machine_state *ms,
+		       struct vmm__log_queue *logq)
+{
+	int r = 0;
+
 	for (uint32_t i = 0; i < ms->ncpus && !r; i++)
 		r = vmm__cpu_state_set(vm->kvm, vm->vcpus[i].fd, &ms->cpus[i], log_skipped_msr,
 				       logq);
@@ -119,39 +185,47 @@ static int state_apply(struct vmm_vm *vm, const struct vmm__machine_state *ms,
 	 * in their final state before IOAPIC routes point at them. */
 	if (!r)
 		r = vmm__vm_kstate_set(vm->fd, &ms->kstate);
-	for (uint32_t i = 0; i < ms->ndevs && !r; i++) {
-		const struct vmm__dev_blob *b = &ms->devs[i];
-
-		for (uint32_t j = 0; j < vm->devices.n; j++)
-			if (!strcmp(vm->devices.items[j].ops->name, b->name))
-				r = vm->devices.items[j].ops->load(vm->devices.items[j].dev,
-								   b->data, b->len);
-	}
+	if (!r)
+		r = load_devices(vm, ms, 0);
 	return r;
+}
+
+static int check_new(struct vmm_vm *vm)
+{
+	if (vmm_vm_run_state(vm) != VMM_VM_CREATED)
+		return vmm__err(VMM_ESTATE, "state load needs a new VM, it is %s",
+				vmm_vm_run_state_name(vmm_vm_run_state(vm)));
+	return 0;
 }
 
 int vmm__move_state_install(struct vmm_vm *vm, const void *buf, size_t len, int undecodable)
 {
 	struct vmm__log_queue logq = { 0 };
 	struct vmm__machine_state ms;
-	int r;
+	int r = check_new(vm);
 
-	pthread_mutex_lock(&vm->lock);
-	if (vmm_vm_run_state(vm) != VMM_VM_CREATED) {
-		pthread_mutex_unlock(&vm->lock);
-		return vmm__err(VMM_ESTATE, "state load needs a new VM, it is %s",
-				vmm_vm_run_state_name(vmm_vm_run_state(vm)));
-	}
+	if (r)
+		return r;
+	/* Decoding, checking and the embedder's loads need no lock: the VM is new and not
+	 * loaded, so nothing runs it, and devices are registered by the thread loading it. */
 	memset(&ms, 0, sizeof(ms));
 	r = vmm__machine_state_decode(buf, len, &ms);
 	if (r == VMM_ESTATEDATA && undecodable != VMM_ESTATEDATA)
 		r = vmm__err(undecodable, "machine state: %s", vmm_last_error());
 	if (!r)
-		r = state_apply(vm, &ms, &logq);
+		r = state_check(vm, &ms);
 	if (!r)
-		vm->loaded = 1;
+		r = load_embedder_devices(vm, &ms);
+	if (!r) {
+		pthread_mutex_lock(&vm->lock);
+		r = check_new(vm);
+		if (!r)
+			r = state_apply(vm, &ms, &logq);
+		if (!r)
+			vm->loaded = 1;
+		pthread_mutex_unlock(&vm->lock);
+	}
 	vmm__machine_state_free(&ms);
-	pthread_mutex_unlock(&vm->lock);
 	vmm__log_flush(vm, &logq);
 	return r;
 }
@@ -166,7 +240,9 @@ int vmm_vm_state_load(struct vmm_vm *vm, const void *buf, size_t len)
 	return r ? r : vmm__move_state_install(vm, buf, len, VMM_ESTATEDATA);
 }
 
-/* Harmless: the VM has not run, and the real state overwrites all of it. */
+/* Harmless: the VM has not run, and the real state overwrites all of it. The embedder's
+ * devices are left out: their hooks see only real state, and their cost is not ours to
+ * guess. */
 uint64_t vmm__move_state_rehearse(struct vmm_vm *vm)
 {
 	struct vmm__log_queue logq = { 0 };
@@ -174,12 +250,14 @@ uint64_t vmm__move_state_rehearse(struct vmm_vm *vm)
 	uint64_t t0 = vmm__now_ns();
 	uint8_t *buf = NULL;
 	size_t len = 0;
-	int r = vmm__move_state_encode(vm, &buf, &len);
+	int r = state_encode(vm, 0, &buf, &len);
 
 	memset(&back, 0, sizeof(back));
 	if (!r)
 		r = vmm__machine_state_decode(buf, len, &back);
 	free(buf);
+	if (!r)
+		r = state_check(vm, &back);
 	if (!r)
 		r = state_apply(vm, &back, &logq);
 	vmm__machine_state_free(&back);

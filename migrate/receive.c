@@ -9,15 +9,18 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/sysinfo.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "libvmm/clock.h"
 #include "libvmm/error_internal.h"
+#include "libvmm/kvm.h"
 #include "libvmm/opts.h"
 #include "libvmm/memory.h"
 #include "migrate/protocol.h"
@@ -39,6 +42,14 @@ struct rconn {
 	char detail[256];
 };
 
+/* Connections accepted but not yet seen to start with the stream magic. */
+#define PENDING_MAX 8
+
+struct pending {
+	int fd;
+	uint64_t since_ns;
+};
+
 struct receiver {
 	struct vmm_receive_opts o;
 	struct vmm_vm *vm;
@@ -47,6 +58,8 @@ struct receiver {
 	int abort; /* a connection failed: the others stop waiting */
 	ProtobufCBinaryData session;
 	uint8_t session_buf[64];
+	struct pending pend[PENDING_MAX];
+	unsigned npend;
 };
 
 void vmm_receive_opts_init(struct vmm_receive_opts *o)
@@ -67,22 +80,187 @@ static int conn_open(struct receiver *rv, struct rconn *c, int fd)
 	return vmm__xport_new(fd, &xo, &c->xp);
 }
 
-/* Waits up to timeout_ms (-1: forever) for a connection on the listening socket. */
-static int accept_one(int lfd, int timeout_ms, int *fd)
+static void rv_log(struct receiver *rv, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void rv_log(struct receiver *rv, int level, const char *fmt, ...)
 {
-	struct pollfd p = { .fd = lfd, .events = POLLIN };
+	char msg[256];
+	va_list ap;
+
+	if (!rv->o.log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	rv->o.log(rv->o.log_opaque, level, msg);
+}
+
+static void pending_drop(struct receiver *rv, unsigned i, const char *why)
+{
+	rv_log(rv, VMM_LOG_WARN, "migration receiver: dropped a connection: %s", why);
+	close(rv->pend[i].fd);
+	rv->pend[i] = rv->pend[--rv->npend];
+}
+
+/* Whether a pending connection's first bytes are the stream magic: 1 yes (all 8 there),
+ * 0 not yet, -1 dropped. Peeked, not read: the stream reader reads the preamble itself. */
+static int pending_check(struct receiver *rv, unsigned i)
+{
+	char buf[8];
+	ssize_t n = recv(rv->pend[i].fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return 0;
+	if (n <= 0) {
+		pending_drop(rv, i, n ? "error before its preamble" : "closed before its preamble");
+		return -1;
+	}
+	if (memcmp(buf, VMM_STREAM_MAGIC, (size_t)n)) {
+		pending_drop(rv, i, "not a libvmm migration stream");
+		return -1;
+	}
+	return n == (ssize_t)sizeof(buf);
+}
+
+/* Waits for a connection that starts with the stream magic, until deadline_ns (0: no
+ * deadline), and hands it over in *fd. Anything else that connects meanwhile (a port
+ * scanner, a health check, a confused client) is dropped, not fatal: it must not cost the
+ * real source its migration. Strays are watched together with the listening socket, so a
+ * silent one cannot hold the source up; each gets timeout_ms to show its magic. */
+static int accept_stream(struct receiver *rv, int lfd, uint64_t deadline_ns, int *fd)
+{
+	uint64_t stray_ns = rv->o.timeout_ms > 0 ? (uint64_t)rv->o.timeout_ms * 1000000ull
+						  : 10000000000ull;
+
+	for (;;) {
+		struct pollfd p[1 + PENDING_MAX];
+		uint64_t now = vmm__now_ns(), wake = deadline_ns;
+		int partial = 0, timeout, r;
+
+		for (unsigned i = 0; i < rv->npend;) {
+			r = pending_check(rv, i);
+			if (r > 0) {
+				*fd = rv->pend[i].fd;
+				rv->pend[i] = rv->pend[--rv->npend];
+				return 0;
+			}
+			if (r < 0)
+				continue;
+			if (now - rv->pend[i].since_ns >= stray_ns) {
+				pending_drop(rv, i, "silent before its preamble");
+				continue;
+			}
+			if (!wake || rv->pend[i].since_ns + stray_ns < wake)
+				wake = rv->pend[i].since_ns + stray_ns;
+			i++;
+		}
+		if (deadline_ns && now >= deadline_ns)
+			return vmm__err(VMM_ETIMEDOUT, "no migration stream connected in time");
+		p[0] = (struct pollfd){ .fd = lfd, .events = POLLIN };
+		for (unsigned i = 0; i < rv->npend; i++) {
+			char c;
+			/* A partial magic stays readable: poll would spin on it, so it is
+			 * re-peeked on a short timer instead. */
+			int got = (int)recv(rv->pend[i].fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+			partial |= got > 0;
+			p[1 + i] = (struct pollfd){ .fd = got > 0 ? -1 : rv->pend[i].fd,
+						    .events = POLLIN };
+		}
+		timeout = wake ? (int)((wake - now + 999999) / 1000000) : -1;
+		if (partial && (timeout < 0 || timeout > 10))
+			timeout = 10;
+		r = poll(p, 1 + rv->npend, timeout);
+		if (r < 0 && errno != EINTR)
+			return vmm__err_sys(VMM_ESYS, "poll");
+		if (r > 0 && (p[0].revents & POLLIN)) {
+			int nfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+
+			if (nfd < 0 && errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				return vmm__err_sys(VMM_ESYS, "accept");
+			if (nfd >= 0) {
+				if (rv->npend == PENDING_MAX) {
+					unsigned old = 0;
+
+					for (unsigned i = 1; i < rv->npend; i++)
+						if (rv->pend[i].since_ns < rv->pend[old].since_ns)
+							old = i;
+					pending_drop(rv, old, "too many connections without a preamble");
+				}
+				rv->pend[rv->npend++] = (struct pending){ nfd, vmm__now_ns() };
+			}
+		}
+	}
+}
+
+/* Closes a connection that spoke the stream but belongs to no migration accepted here,
+ * telling its sender why. */
+static void stray_stream(struct receiver *rv, struct rconn *c, const char *why)
+{
+	rv_log(rv, VMM_LOG_WARN, "migration receiver: dropped a connection: %s", why);
+	vmm__stream_send_error(c->xp, VMM_EPROTO, why);
+	vmm__xport_free(c->xp);
+	close(c->fd);
+	memset(c, 0, sizeof(*c));
+}
+
+/* This host's memory available for a new VM (MemAvailable), 0 if unknown. */
+static uint64_t host_mem_available(void)
+{
+	FILE *f = fopen("/proc/meminfo", "re");
+	unsigned long long kib = 0;
+	char line[128];
+	struct sysinfo si;
+
+	if (f) {
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
+				break;
+		fclose(f);
+	}
+	if (kib)
+		return (uint64_t)kib << 10;
+	/* Kernels before 3.14: free memory and buffers, an underestimate. */
+	if (!sysinfo(&si))
+		return ((uint64_t)si.freeram + si.bufferram) * si.mem_unit;
+	return 0;
+}
+
+/* What this host takes: memory up to max_mem_size (default: what is available now) and
+ * vCPUs up to max_vcpus (default: what KVM recommends here). Checked before anything is
+ * built, so a refusal costs nothing and the source keeps running. */
+static int check_limits(const struct receiver *rv, const Vmm__Stream__VmShape *s)
+{
+	uint64_t max = rv->o.max_mem_size;
+	uint32_t rec, hard, cap;
 	int r;
 
-	do
-		r = poll(&p, 1, timeout_ms);
-	while (r < 0 && errno == EINTR);
-	if (r < 0)
-		return vmm__err_sys(VMM_ESYS, "poll");
-	if (r == 0)
-		return vmm__err(VMM_ETIMEDOUT, "no connection within %d ms", timeout_ms);
-	*fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-	if (*fd < 0)
-		return vmm__err_sys(VMM_ESYS, "accept");
+	if (!max) {
+		uint64_t avail = host_mem_available();
+
+		if (avail && s->mem_size > avail)
+			return vmm__err(VMM_ESHAPE,
+					"VM of %llu MiB is larger than the %llu MiB available on "
+					"this host (max_mem_size, vmm receive --max-mem, raise it)",
+					(unsigned long long)(s->mem_size >> 20),
+					(unsigned long long)(avail >> 20));
+	} else if (s->mem_size > max) {
+		return vmm__err(VMM_ESHAPE, "VM of %llu MiB is larger than the %llu MiB allowed here",
+				(unsigned long long)(s->mem_size >> 20),
+				(unsigned long long)(max >> 20));
+	}
+	r = vmm__kvm_vcpu_limits(&rec, &hard);
+	if (r)
+		return r;
+	cap = rv->o.max_vcpus ? rv->o.max_vcpus : rec;
+	if (cap > hard)
+		cap = hard;
+	if (s->vcpus > cap)
+		return vmm__err(VMM_ESHAPE,
+				"VM has %u vCPUs, this host takes at most %u (%s)", s->vcpus, cap,
+				cap == hard ? "KVM_CAP_MAX_VCPUS"
+				: rv->o.max_vcpus ? "max_vcpus"
+				: "KVM_CAP_NR_VCPUS: its CPUs; max_vcpus, vmm receive --max-cpus, raise it");
 	return 0;
 }
 
@@ -119,17 +297,15 @@ static int reply(struct rconn *c, int code, const char *reason, uint64_t rehears
 static int accept_hello(struct receiver *rv, const Vmm__Stream__Hello *h)
 {
 	struct vmm_vm_config cfg;
-	uint64_t max = rv->o.max_mem_size ? rv->o.max_mem_size : VMM_MEM_MAX;
 	int r = vmm__hello_check(h);
 
 	if (!r && (!h->has_connections || h->connections < 1 ||
 		   h->connections > VMM_MIGRATE_MAX_CONNS || !h->has_session_id ||
+		   h->session_id.len < 8 || /* random, so strays cannot pass for extras */
 		   h->session_id.len > sizeof(rv->session_buf) || h->conn_index != 0))
 		r = vmm__err(VMM_EPROTO, "hello: bad connection count or session");
-	if (!r && h->shape->mem_size > max)
-		r = vmm__err(VMM_ESHAPE, "VM of %llu MiB is larger than the %llu MiB allowed here",
-			     (unsigned long long)(h->shape->mem_size >> 20),
-			     (unsigned long long)(max >> 20));
+	if (!r)
+		r = check_limits(rv, h->shape);
 	if (!r) {
 		vmm_vm_config_init(&cfg);
 		vmm__hello_to_config(h, &cfg);
@@ -139,6 +315,10 @@ static int accept_hello(struct receiver *rv, const Vmm__Stream__Hello *h)
 		cfg.log_opaque = rv->o.log_opaque;
 		r = vmm_vm_create(&cfg, &rv->vm);
 	}
+	/* Before the rehearsal and any RAM or state: the embedder's devices are part of the
+	 * VM the source is told it can have. A failure is a refusal like any other. */
+	if (!r && rv->o.prepare && (r = rv->o.prepare(rv->o.prepare_opaque, rv->vm)))
+		r = vmm__err(r < 0 ? r : VMM_EINVAL, "the prepare callback refused the VM (%d)", r);
 	if (!r && h->shape->has_cpuid_digest) {
 		struct vmm__move_shape sh;
 
@@ -159,37 +339,76 @@ static int accept_hello(struct receiver *rv, const Vmm__Stream__Hello *h)
 	return reply(&rv->c[0], 0, NULL, vmm__move_state_rehearse(rv->vm));
 }
 
-/* The extra connections, in whatever order they arrive. */
+/* The extra connections, in whatever order they arrive. Each must carry this migration's
+ * session id (random per migration, from the source's HELLO) and a free index: anything
+ * else is a stray, dropped, and the wait goes on. Each extra gets timeout_ms. */
 static int accept_extra(struct receiver *rv, int lfd)
 {
-	for (unsigned k = 1; k < rv->n; k++) {
+	uint64_t wait_ns = (uint64_t)(rv->o.timeout_ms > 0 ? rv->o.timeout_ms : 10000) * 1000000ull;
+	uint64_t deadline = 0; /* for the next extra connection: strays do not extend it */
+
+	for (unsigned k = 1; k < rv->n;) {
 		struct rconn tmp = { 0 };
 		Vmm__Stream__Hello *h = NULL;
-		int fd, r = accept_one(lfd, rv->o.timeout_ms, &fd);
+		int fd, r;
 
-		if (!r)
-			r = conn_open(rv, &tmp, fd);
-		else
-			fd = -1;
+		if (!deadline)
+			deadline = vmm__now_ns() + wait_ns;
+		r = accept_stream(rv, lfd, deadline, &fd);
+		if (r)
+			return r;
+		r = conn_open(rv, &tmp, fd);
 		if (!r)
 			r = read_hello(&tmp, &h);
-		if (!r && (!h->has_session_id || h->session_id.len != rv->session.len ||
-			   memcmp(h->session_id.data, rv->session.data, rv->session.len) ||
-			   h->conn_index < 1 || h->conn_index >= rv->n || rv->c[h->conn_index].xp))
-			r = vmm__err(VMM_EPROTO, "extra connection with a wrong session or index");
-		if (!r) {
+		if (r) {
+			/* It showed the magic, then failed its hello: a stray too. */
+			rv_log(rv, VMM_LOG_WARN, "migration receiver: dropped a connection: %s",
+			       vmm_last_error());
+			vmm__xport_free(tmp.xp);
+			close(fd);
+			continue;
+		}
+		if (!h->has_session_id || h->session_id.len != rv->session.len ||
+		    memcmp(h->session_id.data, rv->session.data, rv->session.len))
+			stray_stream(rv, &tmp, "extra connection of another migration (session id)");
+		else if (h->conn_index < 1 || h->conn_index >= rv->n || rv->c[h->conn_index].xp)
+			stray_stream(rv, &tmp, "extra connection with a wrong or repeated index");
+		else {
 			rv->c[h->conn_index] = tmp;
 			rv->c[h->conn_index].rv = rv;
+			k++;
+			deadline = 0;
 		}
 		vmm__stream__hello__free_unpacked(h, NULL);
-		if (r) {
-			vmm__xport_free(tmp.xp);
-			if (fd >= 0)
-				close(fd);
-			return r;
-		}
 	}
 	return 0;
+}
+
+/* The control connection: the first stream whose HELLO opens a migration (index 0).
+ * Strays before it, extra connections of a migration not accepted here included, are
+ * dropped; a libvmm source that opens with a HELLO this receiver refuses is not a stray,
+ * and ends the receive (it is told why). Waits without a deadline, as listen does. */
+static int accept_control(struct receiver *rv, int lfd, Vmm__Stream__Hello **h)
+{
+	for (;;) {
+		int fd, r = accept_stream(rv, lfd, 0, &fd);
+
+		if (r)
+			return r;
+		r = conn_open(rv, &rv->c[0], fd);
+		if (r) {
+			close(fd);
+			return r;
+		}
+		r = read_hello(&rv->c[0], h);
+		if (!r && (*h)->has_conn_index && (*h)->conn_index != 0) {
+			vmm__stream__hello__free_unpacked(*h, NULL);
+			*h = NULL;
+			stray_stream(rv, &rv->c[0], "extra connection of a migration not accepted here");
+			continue;
+		}
+		return r;
+	}
 }
 
 /* Applies RAM records until END. Connection 0 also sees ROUND markers. */
@@ -319,7 +538,7 @@ int vmm_migrate_receive(int lfd, const struct vmm_receive_opts *opts, struct vmm
 {
 	struct receiver *rv;
 	Vmm__Stream__Hello *h = NULL;
-	int fd0 = -1, r;
+	int r;
 
 	if (!out)
 		return vmm__err(VMM_EINVAL, "NULL argument");
@@ -330,11 +549,7 @@ int vmm_migrate_receive(int lfd, const struct vmm_receive_opts *opts, struct vmm
 	vmm_receive_opts_init(&rv->o);
 	r = VMM__OPTS_COPY(&rv->o, opts, "vmm_receive_opts_init");
 	if (!r)
-		r = accept_one(lfd, -1, &fd0);
-	if (!r)
-		r = conn_open(rv, &rv->c[0], fd0);
-	if (!r)
-		r = read_hello(&rv->c[0], &h);
+		r = accept_control(rv, lfd, &h);
 	if (!r)
 		r = accept_hello(rv, h);
 	vmm__stream__hello__free_unpacked(h, NULL);
@@ -361,11 +576,11 @@ int vmm_migrate_receive(int lfd, const struct vmm_receive_opts *opts, struct vmm
 	for (unsigned i = 0; i < VMM_MIGRATE_MAX_CONNS; i++) {
 		vmm__ram_rx_free(rv->c[i].rx);
 		vmm__xport_free(rv->c[i].xp);
-		if (i > 0 && rv->c[i].xp)
+		if (rv->c[i].xp)
 			close(rv->c[i].fd);
 	}
-	if (fd0 >= 0)
-		close(fd0);
+	for (unsigned i = 0; i < rv->npend; i++)
+		close(rv->pend[i].fd);
 	if (r)
 		vmm_vm_destroy(rv->vm);
 	else

@@ -111,6 +111,9 @@ int vmm_snapshot_restore(const char *path, const struct vmm_restore_opts *opts,
 	r = open_chain(path, chain, &n);
 	if (!r)
 		r = build_vm(&chain[n - 1], &o, &vm);
+	/* The embedder registers its devices (and their state hooks) before the state loads. */
+	if (!r && o.prepare && (r = o.prepare(o.prepare_opaque, vm)))
+		r = vmm__err(r < 0 ? r : VMM_EINVAL, "the prepare callback refused the VM (%d)", r);
 	/* Increments apply oldest first; the newest one holds the machine state. */
 	for (int i = n - 2; !r && i >= 0; i--)
 		r = vmm__snap_read_ram(&chain[i], vmm__move_ram(vm)->host, 0);

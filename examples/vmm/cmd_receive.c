@@ -12,6 +12,8 @@ int cmd_receive(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "control", required_argument, NULL, 'C' },
 		{ "timeout-ms", required_argument, NULL, 't' },
+		{ "max-mem", required_argument, NULL, 'M' },
+		{ "max-cpus", required_argument, NULL, 'P' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct vmm_receive_opts ro;
@@ -19,6 +21,7 @@ int cmd_receive(int argc, char **argv)
 	char host[256], *end;
 	struct vmm_vm *vm;
 	uint16_t port;
+	unsigned long n;
 	long ms;
 	int c, r;
 
@@ -39,6 +42,21 @@ int cmd_receive(int argc, char **argv)
 				return 2;
 			}
 			ro.timeout_ms = (int)ms;
+			break;
+		case 'M': /* default: the memory this host has available */
+			if (cli_parse_size(optarg, &ro.max_mem_size) || !ro.max_mem_size) {
+				fprintf(stderr, "vmm: bad --max-mem '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'P': /* default: KVM's recommendation, the host's CPUs */
+			n = strtoul(optarg, &end, 10);
+			if (*end || end == optarg || n < 1 || n > VMM_VCPUS_MAX) {
+				fprintf(stderr, "vmm: bad --max-cpus '%s' (1..%d)\n", optarg,
+					VMM_VCPUS_MAX);
+				return 2;
+			}
+			ro.max_vcpus = (uint32_t)n;
 			break;
 		default:
 			return cli_usage("receive");

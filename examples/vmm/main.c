@@ -24,9 +24,11 @@ static const struct cli_command {
 	  cmd_run, 0 },
 	{ "restore", "[--lazy] [--control PATH] FILE",
 	  "run a snapshot in the foreground, like run; --lazy maps its RAM", cmd_restore, 0 },
-	{ "receive", "[--control PATH] [--timeout-ms N] ADDR:PORT",
+	{ "receive", "[--control PATH] [--timeout-ms N] [--max-mem SIZE] [--max-cpus N] ADDR:PORT",
 	  "wait for a live migration on ADDR:PORT ([ADDR]:PORT for IPv6),\n"
-	  "then run the VM that arrived in the foreground, like run",
+	  "then run the VM that arrived in the foreground, like run;\n"
+	  "refuses a VM above --max-mem (default: the memory available here)\n"
+	  "or --max-cpus (default: this host's CPUs, as KVM recommends)",
 	  cmd_receive, 0 },
 	{ "snapshot-info", "[--json] FILE", "what a snapshot holds, and whether its checksums match",
 	  cmd_snapshot_info, 0 },

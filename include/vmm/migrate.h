@@ -106,15 +106,35 @@ struct vmm_receive_opts {
 	void *log_opaque;
 	int timeout_ms;           /* default 10000: the source silent this long is gone */
 	int no_start;             /* 1: leave the VM CREATED (loaded) instead of running it */
-	uint64_t max_mem_size;    /* refuse VMs larger than this (0: libvmm's limit) */
-	uint64_t reserved[8];
+	/* Refuse VMs larger than this. 0: the memory this host has available when the
+	 * source says hello (MemAvailable), never more than VMM_MEM_MAX. */
+	uint64_t max_mem_size;
+	/* Refuse VMs with more vCPUs. 0: what KVM recommends on this host (KVM_CAP_NR_VCPUS,
+	 * its online CPUs); a larger value allows overcommit up to KVM_CAP_MAX_VCPUS and
+	 * VMM_VCPUS_MAX. */
+	uint32_t max_vcpus;
+	/* Called once the arriving VM is built (CREATED, RAM empty) and before any RAM or
+	 * state is applied, on the receiving thread: register the embedder's port/MMIO
+	 * handlers and device state hooks here (vmm_vm_register_*). A non-zero return (a
+	 * VMM_E* code) refuses the migration; the source keeps running. Without it, a
+	 * stream carrying an embedder device's state (vmm_vm_register_device_state()) is
+	 * refused with VMM_ESTATEDATA naming the device, before the commit. */
+	vmm_prepare_fn prepare;
+	void *prepare_opaque;
+	uint64_t reserved[5];
 };
 
 VMM_EXPORT void vmm_receive_opts_init(struct vmm_receive_opts *opts);
 
 /* Accepts one incoming migration on a listening TCP socket (its extra connections too),
- * builds the VM, receives it and, once committed, starts it (unless no_start). On any
- * failure the half-built VM is discarded, the source is told why, and *out is NULL. */
+ * builds the VM, calls opts->prepare, receives it and, once committed, starts it (unless
+ * no_start). On any failure the half-built VM is discarded, the source is told why, and
+ * *out is NULL. A VM above max_mem_size or max_vcpus is refused with VMM_ESHAPE naming
+ * the figure, before anything is allocated. A connection that is not a libvmm stream
+ * (wrong magic, closed or silent past timeout_ms before its preamble), or a HELLO that
+ * belongs to no migration accepted here, is closed and logged, and the receiver keeps
+ * listening; the first connection is waited for without a deadline, the extra ones for
+ * timeout_ms each. */
 VMM_EXPORT int vmm_migrate_receive(int listen_fd, const struct vmm_receive_opts *opts,
 				   struct vmm_vm **out);
 /* Binds addr:port (IPv4 or IPv6 literal, or a name), then as vmm_migrate_receive. */

@@ -93,13 +93,20 @@ struct vmm_restore_opts {
 	void *serial_opaque;
 	vmm_log_fn log;
 	void *log_opaque;
-	uint64_t reserved[8];
+	/* Called once the VM is built and before its state is loaded, on the restoring
+	 * thread: register the embedder's devices and their state hooks here. Non-zero fails
+	 * the restore. Without it, a snapshot carrying an embedder device's state is refused
+	 * with VMM_ESTATEDATA naming the device. */
+	vmm_prepare_fn prepare;
+	void *prepare_opaque;
+	uint64_t reserved[6];
 };
 
 VMM_EXPORT void vmm_restore_opts_init(struct vmm_restore_opts *opts);
 
-/* Builds a VM from a snapshot (following an incremental chain to its base). The VM is
- * CREATED with everything loaded: vmm_vm_start() continues the guest where it was saved.
+/* Builds a VM from a snapshot (following an incremental chain to its base), calls
+ * opts->prepare on it, then loads its state. The VM is CREATED with everything loaded:
+ * vmm_vm_start() continues the guest where it was saved.
  * On bad input (VMM_EMAGIC, VMM_EVERSION, VMM_EFEATURE, VMM_ECORRUPT, VMM_ETRUNCATED,
  * VMM_ESHAPE) nothing is left behind and *out is NULL. */
 VMM_EXPORT int vmm_snapshot_restore(const char *path, const struct vmm_restore_opts *opts,

@@ -161,6 +161,40 @@ VMM_EXPORT int vmm_vm_register_pio(struct vmm_vm *vm, uint16_t port, uint16_t le
 VMM_EXPORT int vmm_vm_register_mmio(struct vmm_vm *vm, uint64_t gpa, uint64_t len,
 				    vmm_io_fn fn, void *opaque);
 
+/* Saved state for an embedder's device, so that snapshots and migration carry it. save
+ * writes the device's state (any bytes, up to VMM_DEVICE_STATE_MAX) into buf[0..cap) and
+ * sets *len to its full length; if that exceeds cap, libvmm calls it again with a buffer
+ * of *len bytes. load gets back exactly what save produced, on another VM (maybe another
+ * host, another version of the embedder): treat it as untrusted input. Both return 0 or a
+ * negative VMM_E* code (VMM_ESTATEDATA for bytes load refuses), which fails the save or
+ * load that called them. save runs with the VM paused, on the thread saving it
+ * (vmm_vm_state_save, a snapshot, a migration's sender); load on the thread loading into
+ * a CREATED VM (vmm_vm_state_load, a restore, a receive). libvmm holds no lock of its own
+ * while it calls them. */
+typedef int (*vmm_dev_save_fn)(void *opaque, uint8_t *buf, size_t cap, size_t *len);
+typedef int (*vmm_dev_load_fn)(void *opaque, const uint8_t *buf, size_t len);
+#define VMM_DEVICE_NAME_MAX 48
+#define VMM_DEVICE_STATE_MAX (16u << 20)
+
+/* Registers save/load hooks under name (1..VMM_DEVICE_NAME_MAX characters of A-Z a-z 0-9
+ * . _ -, unique in the VM); the state is saved under that name and loaded into the device
+ * registered under the same name on the other side. Call it on a CREATED VM, with its
+ * port/MMIO handlers; on a restored or received VM, from the prepare callback of
+ * vmm_restore_opts / vmm_receive_opts, which runs before the state is loaded. When state
+ * is loaded, a saved device that is not registered here fails the load with
+ * VMM_ESTATEDATA naming it; a registered device with no saved state (it was added since)
+ * is left as it is, load not called, and the log callback says so. Returns VMM_EINVAL
+ * (bad name, NULL hook), VMM_EBUSY (name taken), VMM_ESTATE (VM not CREATED). One thread
+ * at a time, with the other calls that set the VM up. */
+VMM_EXPORT int vmm_vm_register_device_state(struct vmm_vm *vm, const char *name,
+					    vmm_dev_save_fn save, vmm_dev_load_fn load,
+					    void *opaque);
+
+/* Called on a VM that libvmm builds for the embedder (a restore, a received migration)
+ * before its state is loaded: the place to register devices (vmm_vm_register_*). Returns 0,
+ * or a negative VMM_E* code that fails the restore or receive. */
+typedef int (*vmm_prepare_fn)(void *opaque, struct vmm_vm *vm);
+
 /* Complete machine state except RAM (every vCPU's registers, FPU/AVX, MSRs, LAPIC,
  * events, TSC; PIC, IOAPIC, PIT, kvmclock; every device), as one protobuf-encoded blob.
  * The VM must be PAUSED (or STOPPED). *buf is malloc'd; free() it. It is a job: a resume
@@ -169,8 +203,10 @@ VMM_EXPORT int vmm_vm_register_mmio(struct vmm_vm *vm, uint64_t gpa, uint64_t le
 VMM_EXPORT int vmm_vm_state_save(struct vmm_vm *vm, void **buf, size_t *len);
 /* Loads such a blob into a CREATED VM of the same shape (same vCPU count and memory
  * size); vmm_vm_start() then continues the guest where it was. MSRs this host refuses are
- * skipped and reported through the log callback. VMM_ESTATEDATA / VMM_ESHAPE on bad input,
- * leaving the VM CREATED. */
+ * skipped and reported through the log callback. Embedder devices are loaded through
+ * their hooks (register them first: vmm_vm_register_device_state); one saved but not
+ * registered here is VMM_ESTATEDATA naming it. VMM_ESTATEDATA / VMM_ESHAPE on bad input,
+ * leaving the VM CREATED and unloaded. */
 VMM_EXPORT int vmm_vm_state_load(struct vmm_vm *vm, const void *buf, size_t len);
 
 /* Chooses the kick signal (see "The kick signal" above): SIGUSR1, SIGUSR2 or one of

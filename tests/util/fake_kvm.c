@@ -68,6 +68,7 @@ static struct vm vms[MAX_VMS];
 static int newest = -1;
 static int caps_manual = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET;
 static uint32_t caps_ring = 65536 * sizeof(struct kvm_dirty_gfn);
+static int caps_nr_vcpus = 8, caps_max_vcpus = MAX_VCPUS;
 static uint32_t refused_msr; /* KVM_SET_MSRS stops at this index; 0: none */
 static struct fake_kvm_call call_log[MAX_LOG];
 static size_t nlog;
@@ -121,6 +122,10 @@ static int check_extension(long cap)
 		return caps_manual;
 	case KVM_CAP_DIRTY_LOG_RING_ACQ_REL:
 		return (int)caps_ring;
+	case KVM_CAP_NR_VCPUS:
+		return caps_nr_vcpus;
+	case KVM_CAP_MAX_VCPUS:
+		return caps_max_vcpus;
 	default:
 		return 0;
 	}
@@ -536,6 +541,7 @@ void fake_kvm_install(void)
 	nlog = 0;
 	caps_manual = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET;
 	caps_ring = 65536 * sizeof(struct kvm_dirty_gfn);
+	caps_nr_vcpus = 8, caps_max_vcpus = MAX_VCPUS;
 	refused_msr = 0;
 	pthread_mutex_unlock(&lock);
 	vmm__kvm_set_ops_for_tests(&fake_ops);
@@ -560,6 +566,13 @@ void fake_kvm_set_caps(int manual_protect, uint32_t dirty_ring_bytes)
 					       KVM_DIRTY_LOG_INITIALLY_SET
 				     : 0;
 	caps_ring = dirty_ring_bytes;
+	pthread_mutex_unlock(&lock);
+}
+
+void fake_kvm_set_vcpu_caps(int nr_vcpus, int max_vcpus)
+{
+	pthread_mutex_lock(&lock);
+	caps_nr_vcpus = nr_vcpus, caps_max_vcpus = max_vcpus;
 	pthread_mutex_unlock(&lock);
 }
 

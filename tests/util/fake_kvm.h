@@ -17,6 +17,9 @@ void fake_kvm_uninstall(void);
 /* Capabilities reported to the next vmm__kvm_open: manual dirty protect on or off, and the
  * dirty ring's maximum size in bytes (0: no ring). */
 void fake_kvm_set_caps(int manual_protect, uint32_t dirty_ring_bytes);
+/* KVM_CAP_NR_VCPUS (the recommended maximum: online CPUs on x86) and KVM_CAP_MAX_VCPUS
+ * for the next vmm__kvm_open; the defaults are 8 and 64. */
+void fake_kvm_set_vcpu_caps(int nr_vcpus, int max_vcpus);
 
 /* KVM_SET_MSRS refuses MSR index (as KVM does a value it does not take): libvmm skips it
  * and says so through the log callback. 0: none (the default after install). */
