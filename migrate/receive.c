@@ -138,6 +138,8 @@ static int accept_hello(struct receiver *rv, const Vmm__Stream__Hello *h)
 		cfg.log = rv->o.log;
 		cfg.log_opaque = rv->o.log_opaque;
 		r = vmm_vm_create(&cfg, &rv->vm);
+		if (!r)
+			vmm__move_allow_cpu_mismatch(rv->vm, rv->o.allow_cpu_mismatch);
 	}
 	if (!r && h->shape->has_cpuid_digest) {
 		struct vmm__move_shape sh;

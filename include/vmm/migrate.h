@@ -107,6 +107,9 @@ struct vmm_receive_opts {
 	int timeout_ms;           /* default 10000: the source silent this long is gone */
 	int no_start;             /* 1: leave the VM CREATED (loaded) instead of running it */
 	uint64_t max_mem_size;    /* refuse VMs larger than this (0: libvmm's limit) */
+	/* As in struct vmm_restore_opts: 0 refuses (VMM_ECPU) a VM whose CPU features or TSC
+	 * rate this host cannot give it, 1 takes it anyway with a warning. */
+	int allow_cpu_mismatch;
 	uint64_t reserved[8];
 };
 

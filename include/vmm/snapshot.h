@@ -71,6 +71,11 @@ struct vmm_restore_opts {
 	void *serial_opaque;
 	vmm_log_fn log;
 	void *log_opaque;
+	/* 0 (default): refuse with VMM_ECPU a snapshot whose guest saw CPU features this
+	 * host cannot give it (naming them), a TSC rate this host cannot run it at, or a
+	 * guest using nested virtualization, whose state is not saved. 1: restore anyway,
+	 * with a warning through log (the guest may then fault on a missing instruction). */
+	int allow_cpu_mismatch;
 	uint64_t reserved[8];
 };
 

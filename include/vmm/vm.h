@@ -52,6 +52,13 @@ struct vmm_vm_config {
 	 * 0 uses KVM's dirty bitmap; a power of two (e.g. 4096) uses a per-vCPU dirty ring
 	 * of that many entries (it must be chosen before the vCPUs exist). */
 	uint32_t dirty_ring_entries;
+	/* The CPU the guest sees, by name (vmm_cpu_model_name() lists them): "host" (the
+	 * default, also NULL) is everything this host's KVM supports; "x86-64-v2",
+	 * "x86-64-v3" and "x86-64-v4" are the x86-64 psABI levels, for guests that must move
+	 * between hosts of different CPU generations. Every model hides nested virtualization
+	 * (VMX, SVM): its state would not be saved. An unknown name is VMM_EINVAL, a model
+	 * this host cannot give VMM_ECPU. */
+	const char *cpu_model;
 	uint64_t reserved[8];
 };
 
@@ -94,6 +101,12 @@ VMM_EXPORT const char *vmm_vm_run_state_name(enum vmm_vm_run_state st);
 VMM_EXPORT uint32_t vmm_vm_vcpus(const struct vmm_vm *vm);
 /* The guest command line; valid while the VM lives. Any thread. */
 VMM_EXPORT const char *vmm_vm_cmdline(const struct vmm_vm *vm);
+/* The VM's CPU model ("host", "x86-64-v3", ...): as configured, or as saved in the
+ * snapshot or migration it was restored or received from. Valid while the VM lives. Any
+ * thread. */
+VMM_EXPORT const char *vmm_vm_cpu_model(const struct vmm_vm *vm);
+/* The name of CPU model i (0, 1, ...), NULL past the last: what cpu_model accepts. */
+VMM_EXPORT const char *vmm_cpu_model_name(unsigned i);
 
 enum vmm_exit_reason {
 	VMM_EXIT_NONE = 0,
