@@ -12,6 +12,7 @@ int cmd_receive(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "control", required_argument, NULL, 'C' },
 		{ "timeout-ms", required_argument, NULL, 't' },
+		{ "allow-cpu-mismatch", no_argument, NULL, 'M' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct vmm_receive_opts ro;
@@ -39,6 +40,9 @@ int cmd_receive(int argc, char **argv)
 				return 2;
 			}
 			ro.timeout_ms = (int)ms;
+			break;
+		case 'M':
+			ro.allow_cpu_mismatch = 1;
 			break;
 		default:
 			return cli_usage("receive");
