@@ -84,7 +84,8 @@ VMM_EXPORT void vmm_restore_opts_init(struct vmm_restore_opts *opts);
 /* Builds a VM from a snapshot (following an incremental chain to its base). The VM is
  * CREATED with everything loaded: vmm_vm_start() continues the guest where it was saved.
  * On bad input (VMM_EMAGIC, VMM_EVERSION, VMM_EFEATURE, VMM_ECORRUPT, VMM_ETRUNCATED,
- * VMM_ESHAPE) nothing is left behind and *out is NULL. */
+ * VMM_ESHAPE), or a guest this host cannot run as it ran (VMM_ECPU, see
+ * allow_cpu_mismatch), nothing is left behind and *out is NULL. */
 VMM_EXPORT int vmm_snapshot_restore(const char *path, const struct vmm_restore_opts *opts,
 				    struct vmm_vm **out);
 

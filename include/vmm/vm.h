@@ -152,12 +152,15 @@ VMM_EXPORT int vmm_vm_register_mmio(struct vmm_vm *vm, uint64_t gpa, uint64_t le
 
 /* Complete machine state except RAM (every vCPU's registers, FPU/AVX, MSRs, LAPIC,
  * events, TSC; PIC, IOAPIC, PIT, kvmclock; every device), as one protobuf-encoded blob.
- * The VM must be PAUSED (or STOPPED). *buf is malloc'd; free() it. */
+ * The VM must be PAUSED (or STOPPED). *buf is malloc'd; free() it. VMM_ECPU if a vCPU
+ * runs a nested hypervisor, whose state libvmm does not save. */
 VMM_EXPORT int vmm_vm_state_save(struct vmm_vm *vm, void **buf, size_t *len);
 /* Loads such a blob into a CREATED VM of the same shape (same vCPU count and memory
  * size); vmm_vm_start() then continues the guest where it was. MSRs this host refuses are
  * skipped and reported through the log callback. VMM_ESTATEDATA / VMM_ESHAPE on bad input,
- * leaving the VM CREATED. */
+ * VMM_ECPU if this host lacks CPU features the guest saw or cannot run its TSC at its rate
+ * (the detail names them; snapshot restore and migration receive can allow that), leaving
+ * the VM CREATED. */
 VMM_EXPORT int vmm_vm_state_load(struct vmm_vm *vm, const void *buf, size_t len);
 
 #ifdef __cplusplus
