@@ -128,9 +128,12 @@ struct vmm__cpu_model {
 	uint32_t also[NWORDS];
 };
 
-/* Every x86-64 CPU has these, and an operating system needs them (leaf 1 EDX: FPU through
- * SSE2, the psABI baseline plus the system facilities such as PAE, PGE, APIC, PAT). */
-#define V1_1_EDX 0x078bfbffu
+/* The psABI baseline in leaf 1 EDX: FPU, CX8, CMOV, MMX, FXSR, SSE, SSE2. The system
+ * facilities every x86-64 CPU has (TSC, MSR, PAE, PGE, APIC, PAT, ...) are passed on but
+ * not required: KVM does not always list them (kvm_amd on an emulated SVM host leaves VME
+ * out, which a 64-bit guest never uses). */
+#define V1_1_EDX (BIT(0) | BIT(8) | BIT(15) | BIT(23) | BIT(24) | BIT(25) | BIT(26))
+#define SYS_1_EDX 0x078bfbffu
 #define V1_81_EDX (BIT(11) | BIT(20) | BIT(29)) /* syscall, nx, lm */
 /* What KVM gives every guest whatever the CPU (x2APIC, TSC deadline: emulated), the
  * run-time bits, and AMD's copies of leaf 1 EDX in 0x80000001 (Intel leaves them 0). */
@@ -149,17 +152,17 @@ static const struct vmm__cpu_model models[] = {
 	  .need = { [W1_ECX] = V2_1_ECX, [W1_EDX] = V1_1_EDX, [W81_ECX] = BIT(0),
 		    [W81_EDX] = V1_81_EDX },
 	  /* No XSAVE at this level (Nehalem): x87 and SSE state through FXSAVE only. */
-	  .also = { [W1_ECX] = ALSO_1_ECX & ~BIT(27), [W81_EDX] = ALSO_81_EDX,
-		    [WD_EAX] = 0x3 } },
+	  .also = { [W1_ECX] = ALSO_1_ECX & ~BIT(27), [W1_EDX] = SYS_1_EDX,
+		    [W81_EDX] = ALSO_81_EDX, [WD_EAX] = 0x3 } },
 	{ .name = "x86-64-v3", .baseline = 1,
 	  .need = { [W1_ECX] = V2_1_ECX | V3_1_ECX, [W1_EDX] = V1_1_EDX, [W7_EBX] = V3_7_EBX,
 		    [WD_EAX] = XCR0_V3, [W81_ECX] = BIT(0) | BIT(5), [W81_EDX] = V1_81_EDX },
-	  .also = { [W1_ECX] = ALSO_1_ECX, [W81_EDX] = ALSO_81_EDX } },
+	  .also = { [W1_ECX] = ALSO_1_ECX, [W1_EDX] = SYS_1_EDX, [W81_EDX] = ALSO_81_EDX } },
 	{ .name = "x86-64-v4", .baseline = 1,
 	  .need = { [W1_ECX] = V2_1_ECX | V3_1_ECX, [W1_EDX] = V1_1_EDX,
 		    [W7_EBX] = V3_7_EBX | V4_7_EBX, [WD_EAX] = XCR0_V4,
 		    [W81_ECX] = BIT(0) | BIT(5), [W81_EDX] = V1_81_EDX },
-	  .also = { [W1_ECX] = ALSO_1_ECX, [W81_EDX] = ALSO_81_EDX } },
+	  .also = { [W1_ECX] = ALSO_1_ECX, [W1_EDX] = SYS_1_EDX, [W81_EDX] = ALSO_81_EDX } },
 };
 #define NMODELS (sizeof(models) / sizeof(models[0]))
 
