@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "libvmm/cpu_init.h"
+#include "libvmm/cpu_model.h"
 #include "libvmm/error_internal.h"
 #include "libvmm/kvm.h"
 
@@ -59,7 +60,8 @@ set:
 	return 0;
 }
 
-int vmm__cpu_init(const struct kvm_cpuid2 *sup, int fd, uint32_t id)
+int vmm__cpu_init(const struct kvm_cpuid2 *sup, const struct vmm__cpu_model *model, int fd,
+		  uint32_t id)
 {
 	size_t sz = sizeof(*sup) + sup->nent * sizeof(sup->entries[0]);
 	struct kvm_cpuid2 *c = malloc(sz);
@@ -68,6 +70,7 @@ int vmm__cpu_init(const struct kvm_cpuid2 *sup, int fd, uint32_t id)
 	if (!c)
 		return vmm__err(VMM_ENOMEM, "CPUID");
 	memcpy(c, sup, sz);
+	vmm__cpu_model_apply(model, c);
 	fix_cpuid(c, id);
 	/* CPUID first: KVM derives the XSAVE size, MSR validity and APIC features from it. */
 	if (vmm__ioctl(fd, KVM_SET_CPUID2, c) < 0)

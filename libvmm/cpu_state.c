@@ -210,25 +210,55 @@ static int set_cpuid(int fd, const struct vmm__cpu_state *st)
 	return r;
 }
 
-/* The TSC rate is informational: the guest keeps running at another rate, only its own
- * calibration is off. So the rate is set only when it differs by more than TSC_KHZ_PPM,
- * and a refusal is not an error (as in QEMU). Without TSC scaling (KVM_CAP_TSC_CONTROL
- * absent, as on KVM-PVM) KVM refuses a slower rate with EINVAL and emulates a faster one by
- * catching the TSC up at each entry; older kernels answer ENOTTY. */
+/* Within TSC_KHZ_PPM of each other. */
+static int tsc_same(uint32_t a, uint32_t b)
+{
+	uint64_t diff = a > b ? (uint64_t)a - b : (uint64_t)b - a;
+
+	return diff * 1000000 <= (uint64_t)b * TSC_KHZ_PPM;
+}
+
+/* The rate is set only when it differs by more than TSC_KHZ_PPM. Whether this host can run
+ * the guest at its rate at all is vmm__cpu_tsc_prepare()'s question, asked before the state
+ * is installed; here a refusal is left as it is (vmm__cpu_state_set's callers that did not
+ * ask, such as a state set back into the vCPU it came from, keep today's behaviour). */
 static void set_tsc_khz(int fd, uint32_t khz)
 {
 	int cur;
-	uint64_t diff;
 
 	if (!khz)
 		return;
 	cur = vmm__ioctl(fd, KVM_GET_TSC_KHZ, NULL);
-	if (cur > 0) {
-		diff = (uint64_t)cur > khz ? (uint64_t)cur - khz : khz - (uint64_t)cur;
-		if (diff * 1000000 <= (uint64_t)khz * TSC_KHZ_PPM)
-			return;
-	}
+	if (cur > 0 && tsc_same((uint32_t)cur, khz))
+		return;
 	(void)vmm__ioctl(fd, KVM_SET_TSC_KHZ, (void *)(uintptr_t)khz);
+}
+
+/* A guest clocked by its TSC (calibrated once at boot) runs at the wrong rate if the TSC
+ * does: every timeout, sleep and clock drifts by the ratio. KVM runs a guest at another
+ * rate only with TSC scaling (KVM_CAP_TSC_CONTROL: VMX/SVM TSC multipliers). Without it KVM
+ * refuses a slower rate (EINVAL) and takes a faster one by jumping the TSC forward at each
+ * entry (catch-up), which is no steady clock either: both count as cannot. The rate is set
+ * here, on the fresh vCPU (where vmm__cpu_state_set would set it: before the MSRs). */
+int vmm__cpu_tsc_prepare(const struct vmm__kvm *kvm, int fd, uint32_t khz, char *why, size_t len)
+{
+	int cur, scaling;
+
+	if (!khz)
+		return 0;
+	cur = vmm__ioctl(fd, KVM_GET_TSC_KHZ, NULL);
+	if (cur > 0 && tsc_same((uint32_t)cur, khz))
+		return 0;
+	scaling = vmm__ioctl(kvm->fd, KVM_CHECK_EXTENSION, (void *)(uintptr_t)KVM_CAP_TSC_CONTROL) > 0;
+	if (vmm__ioctl(fd, KVM_SET_TSC_KHZ, (void *)(uintptr_t)khz) < 0)
+		snprintf(why, len, "TSC of %u kHz: this host runs at %d kHz and KVM_SET_TSC_KHZ "
+			 "refused the guest's rate (%s)", khz, cur, strerror(errno));
+	else if (!scaling)
+		snprintf(why, len, "TSC of %u kHz: this host runs at %d kHz and cannot scale it "
+			 "(no KVM_CAP_TSC_CONTROL)", khz, cur);
+	else
+		return 0;
+	return 1;
 }
 
 static int set_xsave(const struct vmm__kvm *kvm, int fd, const struct vmm__cpu_state *st)

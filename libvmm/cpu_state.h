@@ -49,6 +49,13 @@ int vmm__cpu_state_set(const struct vmm__kvm *kvm, int vcpu_fd, const struct vmm
 		       vmm__msr_skip_fn skip, void *opaque);
 void vmm__cpu_state_free(struct vmm__cpu_state *st);
 
+/* Puts a fresh vCPU at the guest's TSC rate khz (0: unknown, nothing to do). 0 if it runs
+ * at that rate now (within 250 ppm); 1, with the reason in why, if this host cannot give
+ * it steadily (no TSC scaling, or KVM refused). Not an error by itself: the caller decides
+ * (VMM_ECPU, or a warning when the caller allows a CPU mismatch). */
+int vmm__cpu_tsc_prepare(const struct vmm__kvm *kvm, int vcpu_fd, uint32_t khz, char *why,
+			 size_t len);
+
 int vmm__vm_kstate_get(int vm_fd, struct vmm__vm_kstate *ks);
 int vmm__vm_kstate_set(int vm_fd, const struct vmm__vm_kstate *ks);
 

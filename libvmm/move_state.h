@@ -16,6 +16,9 @@ struct vmm__move_state {
 	 * Controller thread only. */
 	uint8_t track_base_id[16];
 	int track_base_valid;
+	/* A state installed into this VM may have CPU features, a TSC rate or nested state
+	 * this host cannot give (warned, not refused). Controller thread only. */
+	int allow_cpu_mismatch;
 };
 
 #endif

@@ -1,6 +1,7 @@
 /* struct vmm__machine_state <-> the vmm.state.Machine protobuf message (proto/state.proto).
  * Encoding trusts its input; decoding does not: every count, size and narrow field is checked
  * and a failure names the field, e.g. "vcpu[1].sregs.cs.type: 300 out of range". */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -765,6 +766,8 @@ static int enc_machine(struct arena *a, const struct vmm__machine_state *ms, PbM
 	vmm__state__machine__init(m);
 	PUT(m, major, STATE_MAJOR);
 	PUT(m, mem_size, ms->mem_size);
+	if (ms->cpu_model[0])
+		m->cpu_model = (char *)ms->cpu_model;
 	/* Each vCPU is its own block (enc_vcpu); this is only the array of pointers. */
 	m->vcpus = arena_alloc(a, ms->ncpus, sizeof(*m->vcpus));
 	if (!m->vcpus)
@@ -791,6 +794,16 @@ static int dec_machine(const PbMachine *m, struct vmm__machine_state *ms)
 	if (!m->has_mem_size)
 		return bad("mem_size missing");
 	ms->mem_size = m->mem_size;
+	if (m->cpu_model) {
+		size_t n = strlen(m->cpu_model);
+
+		if (n >= sizeof(ms->cpu_model))
+			return bad("cpu_model of %zu bytes", n);
+		for (size_t i = 0; i < n; i++)
+			if (!isalnum((unsigned char)m->cpu_model[i]) && !strchr("-_.", m->cpu_model[i]))
+				return bad("cpu_model: byte 0x%02x", (unsigned char)m->cpu_model[i]);
+		memcpy(ms->cpu_model, m->cpu_model, n + 1);
+	}
 	if ((r = dec_vcpus(m, ms)) || (r = dec_kstate(m->kstate, &ms->kstate)))
 		return r;
 	return dec_devices(m, ms);

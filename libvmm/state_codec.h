@@ -23,6 +23,9 @@ struct vmm__machine_state {
 	struct vmm__vm_kstate kstate;
 	uint32_t ndevs;
 	struct vmm__dev_blob *devs;
+	/* The CPU model the VM was created with ("" if the state does not say): informational,
+	 * each vCPU's own CPUID table is what gets restored. */
+	char cpu_model[32];
 };
 
 /* Encodes ms into a malloc'd buffer. */

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "libvmm/cpu_init.h"
+#include "libvmm/cpu_model.h"
 #include "libvmm/devices/serial.h"
 #include "libvmm/devices/sysdevs.h"
 #include "libvmm/dirty.h"
@@ -94,6 +95,8 @@ static int check_config(const struct vmm_vm_config *cfg)
 	if (cfg->cmdline && strlen(cfg->cmdline) >= VMM_CMDLINE_MAX)
 		return vmm__err(VMM_EINVAL, "command line longer than %d bytes",
 				VMM_CMDLINE_MAX - 1);
+	if (!vmm__cpu_model_find(cfg->cpu_model))
+		return vmm__err(VMM_EINVAL, "unknown CPU model '%.64s'", cfg->cpu_model);
 	return 0;
 }
 
@@ -150,7 +153,7 @@ static int create_vcpu(struct vmm_vm *vm, uint32_t id)
 	r = vmm__dirty_ring_map(&vm->dirty, id, vcpu->fd);
 	if (r)
 		return r;
-	return vmm__cpu_init(vm->kvm->cpuid, vcpu->fd, id);
+	return vmm__cpu_init(vm->kvm->cpuid, vm->cpu_model, vcpu->fd, id);
 }
 
 static int create_machine(struct vmm_vm *vm, const struct vmm__mem_backing *backing)
@@ -237,6 +240,10 @@ int vmm__vm_create(const struct vmm_vm_config *cfg, const struct vmm__mem_backin
 	vm->fd = -1;
 	vm->mem.memfd = -1;
 	vm->nvcpus = cfg->vcpus;
+	vm->cpu_model = vmm__cpu_model_find(c.cpu_model);
+	snprintf(vm->cpu_model_name, sizeof(vm->cpu_model_name), "%s",
+		 vmm__cpu_model_name(vm->cpu_model));
+	vm->cfg.cpu_model = vm->cpu_model_name;
 	pthread_mutex_init(&vm->lock, NULL);
 	vmm__dirty_init(&vm->dirty, &vm->mem, cfg->dirty_ring_entries, cfg->vcpus, vm->cfg.log,
 			vm->cfg.log_opaque);
@@ -245,6 +252,8 @@ int vmm__vm_create(const struct vmm_vm_config *cfg, const struct vmm__mem_backin
 		goto fail;
 	}
 	r = vmm__kvm_open(&vm->kvm);
+	if (!r)
+		r = vmm__cpu_model_check_host(vm->cpu_model, vm->kvm->cpuid);
 	if (!r)
 		r = create_machine(vm, backing);
 	if (r)
@@ -428,6 +437,16 @@ uint32_t vmm_vm_vcpus(const struct vmm_vm *vm)
 const char *vmm_vm_cmdline(const struct vmm_vm *vm)
 {
 	return vm ? vm->cmdline : "";
+}
+
+const char *vmm_vm_cpu_model(const struct vmm_vm *vm)
+{
+	return vm ? vm->cpu_model_name : "";
+}
+
+const char *vmm_cpu_model_name(unsigned i)
+{
+	return vmm__cpu_model_nth(i);
 }
 
 uint64_t vmm_vm_mem_size(const struct vmm_vm *vm)

@@ -16,10 +16,16 @@
 #include "libvmm/vcpu.h"
 #include "libvmm/move_state.h"
 
+struct vmm__cpu_model;
+
 struct vmm_vm {
 	struct vmm_vm_config cfg;
 	char *cmdline;
 	struct vmm__kvm *kvm;
+	const struct vmm__cpu_model *cpu_model; /* what new vCPUs get (cpu_model.h) */
+	/* The model's name, or the one a restored or received state was saved with (which a
+	 * newer libvmm may know and this one not). */
+	char cpu_model_name[32];
 	int fd; /* the KVM VM */
 	struct vmm__memory mem;
 	uint32_t nvcpus;

@@ -54,6 +54,11 @@ int vmm__move_create(const struct vmm_vm_config *cfg, int ram_fd, uint64_t ram_o
 	return vmm__vm_create(cfg, ram_fd >= 0 ? &backing : NULL, out);
 }
 
+void vmm__move_allow_cpu_mismatch(struct vmm_vm *vm, int allow)
+{
+	vm->move.allow_cpu_mismatch = allow;
+}
+
 void vmm__move_warn(struct vmm_vm *vm, const char *msg)
 {
 	vmm__log(vm, VMM_LOG_WARN, "%s", msg);

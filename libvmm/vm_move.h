@@ -43,12 +43,16 @@ void vmm__move_warn(struct vmm_vm *vm, const char *msg);
 /* ---- machine state (vm_state.c): every vCPU, the in-kernel devices and every device */
 
 /* Captures a PAUSED or STOPPED VM's state and encodes it into *buf (malloc'd, the caller
- * frees it). */
+ * frees it). VMM_ECPU if a vCPU is running a nested guest: that state is not saved. */
 int vmm__move_state_encode(struct vmm_vm *vm, uint8_t **buf, size_t *len);
 /* Decodes buf and installs it into a CREATED VM of the same shape, under the VM's lock,
  * then marks the VM loaded (it may start). Bytes that do not decode are reported as
  * `undecodable` (VMM_ESTATEDATA, or VMM_ECORRUPT where a checksum vouched for them). */
 int vmm__move_state_install(struct vmm_vm *vm, const void *buf, size_t len, int undecodable);
+/* By default vmm__move_state_install refuses (VMM_ECPU) a state whose guest saw CPU
+ * features this host lacks, ran at a TSC rate this host cannot give, or used nested
+ * virtualization; allow 1 turns each refusal into a warning through the VM's log. */
+void vmm__move_allow_cpu_mismatch(struct vmm_vm *vm, int allow);
 /* Times one capture, encode, decode and load of a new VM's own state: what the real state
  * will cost in a migration's pause. 0 if a step fails. */
 uint64_t vmm__move_state_rehearse(struct vmm_vm *vm);

@@ -1,10 +1,12 @@
 /* The machine state: every vCPU, the in-kernel devices and every registered device,
  * gathered into one vmm__machine_state and encoded by state_codec; for vmm_vm_state_save/
  * load and for everything that moves a VM (vm_move.h). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "libvmm/clock.h"
+#include "libvmm/cpu_model.h"
 #include "libvmm/error_internal.h"
 #include "libvmm/state_codec.h"
 #include "libvmm/vm_internal.h"
@@ -42,6 +44,7 @@ static int state_capture(struct vmm_vm *vm, struct vmm__machine_state *ms, int w
 
 	memset(ms, 0, sizeof(*ms));
 	ms->mem_size = vm->mem.size;
+	snprintf(ms->cpu_model, sizeof(ms->cpu_model), "%s", vm->cpu_model_name);
 	ms->cpus = calloc(vm->nvcpus, sizeof(*ms->cpus));
 	if (!ms->cpus)
 		return vmm__err(VMM_ENOMEM, "vCPU state");
@@ -72,6 +75,13 @@ static int state_encode(struct vmm_vm *vm, int with_embedder, uint8_t **buf, siz
 	struct vmm__machine_state ms;
 	int r = state_capture(vm, &ms, with_embedder);
 
+	/* QEMU refuses to migrate a guest with nested state it cannot save; so does libvmm,
+	 * which saves none (KVM_GET_NESTED_STATE): the nested guest would be lost. Only a VM
+	 * restored from a state saved with VMX/SVM (allow_cpu_mismatch) can get here. */
+	for (uint32_t i = 0; !r && i < ms.ncpus; i++)
+		if (vmm__cpu_nested_in_use(&ms.cpus[i]))
+			r = vmm__err(VMM_ECPU, "vCPU %u runs nested virtualization (EFER.SVME or "
+				     "CR4.VMXE), whose state libvmm does not save", i);
 	if (!r)
 		r = vmm__machine_state_encode(&ms, buf, len);
 	vmm__machine_state_free(&ms);
@@ -151,6 +161,45 @@ static int load_devices(struct vmm_vm *vm, const struct vmm__machine_state *ms, 
 	return r;
 }
 
+/* One CPU incompatibility: refused (VMM_ECPU), or a warning if the caller allows it. */
+static int cpu_mismatch(struct vmm_vm *vm, const char *what)
+{
+	if (!vm->move.allow_cpu_mismatch)
+		return vmm__err(VMM_ECPU, "%s", what);
+	vmm__log(vm, VMM_LOG_WARN, "CPU mismatch allowed: %s", what);
+	return 0;
+}
+
+/* Whether this host can run the saved guest as it ran: every CPU feature it saw, its TSC
+ * rate, no nested guest. A guest that finds an instruction gone takes #UD long after the
+ * move, one at the wrong TSC rate keeps wrong time: refuse before anything is installed. */
+static int cpu_check(struct vmm_vm *vm, const struct vmm__machine_state *ms)
+{
+	char why[768], msg[900];
+	int r = 0;
+
+	if (vmm__cpu_missing_features(ms->cpus, ms->ncpus, vm->kvm->cpuid, why, sizeof(why))) {
+		snprintf(msg, sizeof(msg), "the guest uses CPU features this host lacks: %s", why);
+		r = cpu_mismatch(vm, msg);
+	}
+	for (uint32_t i = 0; !r && i < ms->ncpus; i++)
+		if (vmm__cpu_nested_in_use(&ms->cpus[i])) {
+			snprintf(msg, sizeof(msg), "vCPU %u was saved running nested virtualization "
+				 "(EFER.SVME or CR4.VMXE) without its nested state", i);
+			r = cpu_mismatch(vm, msg);
+			break;
+		}
+	for (uint32_t i = 0; !r && i < ms->ncpus && i < vm->nvcpus; i++)
+		if (vmm__cpu_tsc_prepare(vm->kvm, vm->vcpus[i].fd, ms->cpus[i].tsc_khz, why,
+					 sizeof(why))) {
+			snprintf(msg, sizeof(msg), "vCPU %u: %s", i, why);
+			r = cpu_mismatch(vm, msg);
+			break; /* every vCPU has the same rate: one message */
+		}
+	return r;
+}
+
+
 /* The embedder's devices: loaded without the VM's lock (the hooks are the embedder's
  * code), before the rest, on a VM not yet marked loaded (so it cannot start meanwhile).
  * One registered here with nothing saved (added since) keeps its state: said in the log. */
@@ -215,14 +264,19 @@ int vmm__move_state_install(struct vmm_vm *vm, const void *buf, size_t len, int 
 	if (!r)
 		r = state_check(vm, &ms);
 	if (!r)
+		r = cpu_check(vm, &ms);
+	if (!r)
 		r = load_embedder_devices(vm, &ms);
 	if (!r) {
 		pthread_mutex_lock(&vm->lock);
 		r = check_new(vm);
 		if (!r)
 			r = state_apply(vm, &ms, &logq);
-		if (!r)
+		if (!r) {
 			vm->loaded = 1;
+			if (ms.cpu_model[0])
+				memcpy(vm->cpu_model_name, ms.cpu_model, sizeof(vm->cpu_model_name));
+		}
 		pthread_mutex_unlock(&vm->lock);
 	}
 	vmm__machine_state_free(&ms);

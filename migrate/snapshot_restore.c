@@ -85,6 +85,7 @@ static int build_vm(struct vmm__snap *base, const struct vmm_restore_opts *o, st
 	r = vmm__move_create(&cfg, lazy ? base->fd : -1, base->pre.ram_off, vm);
 	if (r)
 		return r;
+	vmm__move_allow_cpu_mismatch(*vm, o->allow_cpu_mismatch);
 	vmm__move_shape(*vm, &sh);
 	if (base->meta->hello->shape->has_cpuid_digest &&
 	    base->meta->hello->shape->cpuid_digest != sh.cpuid_digest)

@@ -14,6 +14,7 @@ int cmd_receive(int argc, char **argv)
 		{ "timeout-ms", required_argument, NULL, 't' },
 		{ "max-mem", required_argument, NULL, 'M' },
 		{ "max-cpus", required_argument, NULL, 'P' },
+		{ "allow-cpu-mismatch", no_argument, NULL, 'A' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct vmm_receive_opts ro;
@@ -57,6 +58,9 @@ int cmd_receive(int argc, char **argv)
 				return 2;
 			}
 			ro.max_vcpus = (uint32_t)n;
+			break;
+		case 'A':
+			ro.allow_cpu_mismatch = 1;
 			break;
 		default:
 			return cli_usage("receive");

@@ -12,6 +12,7 @@ int cmd_restore(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "lazy", no_argument, NULL, 'l' },
 		{ "control", required_argument, NULL, 'C' },
+		{ "allow-cpu-mismatch", no_argument, NULL, 'M' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct vmm_restore_opts ropts;
@@ -29,6 +30,9 @@ int cmd_restore(int argc, char **argv)
 			break;
 		case 'C':
 			control = optarg;
+			break;
+		case 'M':
+			ropts.allow_cpu_mismatch = 1;
 			break;
 		default:
 			return 2;

@@ -67,6 +67,7 @@ int cmd_run(int argc, char **argv)
 		{ "cmdline", required_argument, NULL, 'a' },
 		{ "initrd", required_argument, NULL, 'i' },
 		{ "control", required_argument, NULL, 'C' },
+		{ "cpu", required_argument, NULL, 'p' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct vmm_vm_config cfg;
@@ -96,6 +97,9 @@ int cmd_run(int argc, char **argv)
 			break;
 		case 'C':
 			control = optarg;
+			break;
+		case 'p':
+			cfg.cpu_model = optarg;
 			break;
 		default:
 			return 2;

@@ -183,6 +183,8 @@ static void handle_info(struct control_server *srv, struct json_object *body, st
 	json_object_object_add(rep->json, "vcpus", json_object_new_int64(vmm_vm_vcpus(srv->vm)));
 	json_object_object_add(rep->json, "memory_bytes", json_object_new_uint64(srv->mem_size));
 	json_object_object_add(rep->json, "cmdline", json_object_new_string(vmm_vm_cmdline(srv->vm)));
+	json_object_object_add(rep->json, "cpu_model",
+			       json_object_new_string(vmm_vm_cpu_model(srv->vm)));
 	json_object_object_add(rep->json, "uptime_ms", json_object_new_int64(up));
 	json_object_object_add(rep->json, "version", json_object_new_string(version));
 }

@@ -17,18 +17,25 @@ static const struct cli_command {
 	int (*fn)(int argc, char **argv);
 	int control;          /* a client of a running vmm's control socket */
 } commands[] = {
-	{ "run", "[--memory SIZE] [--cpus N] [--cmdline STR] [--initrd FILE] [--control PATH] KERNEL",
+	{ "run", "[--memory SIZE] [--cpus N] [--cmdline STR] [--initrd FILE] [--cpu MODEL]"
+	  " [--control PATH] KERNEL",
 	  "run a VM in the foreground, guest serial on stdout;\n"
 	  "exits with the status the guest wrote to port 0xf4;\n"
+	  "--cpu: host (default), x86-64-v2, x86-64-v3, x86-64-v4 (a psABI level,\n"
+	  "for guests that move between hosts of different CPUs);\n"
 	  "--control serves the control API (HTTP/JSON) on a UNIX socket",
 	  cmd_run, 0 },
-	{ "restore", "[--lazy] [--control PATH] FILE",
-	  "run a snapshot in the foreground, like run; --lazy maps its RAM", cmd_restore, 0 },
-	{ "receive", "[--control PATH] [--timeout-ms N] [--max-mem SIZE] [--max-cpus N] ADDR:PORT",
+	{ "restore", "[--lazy] [--allow-cpu-mismatch] [--control PATH] FILE",
+	  "run a snapshot in the foreground, like run; --lazy maps its RAM;\n"
+	  "--allow-cpu-mismatch: restore even if this host lacks CPU features\n"
+	  "or the TSC rate the guest had (refused otherwise)", cmd_restore, 0 },
+	{ "receive", "[--control PATH] [--timeout-ms N] [--max-mem SIZE] [--max-cpus N]"
+	  " [--allow-cpu-mismatch] ADDR:PORT",
 	  "wait for a live migration on ADDR:PORT ([ADDR]:PORT for IPv6),\n"
 	  "then run the VM that arrived in the foreground, like run;\n"
 	  "refuses a VM above --max-mem (default: the memory available here)\n"
-	  "or --max-cpus (default: this host's CPUs, as KVM recommends)",
+	  "or --max-cpus (default: this host's CPUs, as KVM recommends);\n"
+	  "--allow-cpu-mismatch as for restore",
 	  cmd_receive, 0 },
 	{ "snapshot-info", "[--json] FILE", "what a snapshot holds, and whether its checksums match",
 	  cmd_snapshot_info, 0 },

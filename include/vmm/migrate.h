@@ -113,6 +113,9 @@ struct vmm_receive_opts {
 	 * its online CPUs); a larger value allows overcommit up to KVM_CAP_MAX_VCPUS and
 	 * VMM_VCPUS_MAX. */
 	uint32_t max_vcpus;
+	/* As in struct vmm_restore_opts: 0 refuses (VMM_ECPU) a VM whose CPU features or TSC
+	 * rate this host cannot give it, 1 takes it anyway with a warning. */
+	int allow_cpu_mismatch;
 	/* Called once the arriving VM is built (CREATED, RAM empty) and before any RAM or
 	 * state is applied, on the receiving thread: register the embedder's port/MMIO
 	 * handlers and device state hooks here (vmm_vm_register_*). A non-zero return (a

@@ -99,7 +99,12 @@ struct vmm_restore_opts {
 	 * with VMM_ESTATEDATA naming the device. */
 	vmm_prepare_fn prepare;
 	void *prepare_opaque;
-	uint64_t reserved[6];
+	/* 0 (default): refuse with VMM_ECPU a snapshot whose guest saw CPU features this
+	 * host cannot give it (naming them), a TSC rate this host cannot run it at, or a
+	 * guest using nested virtualization, whose state is not saved. 1: restore anyway,
+	 * with a warning through log (the guest may then fault on a missing instruction). */
+	int allow_cpu_mismatch;
+	uint64_t reserved[5];
 };
 
 VMM_EXPORT void vmm_restore_opts_init(struct vmm_restore_opts *opts);
@@ -108,7 +113,8 @@ VMM_EXPORT void vmm_restore_opts_init(struct vmm_restore_opts *opts);
  * opts->prepare on it, then loads its state. The VM is CREATED with everything loaded:
  * vmm_vm_start() continues the guest where it was saved.
  * On bad input (VMM_EMAGIC, VMM_EVERSION, VMM_EFEATURE, VMM_ECORRUPT, VMM_ETRUNCATED,
- * VMM_ESHAPE) nothing is left behind and *out is NULL. */
+ * VMM_ESHAPE), or a guest this host cannot run as it ran (VMM_ECPU, see
+ * allow_cpu_mismatch), nothing is left behind and *out is NULL. */
 VMM_EXPORT int vmm_snapshot_restore(const char *path, const struct vmm_restore_opts *opts,
 				    struct vmm_vm **out);
 

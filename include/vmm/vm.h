@@ -73,6 +73,13 @@ struct vmm_vm_config {
 	 * 0 uses KVM's dirty bitmap; a power of two (e.g. 4096) uses a per-vCPU dirty ring
 	 * of that many entries (it must be chosen before the vCPUs exist). */
 	uint32_t dirty_ring_entries;
+	/* The CPU the guest sees, by name (vmm_cpu_model_name() lists them): "host" (the
+	 * default, also NULL) is everything this host's KVM supports; "x86-64-v2",
+	 * "x86-64-v3" and "x86-64-v4" are the x86-64 psABI levels, for guests that must move
+	 * between hosts of different CPU generations. Every model hides nested virtualization
+	 * (VMX, SVM): its state would not be saved. An unknown name is VMM_EINVAL, a model
+	 * this host cannot give VMM_ECPU. */
+	const char *cpu_model;
 	uint64_t reserved[8];
 };
 
@@ -118,6 +125,12 @@ VMM_EXPORT const char *vmm_vm_run_state_name(enum vmm_vm_run_state st);
 VMM_EXPORT uint32_t vmm_vm_vcpus(const struct vmm_vm *vm);
 /* The guest command line; valid while the VM lives. Any thread. */
 VMM_EXPORT const char *vmm_vm_cmdline(const struct vmm_vm *vm);
+/* The VM's CPU model ("host", "x86-64-v3", ...): as configured, or as saved in the
+ * snapshot or migration it was restored or received from. Valid while the VM lives. Any
+ * thread. */
+VMM_EXPORT const char *vmm_vm_cpu_model(const struct vmm_vm *vm);
+/* The name of CPU model i (0, 1, ...), NULL past the last: what cpu_model accepts. */
+VMM_EXPORT const char *vmm_cpu_model_name(unsigned i);
 
 enum vmm_exit_reason {
 	VMM_EXIT_NONE = 0,
@@ -199,14 +212,16 @@ typedef int (*vmm_prepare_fn)(void *opaque, struct vmm_vm *vm);
  * events, TSC; PIC, IOAPIC, PIT, kvmclock; every device), as one protobuf-encoded blob.
  * The VM must be PAUSED (or STOPPED). *buf is malloc'd; free() it. It is a job: a resume
  * from elsewhere meanwhile gets VMM_EJOB, and so does this call while another job owns the
- * VM. */
+ * VM. VMM_ECPU if a vCPU runs a nested hypervisor, whose state libvmm does not save. */
 VMM_EXPORT int vmm_vm_state_save(struct vmm_vm *vm, void **buf, size_t *len);
 /* Loads such a blob into a CREATED VM of the same shape (same vCPU count and memory
  * size); vmm_vm_start() then continues the guest where it was. MSRs this host refuses are
  * skipped and reported through the log callback. Embedder devices are loaded through
  * their hooks (register them first: vmm_vm_register_device_state); one saved but not
  * registered here is VMM_ESTATEDATA naming it. VMM_ESTATEDATA / VMM_ESHAPE on bad input,
- * leaving the VM CREATED and unloaded. */
+ * VMM_ECPU if this host lacks CPU features the guest saw or cannot run its TSC at its rate
+ * (the detail names them; snapshot restore and migration receive can allow that), leaving
+ * the VM CREATED and unloaded. */
 VMM_EXPORT int vmm_vm_state_load(struct vmm_vm *vm, const void *buf, size_t len);
 
 /* Chooses the kick signal (see "The kick signal" above): SIGUSR1, SIGUSR2 or one of

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The control API of `vmm run --control PATH` and the client verbs: status, pause and
-# resume (the guest's output stops and restarts), HTTP errors (400/404/405/413), shutdown
-# (exit 0, socket removed); then snapshots taken through the socket and brought back with
-# `vmm restore` finish the counter with the same output as an uninterrupted run.
+# The control API of `vmm run --control PATH` and the client verbs: status (with the
+# x86-64-v2 CPU model the guest runs on), pause and resume (the guest's output stops and
+# restarts), HTTP errors (400/404/405/413), shutdown (exit 0, socket removed); then
+# snapshots taken through the socket and brought back with `vmm restore` finish the counter
+# with the same output as an uninterrupted run.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 require_kvm
@@ -13,7 +14,8 @@ lines() { wc -l <"$1"; }
 
 # --- status, pause, resume, errors, shutdown
 s=$tmp/s
-if ! start_vm "$s" "$tmp/out" --cmdline "count=100000 interval=10000" "$g/counter.elf"; then
+# A baseline CPU model: the guest runs on it, and vm.info says which it is.
+if ! start_vm "$s" "$tmp/out" --cpu x86-64-v2 --cmdline "count=100000 interval=10000" "$g/counter.elf"; then
   bad "vmm run --control starts"
   summary; exit 1
 fi
@@ -21,6 +23,7 @@ st=$("$VMM_CLI" status "$s")
 expect "status running" grep -q '"state": *"running"' <<<"$st"
 expect "status shape" grep -q '"vcpus": *1' <<<"$st"
 expect "status cmdline" grep -q '"cmdline": *"count=100000 interval=10000"' <<<"$st"
+expect "status cpu model" grep -q '"cpu_model": *"x86-64-v2"' <<<"$st"
 expect "status version" grep -q '"version": *"libvmm ' <<<"$st"
 expect "pause" "$VMM_CLI" pause "$s"
 expect "status paused" grep -q '"state": *"paused"' <<<"$("$VMM_CLI" status "$s")"

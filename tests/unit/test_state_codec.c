@@ -196,6 +196,7 @@ static void cmp_cpu(const struct vmm__cpu_state *a, const struct vmm__cpu_state 
 static void cmp_machine(const struct vmm__machine_state *a, const struct vmm__machine_state *b)
 {
 	assert_int_equal(a->mem_size, b->mem_size);
+	assert_string_equal(a->cpu_model, b->cpu_model);
 	assert_int_equal(a->ncpus, b->ncpus);
 	for (uint32_t i = 0; i < a->ncpus; i++)
 		cmp_cpu(&a->cpus[i], &b->cpus[i]);
@@ -237,6 +238,8 @@ static void test_roundtrip_random(void **unused)
 		struct vmm__machine_state ms;
 
 		rnd_machine(&ms, 1 + rnd_below(8), rnd_below(8));
+		if (iter % 2) /* the CPU model, and its absence (states of older versions) */
+			snprintf(ms.cpu_model, sizeof(ms.cpu_model), "x86-64-v%d", 2 + iter % 3);
 		roundtrip(&ms);
 		vmm__machine_state_free(&ms);
 	}
@@ -624,10 +627,17 @@ static void e_gdt_limit(Vmm__State__Machine *m, void *s)
 static void e_event(Vmm__State__Machine *m, void *s) { m->vcpus[0]->events->nmi_pending = 300; }
 static void e_pit_mode(Vmm__State__Machine *m, void *s) { m->kstate->pit->channels[2]->mode = 256; }
 static void e_major(Vmm__State__Machine *m, void *s) { m->major = 2; }
+static void e_model_long(Vmm__State__Machine *m, void *s)
+{
+	m->cpu_model = "x86-64-v3-with-a-name-longer-than-31";
+}
+static void e_model_bad(Vmm__State__Machine *m, void *s) { m->cpu_model = "host\n"; }
 
 static void test_bad_sections(void **unused)
 {
 	expect_edit_refused(e_lapic_short, VMM_ESTATEDATA, "vcpu[0].lapic: 1023 bytes");
+	expect_edit_refused(e_model_long, VMM_ESTATEDATA, "cpu_model of 36 bytes");
+	expect_edit_refused(e_model_bad, VMM_ESTATEDATA, "cpu_model: byte 0x0a");
 	expect_edit_refused(e_lapic_long, VMM_ESTATEDATA, "vcpu[0].lapic: 1025 bytes");
 	expect_edit_refused(e_lapic_none, VMM_ESTATEDATA, "lapic missing");
 	expect_edit_refused(e_pic_short, VMM_ESTATEDATA, "pic_master: 15 bytes");

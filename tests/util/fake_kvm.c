@@ -70,6 +70,10 @@ static int caps_manual = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INI
 static uint32_t caps_ring = 65536 * sizeof(struct kvm_dirty_gfn);
 static int caps_nr_vcpus = 8, caps_max_vcpus = MAX_VCPUS;
 static uint32_t refused_msr; /* KVM_SET_MSRS stops at this index; 0: none */
+static struct kvm_cpuid_entry2 supported[64];
+static uint32_t nsupported;
+static int tsc_scaling = 1;
+static uint32_t host_tsc_khz = 2000000;
 static struct fake_kvm_call call_log[MAX_LOG];
 static size_t nlog;
 
@@ -105,6 +109,52 @@ static struct vm *vm_of_fd(int fd)
 	return v >= 0 && v < MAX_VMS && vms[v].live ? &vms[v] : NULL;
 }
 
+/* ------------------------------------------------------------------ the host's CPUID */
+
+#define BIT(n) (1u << (n))
+#define IDX KVM_CPUID_FLAG_SIGNIFCANT_INDEX
+
+/* A modern x86-64 host, as KVM_GET_SUPPORTED_CPUID would describe it: every psABI level up
+ * to AVX-512, SHA, GFNI, VAES, and both nested VMX and SVM (no real CPU has both; the fake
+ * has them so that masking either shows). */
+static const struct kvm_cpuid_entry2 default_supported[] = {
+	{ .function = 0, .eax = 0xd, .ebx = 0x68747541, .edx = 0x69746e65, .ecx = 0x444d4163 },
+	{ .function = 1, .eax = 0x00a20f12,
+	  .ecx = BIT(0) | BIT(1) | BIT(5) | BIT(9) | BIT(12) | BIT(13) | BIT(19) | BIT(20) |
+		 BIT(21) | BIT(22) | BIT(23) | BIT(25) | BIT(26) | BIT(28) | BIT(29) | BIT(30),
+	  .edx = 0x178bfbff },
+	{ .function = 7, .index = 0, .flags = IDX, .eax = 1,
+	  .ebx = BIT(0) | BIT(3) | BIT(5) | BIT(7) | BIT(8) | BIT(9) | BIT(10) | BIT(16) |
+		 BIT(17) | BIT(18) | BIT(19) | BIT(20) | BIT(23) | BIT(24) | BIT(28) | BIT(29) |
+		 BIT(30) | BIT(31),
+	  .ecx = BIT(1) | BIT(2) | BIT(3) | BIT(8) | BIT(9) | BIT(10) | BIT(22),
+	  .edx = BIT(4) | BIT(26) | BIT(29) | BIT(31) },
+	{ .function = 7, .index = 1, .flags = IDX, .eax = BIT(4) | BIT(5) },
+	{ .function = 0xd, .index = 0, .flags = IDX, .eax = 0xe7, .ebx = 0x340, .ecx = 0xa80 },
+	{ .function = 0xd, .index = 1, .flags = IDX, .eax = 0xf },
+	{ .function = 0xd, .index = 2, .flags = IDX, .eax = 256, .ebx = 576 },
+	{ .function = 0xd, .index = 5, .flags = IDX, .eax = 64, .ebx = 0x440 },
+	{ .function = 0xd, .index = 6, .flags = IDX, .eax = 512, .ebx = 0x480 },
+	{ .function = 0xd, .index = 7, .flags = IDX, .eax = 1024, .ebx = 0x680 },
+	{ .function = 0x40000000, .eax = 0x40000001, .ebx = 0x4b4d564b, .ecx = 0x564b4d56,
+	  .edx = 0x4d },
+	{ .function = 0x40000001, .eax = 0x01007afb },
+	{ .function = 0x80000000, .eax = 0x8000000a, .ebx = 0x68747541, .edx = 0x69746e65,
+	  .ecx = 0x444d4163 },
+	{ .function = 0x80000001, .eax = 0x00a20f12,
+	  .ecx = BIT(0) | BIT(2) | BIT(5) | BIT(6) | BIT(7) | BIT(8), .edx = 0x2fd3fbff },
+	{ .function = 0x80000007, .edx = BIT(8) },
+	{ .function = 0x80000008, .eax = 0x3030,
+	  .ebx = BIT(0) | BIT(9) | BIT(12) | BIT(24) | BIT(30) },
+	{ .function = 0x8000000a, .eax = 1, .ebx = 0x8000, .edx = 0x1b6bf },
+};
+
+static void supported_reset(void)
+{
+	nsupported = sizeof(default_supported) / sizeof(default_supported[0]);
+	memcpy(supported, default_supported, sizeof(default_supported));
+}
+
 /* ------------------------------------------------------------------ /dev/kvm */
 
 static int check_extension(long cap)
@@ -117,7 +167,10 @@ static int check_extension(long cap)
 	case KVM_CAP_VCPU_EVENTS:
 	case KVM_CAP_ADJUST_CLOCK:
 	case KVM_CAP_XCRS:
+	case KVM_CAP_GET_TSC_KHZ:
 		return 1;
+	case KVM_CAP_TSC_CONTROL:
+		return tsc_scaling;
 	case KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2:
 		return caps_manual;
 	case KVM_CAP_DIRTY_LOG_RING_ACQ_REL:
@@ -153,14 +206,10 @@ static int sys_ioctl(unsigned long req, void *arg)
 	case KVM_GET_SUPPORTED_CPUID: {
 		struct kvm_cpuid2 *c = arg;
 
-		if (c->nent < 3)
+		if (c->nent < nsupported)
 			return fail(E2BIG);
-		c->nent = 3;
-		memset(c->entries, 0, 3 * sizeof(c->entries[0]));
-		c->entries[0] = (struct kvm_cpuid_entry2){ .function = 0, .eax = 0xd };
-		c->entries[1] = (struct kvm_cpuid_entry2){ .function = 1, .ecx = 1u << 26 };
-		c->entries[2] = (struct kvm_cpuid_entry2){ .function = 0x80000000,
-							   .eax = 0x80000008 };
+		c->nent = nsupported;
+		memcpy(c->entries, supported, nsupported * sizeof(c->entries[0]));
 		return 0;
 	}
 	case KVM_CREATE_VM:
@@ -244,7 +293,7 @@ static int create_vcpu(struct vm *vm, unsigned long id)
 	c = &vm->vcpus[id];
 	memset(c, 0, sizeof(*c));
 	c->live = 1;
-	c->s.tsc_khz = 2000000;
+	c->s.tsc_khz = host_tsc_khz;
 	c->s.mp_state.mp_state = id ? KVM_MP_STATE_UNINITIALIZED : KVM_MP_STATE_RUNNABLE;
 	c->s.sregs.apic_base = 0xfee00000 | (id ? 0 : 0x100) | 0x800;
 	c->s.regs.rflags = 2;
@@ -403,6 +452,9 @@ static int vcpu_ioctl(struct vcpu *c, unsigned long req, void *arg)
 	case KVM_GET_TSC_KHZ:
 		return (int)c->s.tsc_khz;
 	case KVM_SET_TSC_KHZ:
+		/* Without TSC scaling only the host's own rate is taken. */
+		if (!tsc_scaling && (uint32_t)(unsigned long)arg != host_tsc_khz)
+			return fail(EINVAL);
 		c->s.tsc_khz = (uint32_t)(unsigned long)arg;
 		return 0;
 	case KVM_SET_CPUID2: {
@@ -543,6 +595,9 @@ void fake_kvm_install(void)
 	caps_ring = 65536 * sizeof(struct kvm_dirty_gfn);
 	caps_nr_vcpus = 8, caps_max_vcpus = MAX_VCPUS;
 	refused_msr = 0;
+	supported_reset();
+	tsc_scaling = 1;
+	host_tsc_khz = 2000000;
 	pthread_mutex_unlock(&lock);
 	vmm__kvm_set_ops_for_tests(&fake_ops);
 }
@@ -721,4 +776,54 @@ uint64_t fake_kvm_cleared(uint32_t slot)
 	n = newest >= 0 && slot < MAX_SLOTS ? vms[newest].slots[slot].cleared : 0;
 	pthread_mutex_unlock(&lock);
 	return n;
+}
+
+static uint32_t *entry_reg(struct kvm_cpuid_entry2 *e, int reg)
+{
+	switch (reg) {
+	case FAKE_EAX: return &e->eax;
+	case FAKE_EBX: return &e->ebx;
+	case FAKE_ECX: return &e->ecx;
+	default: return &e->edx;
+	}
+}
+
+void fake_kvm_cpuid_clear(uint32_t leaf, uint32_t sub, int reg, uint32_t bit)
+{
+	pthread_mutex_lock(&lock);
+	for (uint32_t i = 0; i < nsupported; i++)
+		if (supported[i].function == leaf && supported[i].index == sub)
+			*entry_reg(&supported[i], reg) &= ~(1u << bit);
+	pthread_mutex_unlock(&lock);
+}
+
+void fake_kvm_no_tsc_scaling(uint32_t host_khz)
+{
+	pthread_mutex_lock(&lock);
+	tsc_scaling = 0;
+	host_tsc_khz = host_khz;
+	pthread_mutex_unlock(&lock);
+}
+
+void fake_kvm_set_host_tsc_khz(uint32_t khz)
+{
+	pthread_mutex_lock(&lock);
+	host_tsc_khz = khz;
+	pthread_mutex_unlock(&lock);
+}
+
+int fake_kvm_vcpu_cpuid(uint32_t id, uint32_t leaf, uint32_t sub, struct kvm_cpuid_entry2 *out)
+{
+	struct vcpu *c;
+	int r = -1;
+
+	pthread_mutex_lock(&lock);
+	c = newest_vcpu(id);
+	for (uint32_t i = 0; c && i < c->ncpuid && r; i++)
+		if (c->cpuid[i].function == leaf && c->cpuid[i].index == sub) {
+			*out = c->cpuid[i];
+			r = 0;
+		}
+	pthread_mutex_unlock(&lock);
+	return r;
 }

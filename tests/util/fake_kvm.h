@@ -25,6 +25,20 @@ void fake_kvm_set_vcpu_caps(int nr_vcpus, int max_vcpus);
  * and says so through the log callback. 0: none (the default after install). */
 void fake_kvm_refuse_msr(uint32_t index);
 
+/* The host's CPUID (KVM_GET_SUPPORTED_CPUID) is a modern x86-64 with AVX-512, SHA, GFNI,
+ * VAES and both VMX and SVM. fake_kvm_cpuid_clear hides one bit of it from the next
+ * vmm__kvm_open (a "destination host" without that feature); reg is FAKE_EAX..FAKE_EDX. */
+enum { FAKE_EAX, FAKE_EBX, FAKE_ECX, FAKE_EDX };
+void fake_kvm_cpuid_clear(uint32_t leaf, uint32_t sub, int reg, uint32_t bit);
+/* The TSC rate new vCPUs start at (default 2 GHz). */
+void fake_kvm_set_host_tsc_khz(uint32_t khz);
+/* A host running its TSC at host_khz without TSC scaling: KVM_CAP_TSC_CONTROL is 0 and
+ * KVM_SET_TSC_KHZ refuses any other rate (EINVAL). */
+void fake_kvm_no_tsc_scaling(uint32_t host_khz);
+/* The entry (leaf, sub) of the CPUID the newest VM's vCPU id was given (KVM_SET_CPUID2);
+ * 0, or -1 if it has none. */
+int fake_kvm_vcpu_cpuid(uint32_t id, uint32_t leaf, uint32_t sub, struct kvm_cpuid_entry2 *out);
+
 /* The call log: every ioctl in order, with the fd it was made on. */
 struct fake_kvm_call {
 	int fd;
