@@ -276,7 +276,13 @@ int vmm_vm_start(struct vmm_vm *vm)
 		return vmm__err(VMM_EINVAL, "vm is NULL");
 	/* vm->lock keeps a load from slipping in between the check and the start. */
 	pthread_mutex_lock(&vm->lock);
-	if (vmm__run_control_state(vm->runctl) == VMM_VM_CREATED && !vm->loaded) {
+	if (vm->move.in_doubt) {
+		/* migrate.h: only vmm_migrate_resolve() may start a guest whose hand-over is
+		 * unclear; a discarded copy (migrated) never starts. */
+		r = vmm__err(VMM_EINDOUBT, "start: the migration's outcome is in doubt");
+	} else if (vm->move.migrated) {
+		r = vmm__err(VMM_ESTATE, "start: this copy of the guest was discarded");
+	} else if (vmm__run_control_state(vm->runctl) == VMM_VM_CREATED && !vm->loaded) {
 		r = vmm__err(VMM_ESTATE, "start: no kernel or saved state loaded");
 	} else {
 		/* Threads inherit a fully blocked mask; each opens only the kick signal. */
@@ -298,13 +304,17 @@ int vmm_vm_pause(struct vmm_vm *vm)
 
 int vmm_vm_resume(struct vmm_vm *vm)
 {
-	int migrated;
+	int migrated, in_doubt;
 
 	if (!vm)
 		return vmm__err(VMM_EINVAL, "vm is NULL");
 	pthread_mutex_lock(&vm->lock);
 	migrated = vm->move.migrated;
+	in_doubt = vm->move.in_doubt;
 	pthread_mutex_unlock(&vm->lock);
+	if (in_doubt)
+		return vmm__err(VMM_EINDOUBT, "resume: the migration's outcome is in doubt "
+				"(vmm_migrate_resolve decides)");
 	/* A VM sent away stays PAUSED for good. */
 	if (migrated && vmm__run_control_state(vm->runctl) != VMM_VM_RUNNING)
 		return vmm__err(VMM_ESTATE, "resume: VM is migrated away");
