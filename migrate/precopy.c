@@ -341,11 +341,14 @@ static int wait_started(struct sender *s)
 	Vmm__Stream__Started *st;
 	struct vmm__rec_hdr h;
 	uint8_t *p;
+	char why[512];
 	int r = vmm__stream_read_rec(s->c[0].xp, VMM_REC_STARTED, &h, &p);
 
-	if (r)
+	if (r) {
+		snprintf(why, sizeof(why), "%s", vmm_last_error());
 		return vmm__err(VMM_EINDOUBT, "GO sent, no STARTED from the destination (%s: %s): "
-				"the guest may run there", vmm_err_name(r), vmm_last_error());
+				"the guest may run there", vmm_err_name(r), why);
+	}
 	st = vmm__stream__started__unpack(NULL, h.len, p);
 	free(p);
 	if (!st)
@@ -378,9 +381,13 @@ static int hand_over(struct sender *s)
 	/* The cancel flag cannot rise any more; the transport stops watching it anyway. */
 	vmm__xport_set_opts(s->c[0].xp, s->o.timeout_ms, NULL);
 	r = vmm__stream_write_rec(s->c[0].xp, VMM_REC_GO, NULL, 0);
-	if (r)
+	if (r) {
+		char why[512];
+
+		snprintf(why, sizeof(why), "%s", vmm_last_error());
 		return vmm__err(VMM_EINDOUBT, "writing GO failed (%s: %s): it may have arrived",
-				vmm_err_name(r), vmm_last_error());
+				vmm_err_name(r), why);
+	}
 	return wait_started(s);
 }
 
@@ -593,7 +600,6 @@ static int send_fds(struct vmm_vm *vm, const int *fds, unsigned nfds,
 		/* GO went out, STARTED did not come back: the guest stays paused here until
 		 * vmm_migrate_resolve says which side keeps it (protocol.h). */
 		vmm__move_set_in_doubt(vm, VMM__SIDE_SOURCE);
-		vmm__err(r, "%s", vmm_last_error());
 	} else {
 		/* Tell the destination why, if it still listens, and run on as before. */
 		notify_failure(s, r);

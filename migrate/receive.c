@@ -351,15 +351,17 @@ static int wait_go(struct receiver *rv)
 {
 	struct vmm__rec_hdr h;
 	uint8_t *p;
+	char why[512];
 	int r = vmm__stream_read_rec(rv->c[0].xp, VMM_REC_GO, &h, &p);
 
 	free(p);
+	if (!r)
+		return 0;
+	snprintf(why, sizeof(why), "%s", vmm_last_error());
 	if (r == VMM_EREFUSED)
-		return vmm__err(VMM_EPEER, "the source kept the guest: %s", vmm_last_error());
-	if (r)
-		return vmm__err(VMM_EINDOUBT, "READY sent, no GO from the source (%s: %s): it may "
-				"have let go", vmm_err_name(r), vmm_last_error());
-	return 0;
+		return vmm__err(VMM_EPEER, "the source kept the guest: %s", why);
+	return vmm__err(VMM_EINDOUBT, "READY sent, no GO from the source (%s: %s): it may have "
+			"let go", vmm_err_name(r), why);
 }
 
 /* GO arrived: the guest is this side's. Starts it and tells the source how that went; a
