@@ -245,12 +245,13 @@ static uint64_t sink_pass_bytes(void *ctx)
 }
 
 /* Besides the pages and the final sync, the pause pays for the state's capture and load
- * (rehearsed on the destination at hello) and COMPLETE's round trip. */
+ * (rehearsed on the destination at hello) and the hand-over's two round trips
+ * (COMPLETE -> READY, GO -> STARTED). */
 static uint64_t sink_fixed_ns(void *ctx)
 {
 	struct sender *s = ctx;
 
-	return vmm__xport_rtt_ns(s->c[0].xp) + s->state_cost_ns;
+	return 2 * vmm__xport_rtt_ns(s->c[0].xp) + s->state_cost_ns;
 }
 
 static void sink_report(void *ctx, const struct vmm__rounds_report *rep)

@@ -61,8 +61,8 @@ struct vmm_migrate_round {
 
 struct vmm_migrate_stats {
 	uint32_t rounds;
-	uint64_t total_ns;       /* connect to committed */
-	uint64_t downtime_ns;    /* guest paused on the source until the destination committed */
+	uint64_t total_ns;       /* connect to STARTED */
+	uint64_t downtime_ns;    /* guest paused on the source until STARTED */
 	uint64_t expected_downtime_ns; /* the estimate that ended the rounds */
 	uint64_t pages;          /* all rounds */
 	uint64_t zero_pages;

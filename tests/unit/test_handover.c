@@ -16,177 +16,13 @@
 
 #include "testutil.h"
 #include "fake_vm.h"
+#include "handover_proxy.h"
 #include "migrate_util.h"
 #include "migrate/stream.h"
 #include "stream.pb-c.h"
 
 #define MIB 8
 #define TIMEOUT_MS 700 /* both sides' silence timeout: stalled cells wait this long */
-
-/* ---- the proxy: forwards records one by one, and breaks the link at one of them */
-
-enum fault {
-	F_NONE,
-	F_CUT,     /* shut down both connections: each side sees the other gone */
-	F_STALL,   /* forward nothing more, keep the sockets open: both sides time out */
-	F_MANGLE,  /* COMPLETE's pages_total off by one (item 11), then forward */
-	F_CANCEL,  /* cancel the source's send, then stall (cancel after GO must not work) */
-};
-
-enum { TO_DST = 0, TO_SRC = 1 };
-
-struct proxy {
-	int lfd, up, down;  /* listening for the source; to the destination; from the source */
-	uint16_t port;
-	uint16_t dst_port;
-	enum fault fault;
-	int dir;            /* the fault fires before forwarding the first `type` going `dir` */
-	unsigned type;
-	struct vmm_vm *src; /* F_CANCEL */
-	int fired, stalled, done; /* atomics */
-	pthread_t th[2];
-};
-
-static int read_full(int fd, void *buf, size_t len)
-{
-	uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = read(fd, p, len);
-
-		if (n <= 0)
-			return -1;
-		p += n, len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int write_full(int fd, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-
-		if (n <= 0)
-			return -1;
-		p += n, len -= (size_t)n;
-	}
-	return 0;
-}
-
-static void stall_until_done(struct proxy *p)
-{
-	__atomic_store_n(&p->stalled, 1, __ATOMIC_RELEASE);
-	while (!__atomic_load_n(&p->done, __ATOMIC_ACQUIRE))
-		tu_sleep_us(5000);
-}
-
-static void mangle_complete(uint8_t **payload, uint32_t *plen)
-{
-	uint32_t l = *plen;
-	uint32_t *len = &l;
-
-	Vmm__Stream__Complete *c = vmm__stream__complete__unpack(NULL, *len, *payload);
-
-	assert_non_null(c);
-	c->pages_total++;
-	*len = (uint32_t)vmm__stream__complete__get_packed_size(c);
-	*payload = realloc(*payload, *len);
-	assert_non_null(*payload);
-	vmm__stream__complete__pack(c, *payload);
-	vmm__stream__complete__free_unpacked(c, NULL);
-	*plen = l;
-}
-
-struct pump {
-	struct proxy *p;
-	int dir;
-};
-
-static void *pump_main(void *arg)
-{
-	struct pump *pu = arg;
-	struct proxy *p = pu->p;
-	int in = pu->dir == TO_DST ? p->down : p->up, out = pu->dir == TO_DST ? p->up : p->down;
-	uint8_t pre[16];
-
-	if (pu->dir == TO_DST && (read_full(in, pre, sizeof(pre)) || write_full(out, pre, 16)))
-		return NULL;
-	for (;;) {
-		struct vmm__rec_hdr h;
-		uint8_t *payload;
-
-		if (read_full(in, &h, sizeof(h)) || h.len > VMM_REC_MAX_LEN)
-			break;
-		payload = malloc(h.len ? h.len : 1);
-		assert_non_null(payload);
-		if (read_full(in, payload, h.len)) {
-			free(payload);
-			break;
-		}
-		if (__atomic_load_n(&p->stalled, __ATOMIC_ACQUIRE)) {
-			free(payload);
-			stall_until_done(p);
-			break;
-		}
-		if (p->fault != F_NONE && pu->dir == p->dir && h.type == p->type &&
-		    !__atomic_exchange_n(&p->fired, 1, __ATOMIC_ACQ_REL)) {
-			switch (p->fault) {
-			case F_CUT:
-				shutdown(p->up, SHUT_RDWR);
-				shutdown(p->down, SHUT_RDWR);
-				free(payload);
-				return NULL;
-			case F_CANCEL:
-				vmm_migrate_cancel(p->src);
-				/* fall through */
-			case F_STALL:
-				free(payload);
-				stall_until_done(p);
-				return NULL;
-			case F_MANGLE: {
-				uint32_t len = h.len;
-
-				mangle_complete(&payload, &len);
-				h.len = len;
-				break;
-			}
-			default:
-				break;
-			}
-		}
-		if (write_full(out, &h, sizeof(h)) || write_full(out, payload, h.len)) {
-			free(payload);
-			break;
-		}
-		free(payload);
-	}
-	return NULL;
-}
-
-static struct pump pumps[2];
-
-static void *proxy_accept(void *arg)
-{
-	struct proxy *p = arg;
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-				 .sin_port = htons(p->dst_port) };
-	struct pollfd pf = { .fd = p->lfd, .events = POLLIN };
-
-	if (poll(&pf, 1, 10000) != 1)
-		return NULL;
-	p->down = accept(p->lfd, NULL, NULL);
-	p->up = socket(AF_INET, SOCK_STREAM, 0);
-	if (p->down < 0 || p->up < 0 || connect(p->up, (struct sockaddr *)&a, sizeof(a)))
-		return NULL;
-	pumps[TO_DST] = (struct pump){ p, TO_DST };
-	pumps[TO_SRC] = (struct pump){ p, TO_SRC };
-	assert_int_equal(pthread_create(&p->th[TO_SRC], NULL, pump_main, &pumps[TO_SRC]), 0);
-	pump_main(&pumps[TO_DST]);
-	pthread_join(p->th[TO_SRC], NULL);
-	return NULL;
-}
 
 /* ---- the two sides */
 
@@ -214,14 +50,13 @@ static void *dst_main(void *arg)
 struct cell {
 	struct vmm_vm *src;
 	struct dst d;
-	struct proxy p;
-	pthread_t proxy_th;
+	struct hp_proxy p;
 	int r;              /* the send's result */
 	char why[512];
 	struct vmm_migrate_stats st;
 };
 
-static void cell_run(struct cell *c, enum fault fault, int dir, unsigned type,
+static void cell_run(struct cell *c, enum hp_fault fault, int dir, unsigned type,
 		     struct vmm_migrate_opts *o)
 {
 	struct vmm_migrate_opts def;
@@ -231,12 +66,8 @@ static void cell_run(struct cell *c, enum fault fault, int dir, unsigned type,
 	assert_non_null(c->src);
 	assert_int_equal(vmm_vm_start(c->src), 0);
 	c->d.lfd = mu_listen(&c->d.port);
-	c->p.lfd = mu_listen(&c->p.port);
-	c->p.up = c->p.down = -1;
-	c->p.dst_port = c->d.port;
-	c->p.fault = fault, c->p.dir = dir, c->p.type = type, c->p.src = c->src;
 	assert_int_equal(pthread_create(&c->d.th, NULL, dst_main, &c->d), 0);
-	assert_int_equal(pthread_create(&c->proxy_th, NULL, proxy_accept, &c->p), 0);
+	hp_start(&c->p, c->d.port, fault, dir, type, c->src);
 	if (!o) {
 		vmm_migrate_opts_init(&def);
 		o = &def;
@@ -253,7 +84,7 @@ static void cell_run(struct cell *c, enum fault fault, int dir, unsigned type,
 		assert_true(c->r == 0 || c->r == VMM_EINDOUBT);
 	if (c->r != 0 && c->r != VMM_EINDOUBT)
 		assert_true(c->d.r != 0);
-	assert_true(c->p.fault == F_NONE || c->p.fault == F_MANGLE || c->p.fired);
+	assert_true(fault == HP_NONE || hp_fired(&c->p));
 }
 
 static int running(struct vmm_vm *vm)
@@ -263,17 +94,7 @@ static int running(struct vmm_vm *vm)
 
 static void cell_end(struct cell *c)
 {
-	__atomic_store_n(&c->p.done, 1, __ATOMIC_RELEASE);
-	if (c->p.up >= 0)
-		shutdown(c->p.up, SHUT_RDWR);
-	if (c->p.down >= 0)
-		shutdown(c->p.down, SHUT_RDWR);
-	pthread_join(c->proxy_th, NULL);
-	if (c->p.up >= 0)
-		close(c->p.up);
-	if (c->p.down >= 0)
-		close(c->p.down);
-	close(c->p.lfd);
+	hp_stop(&c->p);
 	close(c->d.lfd);
 	vmm_vm_destroy(c->d.vm);
 	vmm_vm_destroy(c->src);
@@ -327,25 +148,25 @@ static void both_in_doubt(struct cell *c, int run_dst)
 
 /* ---- the matrix: {cut, stall} x each step */
 
-static void cell_before_complete(enum fault f)
+static void cell_before_complete(enum hp_fault f)
 {
 	struct cell c;
 
-	cell_run(&c, f, TO_DST, VMM_REC_COMPLETE, NULL);
+	cell_run(&c, f, HP_TO_DST, VMM_REC_COMPLETE, NULL);
 	src_kept(&c);
 	assert_true(c.d.r == VMM_EPEER || c.d.r == VMM_ETIMEDOUT);
 	cell_end(&c);
 }
 
-static void cut_before_complete(void **state) { (void)state; cell_before_complete(F_CUT); }
-static void stall_before_complete(void **state) { (void)state; cell_before_complete(F_STALL); }
+static void cut_before_complete(void **state) { (void)state; cell_before_complete(HP_CUT); }
+static void stall_before_complete(void **state) { (void)state; cell_before_complete(HP_STALL); }
 
 /* READY lost: the source resumes; the destination cannot know it did, and waits. */
-static void cell_before_ready(enum fault f)
+static void cell_before_ready(enum hp_fault f)
 {
 	struct cell c;
 
-	cell_run(&c, f, TO_SRC, VMM_REC_READY, NULL);
+	cell_run(&c, f, HP_TO_SRC, VMM_REC_READY, NULL);
 	assert_true(c.r == VMM_EPEER || c.r == VMM_ETIMEDOUT);
 	assert_true(running(c.src));
 	assert_int_equal(c.d.r, VMM_EINDOUBT);
@@ -358,8 +179,8 @@ static void cell_before_ready(enum fault f)
 	cell_end(&c);
 }
 
-static void cut_before_ready(void **state) { (void)state; cell_before_ready(F_CUT); }
-static void stall_before_ready(void **state) { (void)state; cell_before_ready(F_STALL); }
+static void cut_before_ready(void **state) { (void)state; cell_before_ready(HP_CUT); }
+static void stall_before_ready(void **state) { (void)state; cell_before_ready(HP_STALL); }
 
 /* GO lost: both in doubt; either side may be chosen. */
 static void cut_before_go(void **state)
@@ -367,7 +188,7 @@ static void cut_before_go(void **state)
 	struct cell c;
 
 	(void)state;
-	cell_run(&c, F_CUT, TO_DST, VMM_REC_GO, NULL);
+	cell_run(&c, HP_CUT, HP_TO_DST, VMM_REC_GO, NULL);
 	both_in_doubt(&c, 1);
 	cell_end(&c);
 }
@@ -377,7 +198,7 @@ static void stall_before_go(void **state)
 	struct cell c;
 
 	(void)state;
-	cell_run(&c, F_STALL, TO_DST, VMM_REC_GO, NULL);
+	cell_run(&c, HP_STALL, HP_TO_DST, VMM_REC_GO, NULL);
 	both_in_doubt(&c, 0);
 	cell_end(&c);
 }
@@ -388,18 +209,18 @@ static void cancel_after_go(void **state)
 	struct cell c;
 
 	(void)state;
-	cell_run(&c, F_CANCEL, TO_DST, VMM_REC_GO, NULL);
+	cell_run(&c, HP_CANCEL, HP_TO_DST, VMM_REC_GO, NULL);
 	assert_int_equal(c.r, VMM_EINDOUBT);
 	both_in_doubt(&c, 1);
 	cell_end(&c);
 }
 
 /* STARTED lost: the destination runs, the source is in doubt and is resolved DISCARD. */
-static void cell_before_started(enum fault f)
+static void cell_before_started(enum hp_fault f)
 {
 	struct cell c;
 
-	cell_run(&c, f, TO_SRC, VMM_REC_STARTED, NULL);
+	cell_run(&c, f, HP_TO_SRC, VMM_REC_STARTED, NULL);
 	assert_int_equal(c.r, VMM_EINDOUBT);
 	assert_int_equal(c.d.r, 0);
 	assert_true(running(c.d.vm));
@@ -412,8 +233,8 @@ static void cell_before_started(enum fault f)
 	cell_end(&c);
 }
 
-static void cut_before_started(void **state) { (void)state; cell_before_started(F_CUT); }
-static void stall_before_started(void **state) { (void)state; cell_before_started(F_STALL); }
+static void cut_before_started(void **state) { (void)state; cell_before_started(HP_CUT); }
+static void stall_before_started(void **state) { (void)state; cell_before_started(HP_STALL); }
 
 /* A fault after STARTED changes nothing: migrated. */
 static void clean_handover(void **state)
@@ -421,7 +242,7 @@ static void clean_handover(void **state)
 	struct cell c;
 
 	(void)state;
-	cell_run(&c, F_NONE, 0, 0, NULL);
+	cell_run(&c, HP_NONE, 0, 0, NULL);
 	assert_int_equal(c.r, 0);
 	assert_int_equal(c.d.r, 0);
 	assert_int_equal(vmm_vm_migrated(c.src), 1);
@@ -437,7 +258,7 @@ static void complete_pages_checked(void **state)
 	struct cell c;
 
 	(void)state;
-	cell_run(&c, F_MANGLE, TO_DST, VMM_REC_COMPLETE, NULL);
+	cell_run(&c, HP_MANGLE, HP_TO_DST, VMM_REC_COMPLETE, NULL);
 	assert_int_equal(c.d.r, VMM_EPROTO);
 	assert_non_null(strstr(c.d.why, "pages"));
 	assert_int_equal(c.r, VMM_EREFUSED);
@@ -485,7 +306,7 @@ static void final_round_uncapped(void **state)
 	o.progress = dirty_after_live_round;
 	o.progress_opaque = &dt;
 	dt.c = &c;
-	cell_run(&c, F_NONE, 0, 0, &o);
+	cell_run(&c, HP_NONE, 0, 0, &o);
 	assert_int_equal(c.r, 0);
 	assert_int_equal(c.d.r, 0);
 	print_message("    final round: %llu bytes in %.1f ms (cap %.1f MB/s)\n",
