@@ -210,7 +210,32 @@ static void cut_before_started(void **state)
 	cell_finish(&c, 1);
 }
 
-int main(void)
+/* "proxy DST_PORT cut|stall to-dst|to-src complete|ready|go|started": a proxy for the shell
+ * tests (test_cli_handover.sh); prints its port, then forwards until killed. */
+static int proxy_main(int argc, char **argv)
+{
+	static const char *const recs[] = { [VMM_REC_COMPLETE] = "complete",
+					    [VMM_REC_READY] = "ready", [VMM_REC_GO] = "go",
+					    [VMM_REC_STARTED] = "started" };
+	struct hp_proxy p;
+	unsigned type = 0;
+
+	if (argc != 6)
+		return 2;
+	for (unsigned i = 0; i < sizeof(recs) / sizeof(recs[0]); i++)
+		if (recs[i] && !strcmp(argv[5], recs[i]))
+			type = i;
+	if (!type)
+		return 2;
+	hp_start(&p, (uint16_t)atoi(argv[2]), strcmp(argv[3], "cut") ? HP_STALL : HP_CUT,
+		 strcmp(argv[4], "to-dst") ? HP_TO_SRC : HP_TO_DST, type, NULL);
+	printf("%u\n", p.port);
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(clean),
@@ -222,6 +247,8 @@ int main(void)
 	};
 	struct vmm_exit ex;
 
+	if (argc > 1 && !strcmp(argv[1], "proxy"))
+		return proxy_main(argc, argv);
 	tu_require_kvm();
 	timeout_ms *= (int)tu_slowdown();
 	want = strip_cr(tu_run_guest(GUEST, CMDLINE, MIB, 1, &ex));
