@@ -134,8 +134,10 @@ static void *proxy_accept(void *arg)
 
 	if (poll(&pf, 1, 10000) != 1)
 		return NULL;
-	p->down = accept(p->lfd, NULL, NULL);
-	p->up = socket(AF_INET, SOCK_STREAM, 0);
+	/* Atomic: hp_stop reads them from another thread, ordered after this one only
+	 * through the sockets, which the thread sanitizer cannot see. */
+	__atomic_store_n(&p->down, accept(p->lfd, NULL, NULL), __ATOMIC_RELEASE);
+	__atomic_store_n(&p->up, socket(AF_INET, SOCK_STREAM, 0), __ATOMIC_RELEASE);
 	if (p->down < 0 || p->up < 0 || connect(p->up, (struct sockaddr *)&a, sizeof(a)))
 		return NULL;
 	p->pumps[HP_TO_DST] = (struct hp_pump){ p, HP_TO_DST, 0 };
@@ -166,11 +168,14 @@ int hp_fired(struct hp_proxy *p)
 
 void hp_stop(struct hp_proxy *p)
 {
+	int up = __atomic_load_n(&p->up, __ATOMIC_ACQUIRE);
+	int down = __atomic_load_n(&p->down, __ATOMIC_ACQUIRE);
+
 	__atomic_store_n(&p->done, 1, __ATOMIC_RELEASE);
-	if (p->up >= 0)
-		shutdown(p->up, SHUT_RDWR);
-	if (p->down >= 0)
-		shutdown(p->down, SHUT_RDWR);
+	if (up >= 0)
+		shutdown(up, SHUT_RDWR);
+	if (down >= 0)
+		shutdown(down, SHUT_RDWR);
 	/* Not yet connected: the accept gives up after its poll. */
 	shutdown(p->lfd, SHUT_RDWR);
 	pthread_join(p->th, NULL);
