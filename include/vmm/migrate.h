@@ -124,7 +124,7 @@ VMM_EXPORT int vmm_vm_in_doubt(const struct vmm_vm *vm);
 
 enum vmm_resolve {
 	VMM_RESOLVE_RUN = 1,     /* this side takes the guest: the source resumes it, the
-				  * destination starts it (unless no_start: then it may start) */
+				  * destination starts it (no_start or not) */
 	VMM_RESOLVE_DISCARD = 2, /* this side lets go for good: vmm_vm_migrated() becomes 1,
 				  * the VM never runs again; destroy it */
 };
