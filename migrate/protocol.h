@@ -43,22 +43,26 @@
  * destination starts only on GO, and the source, once it may have written GO, never runs
  * the guest by itself again. Who owns the guest, and what each failure does:
  *
- *   point of failure                   source                  destination
- *   ---------------------------------  ----------------------  ---------------------------
- *   up to COMPLETE, any side, any way  resumes (owner)         discards (never started)
- *   COMPLETE wrong (pages_total, state) resumes, told by ERROR  discards, says ERROR
- *   READY lost, late (timeout_ms) or   resumes, sends ERROR    ERROR arrives: discards.
- *     cancel before GO                  (owner)                 Silence/reset: IN DOUBT (*)
- *   GO written, then no STARTED        IN DOUBT (paused)       GO arrived: starts (owner);
- *     (timeout, reset, kill)                                    else IN DOUBT (*)
- *   destination's start fails          resumes on STARTED      discards, STARTED {error};
- *                                       {error} (owner), else   the guest never ran here
- *                                       IN DOUBT
- *   STARTED {0} lost                   IN DOUBT                runs (owner)
- *   STARTED {0} arrived                migrated (PAUSED)       runs (owner)
+ *   point of failure                    source                  destination
+ *   ----------------------------------  ----------------------  --------------------------
+ *   up to COMPLETE, any side, any way   resumes (owner)         discards (never started)
+ *   COMPLETE wrong (pages_total, state) resumes when told by    discards, says ERROR
+ *                                        ERROR (owner)
+ *   READY lost, late (timeout_ms), or   resumes, sends ERROR    ERROR arrives: discards.
+ *     a cancel or failure before GO      (owner)                 Silence/reset: IN DOUBT (*)
+ *   GO written, then no STARTED         IN DOUBT (paused)       GO arrived: starts (owner);
+ *     (timeout, reset, a side killed)                            else IN DOUBT (*)
+ *   the destination's start fails       resumes on STARTED      discards, STARTED {error}
+ *                                        {error} (owner), else   (**)
+ *                                        IN DOUBT
+ *   STARTED {0} lost                    IN DOUBT                runs (owner)
+ *   STARTED {0} arrived                 migrated (PAUSED)       runs (owner)
  *
  * (*) READY is out, so the destination cannot tell "the source resumed and its ERROR was
  * lost" from "the source let go and GO was lost": it keeps the loaded guest paused.
+ * (**) vmm_vm_start fails when a vCPU thread cannot be created; the vCPUs started before it
+ * may have run for a moment before they were stopped (run control has no start gate). The
+ * source takes the guest back all the same: the alternative would lose it.
  *
  * IN DOUBT: the send or receive returns VMM_EINDOUBT, the VM stays paused (source PAUSED
  * and refusing resume; destination loaded, refusing start, handed to the caller) and
