@@ -54,6 +54,7 @@ struct sender {
 	struct vmm__rounds_result res;
 	int tracking;            /* we started the tracker (and stop it) */
 	int final;               /* the round being sent is the last: the guest is paused */
+	int let_go;              /* GO may be on the wire: an unclear end leaves us in doubt */
 	uint64_t before[4];      /* tx counters as the round began (snapshot_tx_stats) */
 	uint64_t t0, round_t0;
 	uint64_t state_cost_ns;  /* the destination's rehearsal of the state (hello reply) */
@@ -379,6 +380,7 @@ static int hand_over(struct sender *s)
 		r = vmm__move_let_go(s->vm, 1);
 	if (r)
 		return r;
+	s->let_go = 1;
 	/* The cancel flag cannot rise any more; the transport stops watching it anyway. */
 	vmm__xport_set_opts(s->c[0].xp, s->o.timeout_ms, NULL);
 	r = vmm__stream_write_rec(s->c[0].xp, VMM_REC_GO, NULL, 0);
@@ -584,6 +586,9 @@ static int send_fds(struct vmm_vm *vm, const int *fds, unsigned nfds,
 	if (s->n < 1 || s->n > VMM_MIGRATE_MAX_CONNS || nfds != s->n)
 		r = vmm__err(VMM_EINVAL, "%u connections for %u sockets (1..%d)", s->n, nfds,
 			     VMM_MIGRATE_MAX_CONNS);
+	else if (vmm__move_in_doubt(vm))
+		r = vmm__err(VMM_EINDOUBT, "migrate: the last migration's outcome is in doubt "
+			     "(vmm_migrate_resolve decides)");
 	else if ((st != VMM_VM_RUNNING && st != VMM_VM_PAUSED) || vmm_vm_migrated(vm))
 		r = vmm__err(VMM_ESTATE, "migrate: the VM is %s", vmm_vm_run_state_name(st));
 	else
@@ -597,7 +602,7 @@ static int send_fds(struct vmm_vm *vm, const int *fds, unsigned nfds,
 		vmm__dirty_stop(vmm__move_dirty(vm));
 	if (!r) {
 		vmm__move_set_migrated(vm);
-	} else if (r == VMM_EINDOUBT) {
+	} else if (r == VMM_EINDOUBT && s->let_go) {
 		/* GO went out, STARTED did not come back: the guest stays paused here until
 		 * vmm_migrate_resolve says which side keeps it (protocol.h). */
 		vmm__move_set_in_doubt(vm, VMM__SIDE_SOURCE);

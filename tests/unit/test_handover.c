@@ -140,6 +140,11 @@ static void both_in_doubt(struct cell *c, int run_dst)
 	/* Neither side may take the guest but through resolve. */
 	assert_int_equal(vmm_vm_resume(c->src), VMM_EINDOUBT);
 	assert_int_equal(vmm_vm_start(c->d.vm), VMM_EINDOUBT);
+	assert_int_equal(vmm_migrate_send(c->src, &c->d.lfd, 1, NULL, NULL), VMM_EINDOUBT);
+	assert_int_equal(vmm_migrate_send(c->d.vm, &c->d.lfd, 1, NULL, NULL), VMM_EINDOUBT);
+	assert_int_equal(vmm_vm_in_doubt(c->src), 1);
+	assert_int_equal(vmm_vm_in_doubt(c->d.vm), 1);
+	assert_int_equal(vmm_vm_run_state(c->src), VMM_VM_PAUSED);
 	assert_int_equal(vmm_migrate_resolve(run_dst ? c->src : c->d.vm, VMM_RESOLVE_DISCARD), 0);
 	assert_int_equal(vmm_migrate_resolve(run_dst ? c->d.vm : c->src, VMM_RESOLVE_RUN), 0);
 	assert_int_equal(vmm_vm_migrated(run_dst ? c->src : c->d.vm), 1);
