@@ -15,6 +15,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "libvmm/error_internal.h"
@@ -34,8 +35,13 @@ struct vmm__run_control {
 	uint32_t nparked;
 	uint32_t nexited;
 	struct vmm_exit exit; /* the first stop's reason */
+	const char *job; /* what owns the VM (vmm__run_control_job_begin), or NULL */
 	uint32_t throttle_pct;
 	uint8_t *throttle_req; /* per vCPU: sleep once at the next checkpoint */
+	/* Per vCPU: its thread has ended, or was never spawned. Such a vCPU is never kicked
+	 * again: its thread may have been joined, and a joined thread's id may already name
+	 * another thread (glibc reuses them), so a signal to it would hit a stranger. */
+	uint8_t *gone;
 
 	/* The throttle thread; touched by the controller only. */
 	pthread_t throttle_thread;
@@ -49,7 +55,9 @@ int vmm__run_control_new(uint32_t n, const struct vmm__run_kicker *kicker, void 
 	pthread_condattr_t ca;
 
 	*out = NULL;
-	if (!rc || !(rc->throttle_req = calloc(n ? n : 1, 1))) {
+	if (!rc || !(rc->throttle_req = calloc(n ? n : 1, 1)) || !(rc->gone = malloc(n ? n : 1))) {
+		if (rc)
+			free(rc->throttle_req);
 		free(rc);
 		return vmm__err(VMM_ENOMEM, "run control");
 	}
@@ -57,6 +65,7 @@ int vmm__run_control_new(uint32_t n, const struct vmm__run_kicker *kicker, void 
 	rc->ctx = ctx;
 	rc->n = n;
 	rc->state = VMM_VM_CREATED;
+	memset(rc->gone, 1, n ? n : 1);
 	pthread_mutex_init(&rc->lock, NULL);
 	/* Throttle sleeps use absolute monotonic deadlines. */
 	pthread_condattr_init(&ca);
@@ -75,13 +84,16 @@ void vmm__run_control_free(struct vmm__run_control *rc)
 	pthread_cond_destroy(&rc->cond);
 	pthread_mutex_destroy(&rc->lock);
 	free(rc->throttle_req);
+	free(rc->gone);
 	free(rc);
 }
 
-static void kick_all(struct vmm__run_control *rc, uint32_t n)
+/* Kicks every vCPU whose thread still runs; lock held. */
+static void kick_all(struct vmm__run_control *rc)
 {
-	for (uint32_t i = 0; i < n; i++)
-		rc->kicker->kick(rc->ctx, i);
+	for (uint32_t i = 0; i < rc->n; i++)
+		if (!rc->gone[i])
+			rc->kicker->kick(rc->ctx, i);
 }
 
 enum vmm_vm_run_state vmm__run_control_state(struct vmm__run_control *rc)
@@ -107,13 +119,15 @@ int vmm__run_control_start(struct vmm__run_control *rc)
 	/* Spawned under the lock, so a vCPU that stops at once kicks only started threads. */
 	for (; rc->nspawned < rc->n; rc->nspawned++) {
 		r = rc->kicker->spawn(rc->ctx, rc->nspawned);
+		if (!r)
+			rc->gone[rc->nspawned] = 0;
 		if (r) {
 			rc->stop_req = 1;
 			rc->state = VMM_VM_STOPPED;
 			rc->exit = (struct vmm_exit){ .reason = VMM_EXIT_ERROR, .status = -1 };
 			snprintf(rc->exit.detail, sizeof(rc->exit.detail),
 				 "could not start vCPU threads");
-			kick_all(rc, rc->nspawned);
+			kick_all(rc);
 			pthread_cond_broadcast(&rc->cond);
 			break;
 		}
@@ -123,19 +137,58 @@ out:
 	return r;
 }
 
-int vmm__run_control_pause(struct vmm__run_control *rc)
+int vmm__run_control_job_begin(struct vmm__run_control *rc, const char *what)
 {
 	int r = 0;
 
 	pthread_mutex_lock(&rc->lock);
-	if (rc->state == VMM_VM_PAUSED)
+	if (rc->job)
+		r = vmm__err(VMM_EJOB, "%s owns the VM until it ends", rc->job);
+	else
+		rc->job = what;
+	pthread_mutex_unlock(&rc->lock);
+	return r;
+}
+
+void vmm__run_control_job_end(struct vmm__run_control *rc)
+{
+	pthread_mutex_lock(&rc->lock);
+	rc->job = NULL;
+	pthread_mutex_unlock(&rc->lock);
+}
+
+/* lock held */
+static int refused(struct vmm__run_control *rc, enum vmm__rc_caller who, const char *call)
+{
+	if (who == VMM__RC_JOB || !rc->job)
+		return 0;
+	return vmm__err(VMM_EJOB, "%s: %s owns the VM until it ends", call, rc->job);
+}
+
+int vmm__run_control_job_check(struct vmm__run_control *rc, const char *call)
+{
+	int r;
+
+	pthread_mutex_lock(&rc->lock);
+	r = refused(rc, VMM__RC_EMBEDDER, call);
+	pthread_mutex_unlock(&rc->lock);
+	return r;
+}
+
+int vmm__run_control_pause(struct vmm__run_control *rc, enum vmm__rc_caller who)
+{
+	int r;
+
+	pthread_mutex_lock(&rc->lock);
+	r = refused(rc, who, "pause");
+	if (r || rc->state == VMM_VM_PAUSED)
 		goto out;
 	if (rc->state != VMM_VM_RUNNING) {
 		r = vmm__err(VMM_ESTATE, "pause: VM is %s", vmm_vm_run_state_name(rc->state));
 		goto out;
 	}
 	rc->pause_req = 1;
-	kick_all(rc, rc->n);
+	kick_all(rc);
 	while (rc->nparked + rc->nexited < rc->n && !rc->stop_req)
 		pthread_cond_wait(&rc->cond, &rc->lock);
 	if (rc->stop_req) {
@@ -149,12 +202,13 @@ out:
 	return r;
 }
 
-int vmm__run_control_resume(struct vmm__run_control *rc)
+int vmm__run_control_resume(struct vmm__run_control *rc, enum vmm__rc_caller who)
 {
-	int r = 0;
+	int r;
 
 	pthread_mutex_lock(&rc->lock);
-	if (rc->state == VMM_VM_RUNNING)
+	r = refused(rc, who, "resume");
+	if (r || rc->state == VMM_VM_RUNNING)
 		goto out;
 	if (rc->state != VMM_VM_PAUSED) {
 		r = vmm__err(VMM_ESTATE, "resume: VM is %s", vmm_vm_run_state_name(rc->state));
@@ -184,7 +238,7 @@ void vmm__run_control_stop(struct vmm__run_control *rc, enum vmm_exit_reason rea
 	}
 	rc->stop_req = 1;
 	rc->state = VMM_VM_STOPPED;
-	kick_all(rc, rc->n);
+	kick_all(rc);
 	pthread_cond_broadcast(&rc->cond);
 	pthread_mutex_unlock(&rc->lock);
 }
@@ -248,11 +302,11 @@ static void *throttle_main(void *arg)
 			pthread_mutex_unlock(&rc->lock);
 			return NULL;
 		}
-		if (!rc->pause_req)
-			for (uint32_t i = 0; i < rc->n; i++) {
+		if (!rc->pause_req) {
+			for (uint32_t i = 0; i < rc->n; i++)
 				rc->throttle_req[i] = 1;
-				rc->kicker->kick(rc->ctx, i);
-			}
+			kick_all(rc);
+		}
 		pthread_mutex_unlock(&rc->lock);
 	}
 }
@@ -328,9 +382,10 @@ int vmm__run_control_checkpoint(struct vmm__run_control *rc, uint32_t i)
 	return stop;
 }
 
-void vmm__run_control_exited(struct vmm__run_control *rc)
+void vmm__run_control_exited(struct vmm__run_control *rc, uint32_t i)
 {
 	pthread_mutex_lock(&rc->lock);
+	rc->gone[i] = 1;
 	rc->nexited++;
 	pthread_cond_broadcast(&rc->cond);
 	pthread_mutex_unlock(&rc->lock);

@@ -16,7 +16,8 @@
 
 struct vmm__run_control;
 
-/* How run control reaches the vCPUs. Both run with run control's lock held. */
+/* How run control reaches the vCPUs. All three run with run control's lock held; kick
+ * is called only for vCPUs whose thread was spawned and has not called exited(). */
 struct vmm__run_kicker {
 	/* Makes vCPU i leave its run call promptly, and return at once from the next one
 	 * until clear() is called. Must not block. */
@@ -43,11 +44,26 @@ enum vmm_vm_run_state vmm__run_control_state(struct vmm__run_control *rc);
  * are told to stop, the state is STOPPED and the spawn's error is returned. VMM_ESTATE
  * unless CREATED. */
 int vmm__run_control_start(struct vmm__run_control *rc);
+/* A job (a migration, a snapshot, a state capture) owns the run state while it relies on
+ * it: between job_begin and job_end, pause and resume asked for by the embedder are
+ * refused with VMM_EJOB, checked under the same lock as the transition itself, so none
+ * slips in between a job's pause and its capture. The owner is the VM, not a thread: the
+ * job's own callbacks into the embedder are refused too. A stop is never refused. */
+enum vmm__rc_caller {
+	VMM__RC_EMBEDDER = 0, /* a public call: refused while a job owns the VM */
+	VMM__RC_JOB = 1,      /* the job itself */
+};
+/* Makes `what` (e.g. "a migration", static) the owner; VMM_EJOB if a job owns it already. */
+int vmm__run_control_job_begin(struct vmm__run_control *rc, const char *what);
+void vmm__run_control_job_end(struct vmm__run_control *rc);
+/* VMM_EJOB (detail naming call and owner) while a job owns the VM, else 0. */
+int vmm__run_control_job_check(struct vmm__run_control *rc, const char *call);
+
 /* RUNNING -> PAUSED: returns once every live vCPU is parked. 0 if already PAUSED;
- * VMM_ESTATE if not running, or if a stop came first. */
-int vmm__run_control_pause(struct vmm__run_control *rc);
-/* PAUSED -> RUNNING. 0 if already RUNNING; VMM_ESTATE from any other state. */
-int vmm__run_control_resume(struct vmm__run_control *rc);
+ * VMM_ESTATE if not running, or if a stop came first; VMM_EJOB (see above). */
+int vmm__run_control_pause(struct vmm__run_control *rc, enum vmm__rc_caller who);
+/* PAUSED -> RUNNING. 0 if already RUNNING; VMM_ESTATE from any other state; VMM_EJOB. */
+int vmm__run_control_resume(struct vmm__run_control *rc, enum vmm__rc_caller who);
 /* Ends the run (any thread, vCPU threads and devices included): records the first reason
  * given, kicks every vCPU out and makes the state STOPPED. Later reasons are dropped. */
 void vmm__run_control_stop(struct vmm__run_control *rc, enum vmm_exit_reason reason,
@@ -71,7 +87,8 @@ uint32_t vmm__run_control_throttle(struct vmm__run_control *rc);
  * slice if asked, parks while a pause is requested, and re-enables running unless more
  * is pending. Returns 1 when the thread should end. */
 int vmm__run_control_checkpoint(struct vmm__run_control *rc, uint32_t i);
-/* The thread is about to end: it counts as exited, no longer as running. */
-void vmm__run_control_exited(struct vmm__run_control *rc);
+/* vCPU i's thread is about to end: it counts as exited, no longer as running, and is
+ * never kicked again (so it may be joined at once). */
+void vmm__run_control_exited(struct vmm__run_control *rc, uint32_t i);
 
 #endif

@@ -18,40 +18,106 @@
 #include "libvmm/run_control.h"
 #include "libvmm/vcpu.h"
 
-/* A real-time signal nobody else is likely to use; its handler does nothing, its only
- * job is to interrupt KVM_RUN. */
-#define VMM_KICK_SIGNAL (SIGRTMIN + 6)
+/* The kick signal (vmm_kick_signal_set() in vm.h): chosen by the embedder before the first
+ * VM, then fixed for the life of the process. Its handler does nothing of its own, its
+ * only job is to interrupt KVM_RUN; so a handler the embedder had installed for the same
+ * signal can always be called from it, and is (the embedder may use the signal for
+ * something of its own on other threads). kick_prev is written once, before our handler
+ * is installed, and only read after. */
+static pthread_mutex_t kick_lock = PTHREAD_MUTEX_INITIALIZER;
+static int kick_chosen;    /* 0: the default (kick_lock) */
+static int kick_installed; /* the handler is in place (kick_lock) */
+static int kick_signo;     /* the signal in use once installed (atomic) */
+static struct sigaction kick_prev;
 
-static void kick_handler(int sig)
+static void kick_handler(int sig, siginfo_t *info, void *uctx)
 {
-	(void)sig;
+	if (kick_prev.sa_flags & SA_SIGINFO) {
+		if (kick_prev.sa_sigaction)
+			kick_prev.sa_sigaction(sig, info, uctx);
+	} else if (kick_prev.sa_handler != SIG_DFL && kick_prev.sa_handler != SIG_IGN) {
+		kick_prev.sa_handler(sig);
+	}
 }
 
-static pthread_once_t signal_once = PTHREAD_ONCE_INIT;
-static int signal_setup_err;
-
-static void install_kick_handler(void)
+static int kick_default(void)
 {
-	struct sigaction sa;
+	return SIGRTMIN + 6;
+}
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = kick_handler;
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(VMM_KICK_SIGNAL, &sa, NULL) < 0)
-		signal_setup_err = vmm__err_sys(VMM_ESYS, "sigaction for the vCPU kick signal");
+/* Signals a vCPU thread may be kicked with: the user and real-time ones. The rest are
+ * either uncatchable, synchronous faults, or mean something to the process as a whole. */
+static int kick_signal_valid(int signo)
+{
+	return signo == SIGUSR1 || signo == SIGUSR2 || (signo >= SIGRTMIN && signo <= SIGRTMAX);
+}
+
+int vmm_kick_signal_set(int signo)
+{
+	int r = 0;
+
+	if (!kick_signal_valid(signo))
+		return vmm__err(VMM_EINVAL, "kick signal %d: SIGUSR1, SIGUSR2 or SIGRTMIN..SIGRTMAX",
+				signo);
+	pthread_mutex_lock(&kick_lock);
+	if (kick_installed && signo != __atomic_load_n(&kick_signo, __ATOMIC_RELAXED))
+		r = vmm__err(VMM_ESTATE, "the kick signal is fixed once a VM exists (it is %d)",
+			     __atomic_load_n(&kick_signo, __ATOMIC_RELAXED));
+	else
+		kick_chosen = signo;
+	pthread_mutex_unlock(&kick_lock);
+	return r;
+}
+
+int vmm_kick_signal(void)
+{
+	int signo;
+
+	pthread_mutex_lock(&kick_lock);
+	signo = kick_installed ? __atomic_load_n(&kick_signo, __ATOMIC_RELAXED)
+			       : (kick_chosen ? kick_chosen : kick_default());
+	pthread_mutex_unlock(&kick_lock);
+	return signo;
 }
 
 int vmm__vcpu_signal_setup(void)
 {
-	pthread_once(&signal_once, install_kick_handler);
-	return signal_setup_err;
+	struct sigaction sa;
+	int r = 0, signo;
+
+	pthread_mutex_lock(&kick_lock);
+	if (kick_installed)
+		goto out;
+	signo = kick_chosen ? kick_chosen : kick_default();
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = kick_handler;
+	/* SA_RESTART: should the signal reach a thread of the embedder's (it is process-wide),
+	 * its interrupted system calls go on. KVM_RUN is not restarted: it returns EINTR. */
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	/* kick_prev is complete before the handler can run: sigaction fills it first. */
+	if (sigaction(signo, NULL, &kick_prev) < 0 || sigaction(signo, &sa, NULL) < 0) {
+		r = vmm__err_sys(VMM_ESYS, "sigaction for the vCPU kick signal");
+		goto out;
+	}
+	__atomic_store_n(&kick_signo, signo, __ATOMIC_RELAXED);
+	kick_installed = 1;
+out:
+	pthread_mutex_unlock(&kick_lock);
+	return r;
+}
+
+/* Fixed once a VM exists, so read without the lock. */
+static int kick_signal(void)
+{
+	return __atomic_load_n(&kick_signo, __ATOMIC_RELAXED);
 }
 
 void vmm__vcpu_kick(struct vmm__vcpu *vcpu)
 {
 	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
 	if (vcpu->thread_started)
-		pthread_kill(vcpu->thread, VMM_KICK_SIGNAL);
+		pthread_kill(vcpu->thread, kick_signal());
 }
 
 static void kick(void *ctx, uint32_t i)
@@ -201,7 +267,7 @@ static void block_signals_but_kick(void)
 
 	/* The embedder's signals (SIGINT, SIGCHLD, ...) belong to its own threads. */
 	sigfillset(&set);
-	sigdelset(&set, VMM_KICK_SIGNAL);
+	sigdelset(&set, kick_signal());
 	sigdelset(&set, SIGSEGV);
 	sigdelset(&set, SIGBUS);
 	sigdelset(&set, SIGFPE);
@@ -228,6 +294,6 @@ void *vmm__vcpu_thread(void *arg)
 		if (handle_exit(vcpu))
 			break;
 	}
-	vmm__run_control_exited(vcpu->rc);
+	vmm__run_control_exited(vcpu->rc, vcpu->id);
 	return NULL;
 }

@@ -37,7 +37,8 @@ struct vmm__vcpu {
 void *vmm__vcpu_thread(void *arg);
 /* Makes a vCPU leave KVM_RUN promptly: immediate_exit plus a signal. */
 void vmm__vcpu_kick(struct vmm__vcpu *vcpu);
-/* Installs the no-op handler for the kick signal, once per process. */
+/* Installs the handler for the kick signal (vmm_kick_signal_set()), once per process;
+ * from then on the signal is fixed. */
 int vmm__vcpu_signal_setup(void);
 /* Run control's kicker over an array of vCPUs (ctx is &vcpus[0]). Spawned threads
  * inherit the caller's signal mask before opening the kick signal alone. */

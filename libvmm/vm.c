@@ -42,6 +42,45 @@ void vmm__log(struct vmm_vm *vm, int level, const char *fmt, ...)
 	vm->cfg.log(vm->cfg.log_opaque, level, msg);
 }
 
+void vmm__log_later(struct vmm__log_queue *q, int level, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	size_t n;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	n = strlen(msg) + 2; /* level byte, text, NUL */
+	if (q->len + n > q->cap) {
+		size_t cap = q->cap ? q->cap * 2 : 1024;
+		char *b;
+
+		while (cap < q->len + n)
+			cap *= 2;
+		b = realloc(q->buf, cap);
+		if (!b) {
+			q->dropped++;
+			return;
+		}
+		q->buf = b;
+		q->cap = cap;
+	}
+	q->buf[q->len] = (char)level;
+	memcpy(q->buf + q->len + 1, msg, n - 1);
+	q->len += n;
+}
+
+void vmm__log_flush(struct vmm_vm *vm, struct vmm__log_queue *q)
+{
+	for (size_t off = 0; off < q->len; off += strlen(q->buf + off + 1) + 2)
+		vmm__log(vm, q->buf[off], "%s", q->buf + off + 1);
+	if (q->dropped)
+		vmm__log(vm, VMM_LOG_WARN, "%u log messages lost (out of memory)", q->dropped);
+	free(q->buf);
+	memset(q, 0, sizeof(*q));
+}
+
 static int check_config(const struct vmm_vm_config *cfg)
 {
 	if (cfg->mem_size < VMM_MEM_MIN || cfg->mem_size > VMM_MEM_MAX ||
@@ -295,30 +334,42 @@ int vmm_vm_start(struct vmm_vm *vm)
 	return r;
 }
 
+int vmm__vm_pause(struct vmm_vm *vm, enum vmm__rc_caller who)
+{
+	return vmm__run_control_pause(vm->runctl, who);
+}
+
+int vmm__vm_resume(struct vmm_vm *vm, enum vmm__rc_caller who)
+{
+	int r;
+
+	/* Under vm->lock, so that a migration cannot mark the VM moved and end its job
+	 * between this check and the resume: a VM sent away stays PAUSED for good. The
+	 * resume itself never blocks, so holding vm->lock across it is cheap. */
+	pthread_mutex_lock(&vm->lock);
+	if (vm->move.in_doubt)
+		r = vmm__err(VMM_EINDOUBT, "resume: the migration's outcome is in doubt "
+			     "(vmm_migrate_resolve decides)");
+	else if (vm->move.migrated && vmm__run_control_state(vm->runctl) != VMM_VM_RUNNING)
+		r = vmm__err(VMM_ESTATE, "resume: VM is migrated away");
+	else
+		r = vmm__run_control_resume(vm->runctl, who);
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
 int vmm_vm_pause(struct vmm_vm *vm)
 {
 	if (!vm)
 		return vmm__err(VMM_EINVAL, "vm is NULL");
-	return vmm__run_control_pause(vm->runctl);
+	return vmm__vm_pause(vm, VMM__RC_EMBEDDER);
 }
 
 int vmm_vm_resume(struct vmm_vm *vm)
 {
-	int migrated, in_doubt;
-
 	if (!vm)
 		return vmm__err(VMM_EINVAL, "vm is NULL");
-	pthread_mutex_lock(&vm->lock);
-	migrated = vm->move.migrated;
-	in_doubt = vm->move.in_doubt;
-	pthread_mutex_unlock(&vm->lock);
-	if (in_doubt)
-		return vmm__err(VMM_EINDOUBT, "resume: the migration's outcome is in doubt "
-				"(vmm_migrate_resolve decides)");
-	/* A VM sent away stays PAUSED for good. */
-	if (migrated && vmm__run_control_state(vm->runctl) != VMM_VM_RUNNING)
-		return vmm__err(VMM_ESTATE, "resume: VM is migrated away");
-	return vmm__run_control_resume(vm->runctl);
+	return vmm__vm_resume(vm, VMM__RC_EMBEDDER);
 }
 
 int vmm_vm_stop(struct vmm_vm *vm)

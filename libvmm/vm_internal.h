@@ -55,9 +55,27 @@ struct vmm__mem_backing {
 int vmm__vm_create(const struct vmm_vm_config *cfg, const struct vmm__mem_backing *backing,
 		   struct vmm_vm **out);
 
-/* Logs through the config's callback, if any. */
+/* Logs through the config's callback, if any. The embedder's callback may call back into
+ * the library, so never call this with vm->lock (or any other lock) held: queue the
+ * message with vmm__log_later() and flush it once the lock is dropped. */
 void vmm__log(struct vmm_vm *vm, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* Log messages kept while a lock is held; zero-initialise, flush exactly once. */
+struct vmm__log_queue {
+	char *buf; /* records: level byte, text, NUL */
+	size_t len, cap;
+	unsigned dropped;
+};
+void vmm__log_later(struct vmm__log_queue *q, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Logs and frees what q holds. No lock held. */
+void vmm__log_flush(struct vmm_vm *vm, struct vmm__log_queue *q);
+
+/* Pause and resume for the embedder (VMM__RC_EMBEDDER: refused while a job owns the VM)
+ * or for the job itself (VMM__RC_JOB). Resume refuses a VM migrated away either way. */
+int vmm__vm_pause(struct vmm_vm *vm, enum vmm__rc_caller who);
+int vmm__vm_resume(struct vmm_vm *vm, enum vmm__rc_caller who);
 
 /* Sets the vCPU throttle (0..99 %) for auto-converge. Controller thread only. */
 int vmm__vm_set_throttle(struct vmm_vm *vm, uint32_t pct);

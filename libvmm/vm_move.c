@@ -59,10 +59,33 @@ void vmm__move_warn(struct vmm_vm *vm, const char *msg)
 	vmm__log(vm, VMM_LOG_WARN, "%s", msg);
 }
 
+static const char *job_name(enum vmm__job kind)
+{
+	switch (kind) {
+	case VMM__JOB_MIGRATE:
+		return "a migration";
+	case VMM__JOB_SNAPSHOT:
+		return "a snapshot";
+	case VMM__JOB_STATE_SAVE:
+		return "a state save";
+	}
+	return "a job";
+}
+
+int vmm__job_begin(struct vmm_vm *vm, enum vmm__job kind)
+{
+	return vmm__run_control_job_begin(vm->runctl, job_name(kind));
+}
+
+void vmm__job_end(struct vmm_vm *vm)
+{
+	vmm__run_control_job_end(vm->runctl);
+}
+
 int vmm__move_pause(struct vmm_vm *vm, int *paused_by_us, const char *why)
 {
 	if (vmm_vm_run_state(vm) == VMM_VM_RUNNING) {
-		int r = vmm_vm_pause(vm);
+		int r = vmm__vm_pause(vm, VMM__RC_JOB);
 
 		if (r)
 			return r;
@@ -75,7 +98,7 @@ int vmm__move_pause(struct vmm_vm *vm, int *paused_by_us, const char *why)
 
 int vmm__move_resume(struct vmm_vm *vm)
 {
-	return vmm_vm_resume(vm);
+	return vmm__vm_resume(vm, VMM__RC_JOB);
 }
 
 struct vmm__dirty_ctx *vmm__move_dirty(struct vmm_vm *vm)

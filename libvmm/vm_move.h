@@ -53,12 +53,30 @@ int vmm__move_state_install(struct vmm_vm *vm, const void *buf, size_t len, int 
  * will cost in a migration's pause. 0 if a step fails. */
 uint64_t vmm__move_state_rehearse(struct vmm_vm *vm);
 
+/* ---- the job lock: what moves a VM owns it meanwhile */
+
+/* What owns a VM while it relies on the VM's run state staying as it left it. */
+enum vmm__job {
+	VMM__JOB_MIGRATE = 1, /* vmm_migrate_send(_to) */
+	VMM__JOB_SNAPSHOT,    /* vmm_snapshot_save */
+	VMM__JOB_STATE_SAVE,  /* vmm_vm_state_save */
+};
+/* Makes the job the VM's owner until vmm__job_end(): meanwhile vmm_vm_pause, _resume,
+ * _state_save, _state_load, vmm_snapshot_save and vmm_migrate_send from anywhere (the
+ * job's own callbacks included: the owner is the VM, not a thread) return VMM_EJOB, and
+ * the job pauses and resumes through vmm__move_pause/_resume below. VMM_EJOB if another
+ * job owns it. vmm_vm_stop is never refused: a job must expect the VM to stop. */
+int vmm__job_begin(struct vmm_vm *vm, enum vmm__job kind);
+/* Called once for every successful begin, at every exit of the job. */
+void vmm__job_end(struct vmm_vm *vm);
+
 /* ---- running while being moved */
 
-/* Pauses a RUNNING VM for a job (*paused_by_us = 1 then); a PAUSED one stays so. Any other
- * state (the guest ended meanwhile) is VMM_ESTATE with `why` as the detail. */
+/* Pauses a RUNNING VM for the job that owns it (*paused_by_us = 1 then); a PAUSED one
+ * stays so. Any other state (the guest ended meanwhile) is VMM_ESTATE with `why` as the
+ * detail. */
 int vmm__move_pause(struct vmm_vm *vm, int *paused_by_us, const char *why);
-/* Resumes what vmm__move_pause paused. */
+/* Resumes what vmm__move_pause paused (not a VM marked migrated). */
 int vmm__move_resume(struct vmm_vm *vm);
 /* Auto-converge: the vCPU throttle (0..99 %) now, and setting it. Controller thread. */
 uint32_t vmm__move_throttle(struct vmm_vm *vm);

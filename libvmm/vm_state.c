@@ -79,17 +79,27 @@ int vmm_vm_state_save(struct vmm_vm *vm, void **buf, size_t *len)
 
 	if (!vm || !buf || !len)
 		return vmm__err(VMM_EINVAL, "NULL argument");
+	/* A job of its own: nobody may resume the VM between the check and the capture. */
+	r = vmm__job_begin(vm, VMM__JOB_STATE_SAVE);
+	if (r)
+		return r;
 	r = check_paused(vm);
-	return r ? r : vmm__move_state_encode(vm, (uint8_t **)buf, len);
+	if (!r)
+		r = vmm__move_state_encode(vm, (uint8_t **)buf, len);
+	vmm__job_end(vm);
+	return r;
 }
 
+/* Runs under vm->lock (state install): kept for the log until the lock is dropped. */
 static void log_skipped_msr(void *opaque, uint32_t index, const char *why)
 {
-	vmm__log(opaque, VMM_LOG_WARN, "MSR 0x%x not restored: %s", index, why);
+	vmm__log_later(opaque, VMM_LOG_WARN, "MSR 0x%x not restored: %s", index, why);
 }
 
-/* Loads ms into a CREATED VM of the same shape; vCPUs, in-kernel state, then devices. */
-static int state_apply(struct vmm_vm *vm, const struct vmm__machine_state *ms)
+/* Loads ms into a CREATED VM of the same shape; vCPUs, in-kernel state, then devices.
+ * What is worth a warning goes to logq. */
+static int state_apply(struct vmm_vm *vm, const struct vmm__machine_state *ms,
+		       struct vmm__log_queue *logq)
 {
 	int r = 0;
 
@@ -103,7 +113,8 @@ static int state_apply(struct vmm_vm *vm, const struct vmm__machine_state *ms)
 			return vmm__err(VMM_ESTATEDATA, "saved state has unknown device '%s'",
 					ms->devs[i].name);
 	for (uint32_t i = 0; i < ms->ncpus && !r; i++)
-		r = vmm__cpu_state_set(vm->kvm, vm->vcpus[i].fd, &ms->cpus[i], log_skipped_msr, vm);
+		r = vmm__cpu_state_set(vm->kvm, vm->vcpus[i].fd, &ms->cpus[i], log_skipped_msr,
+				       logq);
 	/* The in-kernel PIC/IOAPIC/PIT and the clock after the vCPUs: the LAPICs must exist
 	 * in their final state before IOAPIC routes point at them. */
 	if (!r)
@@ -121,6 +132,7 @@ static int state_apply(struct vmm_vm *vm, const struct vmm__machine_state *ms)
 
 int vmm__move_state_install(struct vmm_vm *vm, const void *buf, size_t len, int undecodable)
 {
+	struct vmm__log_queue logq = { 0 };
 	struct vmm__machine_state ms;
 	int r;
 
@@ -135,24 +147,29 @@ int vmm__move_state_install(struct vmm_vm *vm, const void *buf, size_t len, int 
 	if (r == VMM_ESTATEDATA && undecodable != VMM_ESTATEDATA)
 		r = vmm__err(undecodable, "machine state: %s", vmm_last_error());
 	if (!r)
-		r = state_apply(vm, &ms);
+		r = state_apply(vm, &ms, &logq);
 	if (!r)
 		vm->loaded = 1;
 	vmm__machine_state_free(&ms);
 	pthread_mutex_unlock(&vm->lock);
+	vmm__log_flush(vm, &logq);
 	return r;
 }
 
 int vmm_vm_state_load(struct vmm_vm *vm, const void *buf, size_t len)
 {
+	int r;
+
 	if (!vm || !buf)
 		return vmm__err(VMM_EINVAL, "NULL argument");
-	return vmm__move_state_install(vm, buf, len, VMM_ESTATEDATA);
+	r = vmm__run_control_job_check(vm->runctl, "state load");
+	return r ? r : vmm__move_state_install(vm, buf, len, VMM_ESTATEDATA);
 }
 
 /* Harmless: the VM has not run, and the real state overwrites all of it. */
 uint64_t vmm__move_state_rehearse(struct vmm_vm *vm)
 {
+	struct vmm__log_queue logq = { 0 };
 	struct vmm__machine_state back;
 	uint64_t t0 = vmm__now_ns();
 	uint8_t *buf = NULL;
@@ -164,7 +181,8 @@ uint64_t vmm__move_state_rehearse(struct vmm_vm *vm)
 		r = vmm__machine_state_decode(buf, len, &back);
 	free(buf);
 	if (!r)
-		r = state_apply(vm, &back);
+		r = state_apply(vm, &back, &logq);
 	vmm__machine_state_free(&back);
+	vmm__log_flush(vm, &logq);
 	return r ? 0 : vmm__now_ns() - t0;
 }

@@ -626,9 +626,19 @@ static int send_fds(struct vmm_vm *vm, const int *fds, unsigned nfds,
 int vmm_migrate_send(struct vmm_vm *vm, const int *fds, unsigned nfds,
 		     const struct vmm_migrate_opts *opts, struct vmm_migrate_stats *stats)
 {
-	if (vm)
-		vmm__move_cancel(vm, 0);
-	return send_fds(vm, fds, nfds, opts, stats);
+	int r;
+
+	if (!vm)
+		return vmm__err(VMM_EINVAL, "NULL argument");
+	/* The VM is this send's until it returns (vm_move.h); the cancel flag is cleared only
+	 * once it is, so a send refused here cannot clear another send's cancel. */
+	r = vmm__job_begin(vm, VMM__JOB_MIGRATE);
+	if (r)
+		return r;
+	vmm__move_cancel(vm, 0);
+	r = send_fds(vm, fds, nfds, opts, stats);
+	vmm__job_end(vm);
+	return r;
 }
 
 /* ---- connecting */
@@ -683,6 +693,9 @@ int vmm_migrate_send_to(struct vmm_vm *vm, const char *host, uint16_t port,
 		return r;
 	if (!vm || !host || o.connections < 1 || o.connections > VMM_MIGRATE_MAX_CONNS)
 		return vmm__err(VMM_EINVAL, "host or connection count");
+	r = vmm__job_begin(vm, VMM__JOB_MIGRATE); /* from before the connect: see above */
+	if (r)
+		return r;
 	/* Cleared before connecting, so a cancel during the connect is not lost. */
 	vmm__move_cancel(vm, 0);
 	/* The control connection first: the destination accepts the rest after its hello
@@ -697,5 +710,6 @@ int vmm_migrate_send_to(struct vmm_vm *vm, const char *host, uint16_t port,
 		r = send_fds(vm, fds, n, &o, stats);
 	for (unsigned i = 0; i < n; i++)
 		close(fds[i]);
+	vmm__job_end(vm);
 	return r;
 }

@@ -356,9 +356,16 @@ int vmm_snapshot_save(struct vmm_vm *vm, const char *path, const struct vmm_snap
 	r = VMM__OPTS_COPY(&s.o, opts, "vmm_snapshot_opts_init");
 	if (r)
 		return r;
+	/* The VM is this save's until it returns (vm_move.h). */
+	r = vmm__job_begin(vm, VMM__JOB_SNAPSHOT);
+	if (r)
+		return r;
 	st = vmm_vm_run_state(vm);
-	if (st != VMM_VM_RUNNING && st != VMM_VM_PAUSED)
-		return vmm__err(VMM_ESTATE, "snapshot: the VM is %s", vmm_vm_run_state_name(st));
+	if (st != VMM_VM_RUNNING && st != VMM_VM_PAUSED) {
+		r = vmm__err(VMM_ESTATE, "snapshot: the VM is %s", vmm_vm_run_state_name(st));
+		vmm__job_end(vm);
+		return r;
+	}
 	r = setup(&s, vm, path);
 	if (!r)
 		r = write_ram(&s, t0);
@@ -384,5 +391,6 @@ int vmm_snapshot_save(struct vmm_vm *vm, const char *path, const struct vmm_snap
 	s.st.total_ns = vmm__now_ns() - t0;
 	if (stats)
 		*stats = s.st;
+	vmm__job_end(vm);
 	return r;
 }

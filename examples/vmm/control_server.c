@@ -118,6 +118,7 @@ static unsigned http_status(int err)
 	case VMM_EINVAL:
 		return MHD_HTTP_BAD_REQUEST;
 	case VMM_ESTATE:
+	case VMM_EJOB: /* a migration or snapshot owns the VM: try again once it ends */
 	case VMM_EINDOUBT: /* resume or start refused until vm.migrate-resolve */
 		return MHD_HTTP_CONFLICT;
 	case VMM_ENOENT:

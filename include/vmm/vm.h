@@ -3,9 +3,29 @@
  *
  * Thread rule: a struct vmm_vm is used by one controlling thread at a time, except
  * vmm_vm_pause(), vmm_vm_resume(), vmm_vm_stop(), vmm_vm_run_state() and
- * vmm_vm_serial_input(), which any thread may call at any time. Callbacks (serial sink,
- * device handlers, log) run on the VM's own vCPU threads and must not call
- * vmm_vm_pause()/vmm_vm_destroy() on the same VM from inside a handler. */
+ * vmm_vm_serial_input(), which any thread may call at any time.
+ *
+ * Callbacks (serial sink, device handlers, log) run with no libvmm lock held, so they may
+ * call back into the library: a serial sink may answer with vmm_vm_serial_input(), a log
+ * callback may look at the VM. The serial sink and device handlers run on the VM's own
+ * vCPU threads, and from there must not call vmm_vm_pause() or vmm_vm_destroy() on the
+ * same VM (the pause would wait for the very vCPU that calls it).
+ *
+ * Jobs: while vmm_migrate_send(_to), vmm_snapshot_save() or vmm_vm_state_save() works on
+ * a VM, that call owns it: vmm_vm_pause(), vmm_vm_resume(), vmm_vm_state_save(),
+ * vmm_vm_state_load(), vmm_snapshot_save() and vmm_migrate_send(_to) on the same VM
+ * return VMM_EJOB until it returns, so nothing resumes a guest the job relies on being
+ * paused. The owner is the VM, not a thread: calls from the job's own callbacks (a
+ * migration's progress callback) are refused too. vmm_vm_stop() is never refused; the
+ * job then fails (a migration or snapshot of a stopped guest is not taken).
+ *
+ * The kick signal: to make a vCPU thread leave KVM_RUN (pause, stop, auto-converge),
+ * libvmm sends it a signal, SIGRTMIN+6 unless vmm_kick_signal_set() chose another. When
+ * the first VM is created, libvmm installs a handler for that signal, process-wide
+ * (SA_RESTART), and keeps the one it replaces: a handler the embedder had installed is
+ * called from libvmm's for every arrival of the signal, libvmm's kicks included. vCPU
+ * threads block every other signal but synchronous faults. Do not change the signal's
+ * disposition while a VM exists. */
 #ifndef VMM_VM_H
 #define VMM_VM_H
 
@@ -30,7 +50,8 @@ enum vmm_vm_run_state {
 
 enum vmm_log_level { VMM_LOG_ERROR = 0, VMM_LOG_WARN = 1, VMM_LOG_INFO = 2, VMM_LOG_DEBUG = 3 };
 
-/* Bytes the guest wrote to COM1. Runs on a vCPU thread; keep it short. */
+/* Bytes the guest wrote to COM1. Runs on a vCPU thread with no lock held (it may call
+ * vmm_vm_serial_input()); keep it short: the vCPU waits for it. */
 typedef void (*vmm_serial_fn)(void *opaque, const uint8_t *buf, size_t len);
 typedef void (*vmm_log_fn)(void *opaque, int level, const char *msg);
 
@@ -80,11 +101,14 @@ VMM_EXPORT int vmm_vm_load_kernel_image(struct vmm_vm *vm, const void *kernel,
 /* CREATED -> RUNNING: starts one thread per vCPU. */
 VMM_EXPORT int vmm_vm_start(struct vmm_vm *vm);
 /* RUNNING -> PAUSED: kicks every vCPU out of KVM_RUN and returns when all are parked with
- * their last I/O completed. Any thread. PAUSED already: 0. */
+ * their last I/O completed. Any thread. PAUSED already: 0. VMM_EJOB while a job owns the
+ * VM (see "Jobs" above). */
 VMM_EXPORT int vmm_vm_pause(struct vmm_vm *vm);
-/* PAUSED -> RUNNING. Any thread. RUNNING already: 0. */
+/* PAUSED -> RUNNING. Any thread. RUNNING already: 0. VMM_EJOB while a job owns the VM;
+ * VMM_ESTATE once it was migrated away. */
 VMM_EXPORT int vmm_vm_resume(struct vmm_vm *vm);
-/* Any state but CREATED -> STOPPED with reason VMM_EXIT_HOST. Any thread. */
+/* Any state but CREATED -> STOPPED with reason VMM_EXIT_HOST (a VM stopped already keeps
+ * its first reason). Any thread, also after vmm_vm_wait(). */
 VMM_EXPORT int vmm_vm_stop(struct vmm_vm *vm);
 /* Where the VM is in its lifecycle (CREATED, RUNNING, PAUSED, STOPPED). Not to be confused
  * with the machine state (registers, devices) of vmm_vm_state_save(). Any thread. */
@@ -139,13 +163,22 @@ VMM_EXPORT int vmm_vm_register_mmio(struct vmm_vm *vm, uint64_t gpa, uint64_t le
 
 /* Complete machine state except RAM (every vCPU's registers, FPU/AVX, MSRs, LAPIC,
  * events, TSC; PIC, IOAPIC, PIT, kvmclock; every device), as one protobuf-encoded blob.
- * The VM must be PAUSED (or STOPPED). *buf is malloc'd; free() it. */
+ * The VM must be PAUSED (or STOPPED). *buf is malloc'd; free() it. It is a job: a resume
+ * from elsewhere meanwhile gets VMM_EJOB, and so does this call while another job owns the
+ * VM. */
 VMM_EXPORT int vmm_vm_state_save(struct vmm_vm *vm, void **buf, size_t *len);
 /* Loads such a blob into a CREATED VM of the same shape (same vCPU count and memory
  * size); vmm_vm_start() then continues the guest where it was. MSRs this host refuses are
  * skipped and reported through the log callback. VMM_ESTATEDATA / VMM_ESHAPE on bad input,
  * leaving the VM CREATED. */
 VMM_EXPORT int vmm_vm_state_load(struct vmm_vm *vm, const void *buf, size_t len);
+
+/* Chooses the kick signal (see "The kick signal" above): SIGUSR1, SIGUSR2 or one of
+ * SIGRTMIN..SIGRTMAX, else VMM_EINVAL. Process-wide; call it before the first VM is
+ * created: afterwards the signal is fixed, and choosing another is VMM_ESTATE. */
+VMM_EXPORT int vmm_kick_signal_set(int signo);
+/* The kick signal in use, or to be used by the first VM. Any thread. */
+VMM_EXPORT int vmm_kick_signal(void);
 
 #ifdef __cplusplus
 }

@@ -103,27 +103,25 @@ static uint8_t serial_read(struct vmm__serial *s, unsigned reg)
 	return v;
 }
 
-static void serial_write(struct vmm__serial *s, unsigned reg, uint8_t v)
+/* s->lock held. Returns 1 when v is to be transmitted: the caller hands it to the sink
+ * once the lock is dropped, then calls transmitted(). */
+static int serial_write(struct vmm__serial *s, unsigned reg, uint8_t v)
 {
 	switch (reg) {
 	case UART_RBR_THR:
 		if (s->lcr & LCR_DLAB) {
 			s->dll = v;
-			return;
+			return 0;
 		}
 		if (s->mcr & MCR_LOOP) {
 			rx_push(s, &v, 1);
-			return;
+			return 0;
 		}
-		if (s->out)
-			s->out(s->out_opaque, &v, 1);
-		/* Transmission is instant, so the holding register is empty again at once. */
-		s->thr_interrupt = 1;
-		break;
+		return 1;
 	case UART_IER:
 		if (s->lcr & LCR_DLAB) {
 			s->dlm = v;
-			return;
+			return 0;
 		}
 		/* Enabling THRI while the THR is empty raises the interrupt immediately. */
 		if (!(s->ier & IER_THRI) && (v & IER_THRI))
@@ -139,30 +137,51 @@ static void serial_write(struct vmm__serial *s, unsigned reg, uint8_t v)
 		break;
 	case UART_LCR:
 		s->lcr = v;
-		return;
+		return 0;
 	case UART_MCR:
 		s->mcr = v & 0x1f;
-		return;
+		return 0;
 	case UART_SCR:
 		s->scr = v;
-		return;
+		return 0;
 	default:
-		return; /* LSR and MSR are read-only */
+		return 0; /* LSR and MSR are read-only */
 	}
 	update_irq(s);
+	return 0;
+}
+
+/* Transmission is instant, so the holding register is empty again as soon as the sink has
+ * the byte; the interrupt that says so comes after it, so a guest driven by THRE
+ * interrupts on several vCPUs cannot get its next byte out ahead of this one. */
+static void transmitted(struct vmm__serial *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->thr_interrupt = 1;
+	update_irq(s);
+	pthread_mutex_unlock(&s->lock);
 }
 
 static void serial_io(void *opaque, uint64_t addr, uint8_t *data, uint32_t size, int is_write)
 {
 	struct vmm__serial *s = opaque;
 	unsigned reg = (unsigned)(addr - VMM_COM1_PORT) & 7;
+	int transmit = 0;
 
 	pthread_mutex_lock(&s->lock);
 	if (is_write)
-		serial_write(s, reg, data[0]);
+		transmit = serial_write(s, reg, data[0]);
 	else
 		data[0] = serial_read(s, reg);
 	pthread_mutex_unlock(&s->lock);
+	/* The sink runs with no lock held: it may answer with vmm_vm_serial_input() (which
+	 * takes s->lock) or call anything else that is safe from a vCPU thread. The byte is
+	 * still handed over before this vCPU can park, so a pause or snapshot loses none. */
+	if (transmit) {
+		if (s->out)
+			s->out(s->out_opaque, &data[0], 1);
+		transmitted(s);
+	}
 	if (!is_write && size > 1)
 		memset(data + 1, 0, size - 1);
 }
@@ -194,10 +213,13 @@ static int serial_save(void *dev, uint8_t **buf, size_t *len)
 {
 	struct vmm__serial *s = dev;
 	Vmm__Devices__Uart m = VMM__DEVICES__UART__INIT;
-	uint8_t *fifo = malloc(s->rx_len ? s->rx_len : 1);
+	/* Sized for a full FIFO: host input may arrive (any thread) while a paused VM is
+	 * saved, so the registers and the FIFO are copied in one go under the lock. */
+	uint8_t *fifo = malloc(RX_FIFO_SIZE);
 
 	if (!fifo)
 		return vmm__err(VMM_ENOMEM, "serial state");
+	pthread_mutex_lock(&s->lock);
 	for (uint32_t i = 0; i < s->rx_len; i++)
 		fifo[i] = s->rx[(s->rx_head + i) % RX_FIFO_SIZE];
 #define SET(f) (m.has_##f = 1, m.f = s->f)
@@ -208,6 +230,7 @@ static int serial_save(void *dev, uint8_t **buf, size_t *len)
 	m.has_rx_fifo = 1;
 	m.rx_fifo.data = fifo;
 	m.rx_fifo.len = s->rx_len;
+	pthread_mutex_unlock(&s->lock);
 	*len = vmm__devices__uart__get_packed_size(&m);
 	*buf = malloc(*len ? *len : 1);
 	if (*buf)

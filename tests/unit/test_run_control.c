@@ -23,6 +23,9 @@ struct fake {
 	atomic_ulong checkpoint_ns[NV]; /* time spent inside the checkpoint */
 	atomic_int hold[NV];       /* 1: stuck in a device (deaf to kicks) until set to 0 */
 	atomic_int leave_alone[NV]; /* 1: the thread ends on its own at the next run */
+	atomic_int exited[NV];     /* the thread has ended (joinable) */
+	atomic_ulong kicks[NV];    /* kicks received, counted whoever sent them */
+	atomic_ulong late_kicks[NV]; /* kicks sent after the thread ended: must stay 0 */
 	int stop_status;
 };
 
@@ -79,7 +82,8 @@ static void *vcpu_main(void *p)
 			break;
 	}
 out:
-	vmm__run_control_exited(f->rc);
+	vmm__run_control_exited(f->rc, i);
+	atomic_store(&f->exited[i], 1);
 	return NULL;
 }
 
@@ -87,6 +91,10 @@ static void kick(void *ctx, uint32_t i)
 {
 	struct fake *f = ctx;
 
+	/* For a real vCPU this is pthread_kill: undefined on a joined thread. */
+	if (atomic_load(&f->exited[i]))
+		atomic_fetch_add(&f->late_kicks[i], 1);
+	atomic_fetch_add(&f->kicks[i], 1);
 	atomic_store(&f->kicked[i], 1);
 }
 
@@ -157,13 +165,13 @@ static void pause_parks_everyone(void **state)
 	struct vmm_exit ex;
 
 	(void)state;
-	assert_int_equal(vmm__run_control_resume(f->rc), VMM_ESTATE); /* not started */
+	assert_int_equal(vmm__run_control_resume(f->rc, VMM__RC_EMBEDDER), VMM_ESTATE); /* not started */
 	assert_int_equal(vmm__run_control_start(f->rc), 0);
 	assert_int_equal(vmm__run_control_start(f->rc), VMM_ESTATE);
 	assert_int_equal(vmm__run_control_state(f->rc), VMM_VM_RUNNING);
 	wait_progress(f, zero, 0);
 	for (int round = 0; round < 3; round++) {
-		assert_int_equal(vmm__run_control_pause(f->rc), 0);
+		assert_int_equal(vmm__run_control_pause(f->rc, VMM__RC_EMBEDDER), 0);
 		assert_int_equal(vmm__run_control_state(f->rc), VMM_VM_PAUSED);
 		for (int i = 0; i < NV; i++)
 			assert_int_equal(atomic_load(&f->in_guest[i]), 0);
@@ -171,11 +179,11 @@ static void pause_parks_everyone(void **state)
 		sleep_ms(30);
 		snapshot_runs(f, after);
 		assert_memory_equal(before, after, sizeof(before)); /* nobody runs */
-		assert_int_equal(vmm__run_control_pause(f->rc), 0); /* already paused */
-		assert_int_equal(vmm__run_control_resume(f->rc), 0);
+		assert_int_equal(vmm__run_control_pause(f->rc, VMM__RC_EMBEDDER), 0); /* already paused */
+		assert_int_equal(vmm__run_control_resume(f->rc, VMM__RC_EMBEDDER), 0);
 		assert_int_equal(vmm__run_control_state(f->rc), VMM_VM_RUNNING);
 		wait_progress(f, after, 0);
-		assert_int_equal(vmm__run_control_resume(f->rc), 0); /* already running */
+		assert_int_equal(vmm__run_control_resume(f->rc, VMM__RC_EMBEDDER), 0); /* already running */
 	}
 	vmm__run_control_stop(f->rc, VMM_EXIT_HOST, -1, "stopped by the %s", "host");
 	assert_int_equal(vmm__run_control_wait_stopped(f->rc, -1, &ex, NULL), 0);
@@ -194,7 +202,7 @@ static void *pause_main(void *p)
 {
 	struct pauser *ps = p;
 
-	ps->r = vmm__run_control_pause(ps->f->rc);
+	ps->r = vmm__run_control_pause(ps->f->rc, VMM__RC_EMBEDDER);
 	atomic_store(&ps->done, 1);
 	return NULL;
 }
@@ -241,13 +249,13 @@ static void stop_wins_over_pause(void **state)
 	(void)state;
 	assert_int_equal(vmm__run_control_start(f->rc), 0);
 	wait_progress(f, zero, 0);
-	assert_int_equal(vmm__run_control_pause(f->rc), 0);
+	assert_int_equal(vmm__run_control_pause(f->rc, VMM__RC_EMBEDDER), 0);
 	vmm__run_control_stop(f->rc, VMM_EXIT_SHUTDOWN, -1, "first");
 	vmm__run_control_stop(f->rc, VMM_EXIT_HOST, -1, "second");
 	vmm__run_control_wait_exited(f->rc);
 	assert_int_equal(vmm__run_control_state(f->rc), VMM_VM_STOPPED);
-	assert_int_equal(vmm__run_control_resume(f->rc), VMM_ESTATE);
-	assert_int_equal(vmm__run_control_pause(f->rc), VMM_ESTATE);
+	assert_int_equal(vmm__run_control_resume(f->rc, VMM__RC_EMBEDDER), VMM_ESTATE);
+	assert_int_equal(vmm__run_control_pause(f->rc, VMM__RC_EMBEDDER), VMM_ESTATE);
 	assert_int_equal(vmm__run_control_start(f->rc), VMM_ESTATE);
 	assert_int_equal(vmm__run_control_wait_stopped(f->rc, 0, &ex, NULL), 0);
 	assert_int_equal(ex.reason, VMM_EXIT_SHUTDOWN);
@@ -269,12 +277,101 @@ static void pause_with_exited_vcpus(void **state)
 	pthread_join(f->th[1], NULL);
 	pthread_join(f->th[3], NULL);
 	f->started[1] = f->started[3] = 0;
-	assert_int_equal(vmm__run_control_pause(f->rc), 0);
-	assert_int_equal(vmm__run_control_resume(f->rc), 0);
+	assert_int_equal(vmm__run_control_pause(f->rc, VMM__RC_EMBEDDER), 0);
+	assert_int_equal(vmm__run_control_resume(f->rc, VMM__RC_EMBEDDER), 0);
 	snapshot_runs(f, base);
 	while (atomic_load(&f->runs[0]) <= base[0] || atomic_load(&f->runs[2]) <= base[2])
 		sleep_ms(1);
 	vmm__run_control_stop(f->rc, VMM_EXIT_HOST, -1, "done");
+	fake_free(f);
+}
+
+static void assert_no_late_kicks(struct fake *f)
+{
+	for (int i = 0; i < NV; i++)
+		assert_int_equal(atomic_load(&f->late_kicks[i]), 0);
+}
+
+/* vCPUs whose threads ended (and were joined) are not kicked by a later pause. */
+static void pause_kicks_only_live_vcpus(void **state)
+{
+	struct fake *f = fake_new();
+	unsigned long zero[NV] = { 0 };
+
+	(void)state;
+	assert_int_equal(vmm__run_control_start(f->rc), 0);
+	wait_progress(f, zero, 0);
+	atomic_store(&f->leave_alone[2], 1);
+	pthread_join(f->th[2], NULL);
+	f->started[2] = 0;
+	assert_int_equal(vmm__run_control_pause(f->rc, VMM__RC_EMBEDDER), 0);
+	assert_int_equal(vmm__run_control_resume(f->rc, VMM__RC_EMBEDDER), 0);
+	assert_int_equal(vmm__run_control_set_throttle(f->rc, 50), 0);
+	sleep_ms(50); /* throttle kicks too */
+	assert_int_equal(vmm__run_control_set_throttle(f->rc, 0), 0);
+	vmm__run_control_stop(f->rc, VMM_EXIT_HOST, -1, "done");
+	assert_no_late_kicks(f);
+	assert_true(atomic_load(&f->kicks[0]) > 0);
+	fake_free(f);
+}
+
+/* A stop after every thread ended and was joined (vmm_vm_stop() after vmm_vm_wait())
+ * kicks nobody: the thread ids may already name other threads. */
+static void stop_after_join_kicks_nobody(void **state)
+{
+	struct fake *f = fake_new();
+	unsigned long zero[NV] = { 0 }, kicks[NV];
+	struct vmm_exit ex;
+
+	(void)state;
+	assert_int_equal(vmm__run_control_start(f->rc), 0);
+	wait_progress(f, zero, 0);
+	vmm__run_control_stop(f->rc, VMM_EXIT_GUEST, 3, "guest exit");
+	assert_int_equal(vmm__run_control_wait_stopped(f->rc, -1, &ex, NULL), 0);
+	vmm__run_control_wait_exited(f->rc);
+	for (int i = 0; i < NV; i++) {
+		pthread_join(f->th[i], NULL);
+		f->started[i] = 0;
+		kicks[i] = atomic_load(&f->kicks[i]);
+	}
+	vmm__run_control_stop(f->rc, VMM_EXIT_HOST, -1, "stopped by the host");
+	assert_int_equal(vmm__run_control_pause(f->rc, VMM__RC_EMBEDDER), VMM_ESTATE);
+	for (int i = 0; i < NV; i++)
+		assert_int_equal(atomic_load(&f->kicks[i]), kicks[i]);
+	assert_no_late_kicks(f);
+	assert_int_equal(vmm__run_control_wait_stopped(f->rc, 0, &ex, NULL), 0);
+	assert_int_equal(ex.reason, VMM_EXIT_GUEST); /* the first reason stays */
+	fake_free(f);
+}
+
+/* A job owns the run state: the embedder's pause and resume are refused, the job's are
+ * not, a second job is refused, a stop is not. */
+static void job_refuses_the_embedder(void **state)
+{
+	struct fake *f = fake_new();
+	unsigned long zero[NV] = { 0 };
+
+	(void)state;
+	assert_int_equal(vmm__run_control_start(f->rc), 0);
+	wait_progress(f, zero, 0);
+	assert_int_equal(vmm__run_control_job_check(f->rc, "x"), 0);
+	assert_int_equal(vmm__run_control_job_begin(f->rc, "a migration"), 0);
+	assert_int_equal(vmm__run_control_job_begin(f->rc, "a snapshot"), VMM_EJOB);
+	assert_int_equal(vmm__run_control_job_check(f->rc, "state load"), VMM_EJOB);
+	assert_string_equal(vmm_last_error(), "state load: a migration owns the VM until it ends");
+	assert_int_equal(vmm__run_control_pause(f->rc, VMM__RC_EMBEDDER), VMM_EJOB);
+	assert_int_equal(vmm__run_control_state(f->rc), VMM_VM_RUNNING);
+	assert_int_equal(vmm__run_control_pause(f->rc, VMM__RC_JOB), 0);
+	assert_int_equal(vmm__run_control_resume(f->rc, VMM__RC_EMBEDDER), VMM_EJOB);
+	assert_int_equal(vmm__run_control_state(f->rc), VMM_VM_PAUSED);
+	assert_int_equal(vmm__run_control_resume(f->rc, VMM__RC_JOB), 0);
+	vmm__run_control_job_end(f->rc);
+	assert_int_equal(vmm__run_control_pause(f->rc, VMM__RC_EMBEDDER), 0);
+	assert_int_equal(vmm__run_control_resume(f->rc, VMM__RC_EMBEDDER), 0);
+	assert_int_equal(vmm__run_control_job_begin(f->rc, "a snapshot"), 0);
+	vmm__run_control_stop(f->rc, VMM_EXIT_HOST, -1, "done");
+	assert_int_equal(vmm__run_control_state(f->rc), VMM_VM_STOPPED);
+	vmm__run_control_job_end(f->rc);
 	fake_free(f);
 }
 
@@ -298,8 +395,8 @@ static void throttle_sleeps_and_stops(void **state)
 	for (int i = 0; i < NV; i++)
 		assert_true(atomic_load(&f->checkpoint_ns[i]) - slept[i] > 20000000ull);
 	/* A pause during throttling still parks everyone. */
-	assert_int_equal(vmm__run_control_pause(f->rc), 0);
-	assert_int_equal(vmm__run_control_resume(f->rc), 0);
+	assert_int_equal(vmm__run_control_pause(f->rc, VMM__RC_EMBEDDER), 0);
+	assert_int_equal(vmm__run_control_resume(f->rc, VMM__RC_EMBEDDER), 0);
 	assert_int_equal(vmm__run_control_set_throttle(f->rc, 0), 0);
 	assert_int_equal(vmm__run_control_throttle(f->rc), 0);
 	sleep_ms(30); /* a kick sent just before the thread ended is consumed */
@@ -361,6 +458,9 @@ int main(void)
 		cmocka_unit_test(stop_from_vcpu_during_pause),
 		cmocka_unit_test(stop_wins_over_pause),
 		cmocka_unit_test(pause_with_exited_vcpus),
+		cmocka_unit_test(pause_kicks_only_live_vcpus),
+		cmocka_unit_test(stop_after_join_kicks_nobody),
+		cmocka_unit_test(job_refuses_the_embedder),
 		cmocka_unit_test(throttle_sleeps_and_stops),
 		cmocka_unit_test(throttle_ends_with_stop),
 		cmocka_unit_test(spawn_failure_stops),

@@ -68,6 +68,7 @@ static struct vm vms[MAX_VMS];
 static int newest = -1;
 static int caps_manual = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET;
 static uint32_t caps_ring = 65536 * sizeof(struct kvm_dirty_gfn);
+static uint32_t refused_msr; /* KVM_SET_MSRS stops at this index; 0: none */
 static struct fake_kvm_call call_log[MAX_LOG];
 static size_t nlog;
 
@@ -328,7 +329,7 @@ static int msrs(struct vcpu *c, struct kvm_msrs *m, int set)
 	for (i = 0; i < m->nmsrs; i++) {
 		int k = msr_slot(m->entries[i].index);
 
-		if (k < 0)
+		if (k < 0 || (set && refused_msr && m->entries[i].index == refused_msr))
 			break;
 		if (set)
 			c->msr[k] = m->entries[i].data;
@@ -535,6 +536,7 @@ void fake_kvm_install(void)
 	nlog = 0;
 	caps_manual = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET;
 	caps_ring = 65536 * sizeof(struct kvm_dirty_gfn);
+	refused_msr = 0;
 	pthread_mutex_unlock(&lock);
 	vmm__kvm_set_ops_for_tests(&fake_ops);
 }
@@ -542,6 +544,13 @@ void fake_kvm_install(void)
 void fake_kvm_uninstall(void)
 {
 	vmm__kvm_set_ops_for_tests(NULL);
+}
+
+void fake_kvm_refuse_msr(uint32_t index)
+{
+	pthread_mutex_lock(&lock);
+	refused_msr = index;
+	pthread_mutex_unlock(&lock);
 }
 
 void fake_kvm_set_caps(int manual_protect, uint32_t dirty_ring_bytes)

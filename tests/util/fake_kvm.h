@@ -18,6 +18,10 @@ void fake_kvm_uninstall(void);
  * dirty ring's maximum size in bytes (0: no ring). */
 void fake_kvm_set_caps(int manual_protect, uint32_t dirty_ring_bytes);
 
+/* KVM_SET_MSRS refuses MSR index (as KVM does a value it does not take): libvmm skips it
+ * and says so through the log callback. 0: none (the default after install). */
+void fake_kvm_refuse_msr(uint32_t index);
+
 /* The call log: every ioctl in order, with the fd it was made on. */
 struct fake_kvm_call {
 	int fd;
