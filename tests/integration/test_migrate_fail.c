@@ -163,6 +163,7 @@ enum fake_act {
 	FAKE_CLOSE_AT_COMPLETE,   /* read through COMPLETE, close without READY */
 	FAKE_SILENT_AT_COMPLETE,  /* read through COMPLETE, then neither answer nor close */
 	FAKE_CLOSE_AFTER_GO,      /* answer COMPLETE with READY, read GO, close without STARTED */
+	FAKE_START_FAILS,         /* READY, GO, then STARTED {VMM_ESYS}: its start failed */
 	FAKE_REPLY_RAW_GARBAGE,   /* answer HELLO with random bytes */
 	FAKE_REPLY_UNPARSABLE,    /* answer HELLO with a HELLO_REPLY record that does not parse */
 	FAKE_GARBAGE_BACK,        /* accept, then write garbage back while the source sends */
@@ -313,14 +314,19 @@ static void fake_records(struct fake *f, struct vmm__xport *xp)
 				trigger(f);
 				return;
 			}
-			if (f->act == FAKE_CLOSE_AFTER_GO) {
+			if (f->act == FAKE_CLOSE_AFTER_GO || f->act == FAKE_START_FAILS) {
 				Vmm__Stream__Ready ok = VMM__STREAM__READY__INIT;
+				Vmm__Stream__Started st = VMM__STREAM__STARTED__INIT;
 				uint8_t *p = NULL;
 
 				r = vmm__stream_write_msg(xp, VMM_REC_READY, &ok.base);
 				if (!r)
 					r = vmm__stream_read_rec(xp, VMM_REC_GO, &h, &p);
 				free(p);
+				st.has_error = 1, st.error = VMM_ESYS;
+				st.message = "no vCPU threads here";
+				if (!r && f->act == FAKE_START_FAILS)
+					r = vmm__stream_write_msg(xp, VMM_REC_STARTED, &st.base);
 				if (r) {
 					fake_fail(f, "ready/go", r);
 					return;
@@ -559,6 +565,17 @@ static void vanish_after_go(void **state)
 	assert_int_equal(vmm_vm_in_doubt(s.vm), 0);
 	src_survived(&s);
 	src_retry(&s);
+}
+
+/* The destination got GO but could not start the guest; it says so and keeps nothing: the
+ * source takes the guest back by itself. */
+static void start_fails_after_go(void **state)
+{
+	struct fake f;
+	char why[512];
+
+	fake_case(FAKE_START_FAILS, 0, NULL, VMM_ESYS, &f, why, sizeof(why));
+	assert_non_null(strstr(why, "no vCPU threads here"));
 }
 
 static void silent_before_ready(void **state)
@@ -1057,6 +1074,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(vanish_stop_and_copy),
 		cmocka_unit_test(vanish_before_ready),
 		cmocka_unit_test(vanish_after_go),
+		cmocka_unit_test(start_fails_after_go),
 		cmocka_unit_test(silent_before_ready),
 		cmocka_unit_test(dest_killed),
 		cmocka_unit_test(garbage_hello_reply),
