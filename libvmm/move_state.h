@@ -10,7 +10,15 @@
  * fields still have one owner (vm_move.c). */
 struct vmm__move_state {
 	int migrated; /* sent away by a live migration: stays PAUSED for good (vm->lock) */
-	int cancel;   /* set by vmm_migrate_cancel() from any thread, read by the sender (atomic) */
+	int cancel;   /* set by vmm_migrate_cancel() from any thread, read by the sender (atomic;
+		       * raised under vm->lock, so that it and let_go exclude each other) */
+	/* The source has written or is writing GO (protocol.h): it never resumes by itself
+	 * again and a cancel is refused (vm->lock). */
+	int let_go;
+	/* The hand-over's outcome is unknown: VMM__SIDE_SOURCE (PAUSED, also migrated, so
+	 * resume is refused) or VMM__SIDE_DEST (loaded, start refused); 0: not in doubt.
+	 * Cleared by vmm_migrate_resolve() (vm->lock). */
+	int in_doubt;
 	/* Dirty tracking kept on after a snapshot (VMM_SNAPSHOT_TRACK) counts from the
 	 * snapshot with this id; an incremental snapshot needs that snapshot as its parent.
 	 * Controller thread only. */

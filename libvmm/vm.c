@@ -324,7 +324,13 @@ int vmm_vm_start(struct vmm_vm *vm)
 		return vmm__err(VMM_EINVAL, "vm is NULL");
 	/* vm->lock keeps a load from slipping in between the check and the start. */
 	pthread_mutex_lock(&vm->lock);
-	if (vmm__run_control_state(vm->runctl) == VMM_VM_CREATED && !vm->loaded) {
+	if (vm->move.in_doubt) {
+		/* migrate.h: only vmm_migrate_resolve() may start a guest whose hand-over is
+		 * unclear; a discarded copy (migrated) never starts. */
+		r = vmm__err(VMM_EINDOUBT, "start: the migration's outcome is in doubt");
+	} else if (vm->move.migrated) {
+		r = vmm__err(VMM_ESTATE, "start: this copy of the guest was discarded");
+	} else if (vmm__run_control_state(vm->runctl) == VMM_VM_CREATED && !vm->loaded) {
 		r = vmm__err(VMM_ESTATE, "start: no kernel or saved state loaded");
 	} else {
 		/* Threads inherit a fully blocked mask; each opens only the kick signal. */
@@ -350,7 +356,10 @@ int vmm__vm_resume(struct vmm_vm *vm, enum vmm__rc_caller who)
 	 * between this check and the resume: a VM sent away stays PAUSED for good. The
 	 * resume itself never blocks, so holding vm->lock across it is cheap. */
 	pthread_mutex_lock(&vm->lock);
-	if (vm->move.migrated && vmm__run_control_state(vm->runctl) != VMM_VM_RUNNING)
+	if (vm->move.in_doubt)
+		r = vmm__err(VMM_EINDOUBT, "resume: the migration's outcome is in doubt "
+			     "(vmm_migrate_resolve decides)");
+	else if (vm->move.migrated && vmm__run_control_state(vm->runctl) != VMM_VM_RUNNING)
 		r = vmm__err(VMM_ESTATE, "resume: VM is migrated away");
 	else
 		r = vmm__run_control_resume(vm->runctl, who);

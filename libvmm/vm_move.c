@@ -140,7 +140,51 @@ int vmm__move_migrated(const struct vmm_vm *vm)
 
 void vmm__move_cancel(struct vmm_vm *vm, int on)
 {
-	__atomic_store_n(&vm->move.cancel, on, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&vm->lock);
+	/* Once GO may be on the wire, stopping would leave two guests or none: the send goes
+	 * on (protocol.h). */
+	if (!on || !vm->move.let_go)
+		__atomic_store_n(&vm->move.cancel, on, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+int vmm__move_let_go(struct vmm_vm *vm, int on)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	if (on && __atomic_load_n(&vm->move.cancel, __ATOMIC_ACQUIRE))
+		r = vmm__err(VMM_ECANCELED, "migration canceled");
+	else
+		vm->move.let_go = on;
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+void vmm__move_set_in_doubt(struct vmm_vm *vm, int side)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->move.in_doubt = side;
+	if (side == VMM__SIDE_SOURCE)
+		vm->move.migrated = 1;
+	pthread_mutex_unlock(&vm->lock);
+}
+
+int vmm__move_in_doubt(const struct vmm_vm *vm)
+{
+	int d;
+
+	pthread_mutex_lock((pthread_mutex_t *)&vm->lock);
+	d = vm->move.in_doubt;
+	pthread_mutex_unlock((pthread_mutex_t *)&vm->lock);
+	return d;
+}
+
+void vmm__move_clear_migrated(struct vmm_vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->move.migrated = 0;
+	pthread_mutex_unlock(&vm->lock);
 }
 
 int vmm__move_cancelled(const struct vmm_vm *vm)

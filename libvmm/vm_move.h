@@ -91,11 +91,24 @@ int vmm__move_set_throttle(struct vmm_vm *vm, uint32_t pct);
 /* Marks the VM sent away: it stays PAUSED and refuses to resume. */
 void vmm__move_set_migrated(struct vmm_vm *vm);
 int vmm__move_migrated(const struct vmm_vm *vm);
-/* The cancel flag: raised from any thread, cleared by the sender as it starts. */
+/* The cancel flag: raised from any thread (ignored once the source let go), cleared by
+ * the sender as it starts. */
 void vmm__move_cancel(struct vmm_vm *vm, int on);
 int vmm__move_cancelled(const struct vmm_vm *vm);
 /* The flag itself, for transports that poll it while they wait. */
 const int *vmm__move_cancel_flag(const struct vmm_vm *vm);
+/* The migration hand-over (migrate/protocol.h). let_go 1: the source is about to write GO;
+ * refused with VMM_ECANCELED if a cancel came first, and from then on cancels are ignored.
+ * let_go 0: the source has the guest back (resolved, or the destination failed its start). */
+int vmm__move_let_go(struct vmm_vm *vm, int on);
+enum { VMM__SIDE_SOURCE = 1, VMM__SIDE_DEST = 2 };
+/* Marks the VM in doubt as side (0: no longer). A source in doubt is also migrated (it stays
+ * PAUSED); a destination in doubt refuses to start. */
+void vmm__move_set_in_doubt(struct vmm_vm *vm, int side);
+/* Which side the VM is in doubt as, 0 if it is not. */
+int vmm__move_in_doubt(const struct vmm_vm *vm);
+/* Clears `migrated` (a source taking its guest back). */
+void vmm__move_clear_migrated(struct vmm_vm *vm);
 /* The snapshot the running dirty tracker counts from: 1 and its id, or 0 if none. */
 int vmm__move_track_base(const struct vmm_vm *vm, uint8_t id[16]);
 /* Sets it (id NULL: none). */

@@ -11,7 +11,7 @@ struct vmm__round_measure {
 	uint64_t elapsed_ns;      /* round start to the dirty sync after it */
 	uint64_t remaining_bytes; /* dirty after the round */
 	uint64_t fixed_ns;        /* what stop-and-copy costs beyond its pages: the
-				   * COMPLETE -> COMMITTED round trip */
+				   * hand-over's round trips (protocol.h) */
 };
 
 /* Bandwidth in bytes/s (0 if nothing was measured). */

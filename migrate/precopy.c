@@ -1,7 +1,7 @@
 /* The sending side of a live migration (protocol.h): connections and hello, pre-copy
  * rounds while the guest runs, convergence (expected downtime under the limit, a round or
- * time cap, auto-converge throttling), stop-and-copy, and the wait for COMMITTED. All of
- * one migration's state lives in struct sender; nothing is global. */
+ * time cap, auto-converge throttling), stop-and-copy, and the hand-over (READY, GO,
+ * STARTED). All of one migration's state lives in struct sender; nothing is global. */
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -54,6 +54,7 @@ struct sender {
 	struct vmm__rounds_result res;
 	int tracking;            /* we started the tracker (and stop it) */
 	int final;               /* the round being sent is the last: the guest is paused */
+	int let_go;              /* GO may be on the wire: an unclear end leaves us in doubt */
 	uint64_t before[4];      /* tx counters as the round began (snapshot_tx_stats) */
 	uint64_t t0, round_t0;
 	uint64_t state_cost_ns;  /* the destination's rehearsal of the state (hello reply) */
@@ -79,7 +80,7 @@ void vmm_migrate_cancel(struct vmm_vm *vm)
 
 int vmm_vm_migrated(const struct vmm_vm *vm)
 {
-	return vm ? vmm__move_migrated(vm) : 0;
+	return vm ? vmm__move_migrated(vm) && !vmm__move_in_doubt(vm) : 0;
 }
 
 /* ---- the rounds' sink: pages over every connection at once */
@@ -93,13 +94,16 @@ static uint64_t wire_bytes(const struct sender *s)
 	return b;
 }
 
-/* Keeps a connection under its share of max_bandwidth, measured over the round. */
+/* Keeps a connection under its share of max_bandwidth, measured over the round. The cap
+ * is for the live rounds, where the migration shares the link with the running guest's
+ * own traffic; once the guest is paused every millisecond is downtime, so the final round
+ * goes as fast as the link allows (QEMU lifts its limit at switchover too). */
 static void rate_limit(struct conn *c, uint64_t sent)
 {
 	const struct sender *s = c->s;
 	uint64_t limit = s->o.max_bandwidth / s->n, elapsed, due;
 
-	if (!limit)
+	if (!limit || s->final)
 		return;
 	elapsed = vmm__now_ns() - s->round_t0;
 	due = (uint64_t)((double)sent * 1e9 / (double)limit);
@@ -242,12 +246,13 @@ static uint64_t sink_pass_bytes(void *ctx)
 }
 
 /* Besides the pages and the final sync, the pause pays for the state's capture and load
- * (rehearsed on the destination at hello) and COMPLETE's round trip. */
+ * (rehearsed on the destination at hello) and the hand-over's two round trips
+ * (COMPLETE -> READY, GO -> STARTED). */
 static uint64_t sink_fixed_ns(void *ctx)
 {
 	struct sender *s = ctx;
 
-	return vmm__xport_rtt_ns(s->c[0].xp) + s->state_cost_ns;
+	return 2 * vmm__xport_rtt_ns(s->c[0].xp) + s->state_cost_ns;
 }
 
 static void sink_report(void *ctx, const struct vmm__rounds_report *rep)
@@ -311,25 +316,85 @@ static int send_state(struct sender *s)
 	return r;
 }
 
-static int wait_committed(struct sender *s)
+/* Reads the destination's READY: it holds the whole guest, loaded and paused. Until then
+ * the source owns the guest and any failure resumes it. */
+static int wait_ready(struct sender *s)
 {
-	Vmm__Stream__Committed *ok;
+	Vmm__Stream__Ready *ok;
 	struct vmm__rec_hdr h;
 	uint8_t *p;
-	int r = vmm__stream_read_rec(s->c[0].xp, VMM_REC_COMMITTED, &h, &p);
+	int r = vmm__stream_read_rec(s->c[0].xp, VMM_REC_READY, &h, &p);
 
 	if (r)
 		return r;
-	ok = vmm__stream__committed__unpack(NULL, h.len, p);
+	ok = vmm__stream__ready__unpack(NULL, h.len, p);
 	free(p);
 	if (!ok)
-		return vmm__err(VMM_EPROTO, "unparsable committed record");
+		return vmm__err(VMM_EPROTO, "unparsable ready record");
 	s->st.apply_ns = ok->has_apply_ns ? ok->apply_ns : 0;
-	vmm__stream__committed__free_unpacked(ok, NULL);
+	vmm__stream__ready__free_unpacked(ok, NULL);
 	return 0;
 }
 
-/* The final round's pages are on their way: END, the state, COMPLETE, and COMMITTED. */
+/* After GO: STARTED says where the guest is. Anything else (no answer in time, the link
+ * reset, garbage) leaves it unknown: the destination may have got GO and started. */
+static int wait_started(struct sender *s)
+{
+	Vmm__Stream__Started *st;
+	struct vmm__rec_hdr h;
+	uint8_t *p;
+	char why[512];
+	int r = vmm__stream_read_rec(s->c[0].xp, VMM_REC_STARTED, &h, &p);
+
+	if (r) {
+		snprintf(why, sizeof(why), "%s", vmm_last_error());
+		return vmm__err(VMM_EINDOUBT, "GO sent, no STARTED from the destination (%s: %s): "
+				"the guest may run there", vmm_err_name(r), why);
+	}
+	st = vmm__stream__started__unpack(NULL, h.len, p);
+	free(p);
+	if (!st)
+		return vmm__err(VMM_EINDOUBT, "GO sent, unparsable started record");
+	r = st->has_error ? st->error : 0;
+	if (r > 0 || r < -1000) /* not a VMM_E* code, but still a failed start */
+		r = VMM_EPROTO;
+	if (r) {
+		/* The destination's start failed and it discarded its copy (protocol.h): the
+		 * guest is ours again. */
+		r = vmm__err(r, "destination could not start the guest: %s",
+			     st->message ? st->message : "");
+		vmm__move_let_go(s->vm, 0);
+	}
+	vmm__stream__started__free_unpacked(st, NULL);
+	return r;
+}
+
+/* The hand-over (protocol.h): the destination said READY; GO is the source's last word.
+ * From the moment GO may be on the wire the source never resumes by itself, and cancels are
+ * ignored (vmm__move_let_go). */
+static int hand_over(struct sender *s)
+{
+	int r = cancelled(s);
+
+	if (!r)
+		r = vmm__move_let_go(s->vm, 1);
+	if (r)
+		return r;
+	s->let_go = 1;
+	/* The cancel flag cannot rise any more; the transport stops watching it anyway. */
+	vmm__xport_set_opts(s->c[0].xp, s->o.timeout_ms, NULL);
+	r = vmm__stream_write_rec(s->c[0].xp, VMM_REC_GO, NULL, 0);
+	if (r) {
+		char why[512];
+
+		snprintf(why, sizeof(why), "%s", vmm_last_error());
+		return vmm__err(VMM_EINDOUBT, "writing GO failed (%s: %s): it may have arrived",
+				vmm_err_name(r), why);
+	}
+	return wait_started(s);
+}
+
+/* The final round's pages are on their way: END, the state, COMPLETE, then the hand-over. */
 static int commit(struct sender *s, uint64_t t_pause)
 {
 	struct vmm_migrate_round rd = { .final = 1, .round = s->st.rounds };
@@ -346,7 +411,9 @@ static int commit(struct sender *s, uint64_t t_pause)
 	if (!r)
 		r = vmm__stream_write_msg(s->c[0].xp, VMM_REC_COMPLETE, &done.base);
 	if (!r)
-		r = wait_committed(s);
+		r = wait_ready(s);
+	if (!r)
+		r = hand_over(s);
 	if (r)
 		return r;
 	rd.duration_ns = vmm__now_ns() - s->round_t0;
@@ -367,7 +434,7 @@ static int hello(struct sender *s)
 	Vmm__Stream__HelloReply *rep;
 	struct vmm__rec_hdr h;
 	uint8_t *p;
-	uint64_t feat = VMM_FEAT_RAM_BATCHES |
+	uint64_t feat = VMM_FEAT_RAM_BATCHES | VMM_FEAT_HANDOVER |
 			(s->o.compress != VMM_MIGRATE_COMPRESS_OFF ? VMM_FEAT_ZSTD : 0);
 	int r;
 
@@ -487,7 +554,7 @@ static void notify_failure(struct sender *s, int r)
 {
 	char cause[512];
 
-	if (!s->c[0].xp || r == VMM_EPEER || r == VMM_EREFUSED)
+	if (!s->c[0].xp || r == VMM_EPEER || r == VMM_EREFUSED || r == VMM_EINDOUBT)
 		return;
 	snprintf(cause, sizeof(cause), "%s", vmm_last_error());
 	vmm__xport_set_opts(s->c[0].xp, 500, NULL);
@@ -519,6 +586,9 @@ static int send_fds(struct vmm_vm *vm, const int *fds, unsigned nfds,
 	if (s->n < 1 || s->n > VMM_MIGRATE_MAX_CONNS || nfds != s->n)
 		r = vmm__err(VMM_EINVAL, "%u connections for %u sockets (1..%d)", s->n, nfds,
 			     VMM_MIGRATE_MAX_CONNS);
+	else if (vmm__move_in_doubt(vm))
+		r = vmm__err(VMM_EINDOUBT, "migrate: the last migration's outcome is in doubt "
+			     "(vmm_migrate_resolve decides)");
 	else if ((st != VMM_VM_RUNNING && st != VMM_VM_PAUSED) || vmm_vm_migrated(vm))
 		r = vmm__err(VMM_ESTATE, "migrate: the VM is %s", vmm_vm_run_state_name(st));
 	else
@@ -532,6 +602,10 @@ static int send_fds(struct vmm_vm *vm, const int *fds, unsigned nfds,
 		vmm__dirty_stop(vmm__move_dirty(vm));
 	if (!r) {
 		vmm__move_set_migrated(vm);
+	} else if (r == VMM_EINDOUBT && s->let_go) {
+		/* GO went out, STARTED did not come back: the guest stays paused here until
+		 * vmm_migrate_resolve says which side keeps it (protocol.h). */
+		vmm__move_set_in_doubt(vm, VMM__SIDE_SOURCE);
 	} else {
 		/* Tell the destination why, if it still listens, and run on as before. */
 		notify_failure(s, r);

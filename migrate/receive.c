@@ -1,8 +1,9 @@
 /* The receiving side of a live migration (protocol.h): accept, check the hello, build an
  * empty VM of the sender's shape, apply RAM batches straight into its memory (one thread
- * per connection), apply the machine state, answer COMMITTED and start the VM. The stream
- * is hostile input: every record is checked, and on any failure the half-built VM is
- * destroyed and the sender told why. */
+ * per connection), apply the machine state, answer READY, and start the VM on GO. The
+ * stream is hostile input: every record is checked, and on any failure before READY the
+ * half-built VM is destroyed and the sender told why; after READY an unclear outcome keeps
+ * the VM, paused and in doubt. */
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -299,6 +300,12 @@ static int accept_hello(struct receiver *rv, const Vmm__Stream__Hello *h)
 	struct vmm_vm_config cfg;
 	int r = vmm__hello_check(h);
 
+	/* A 1.0 source resumes when COMMITTED is late: starting its guest here could make
+	 * two. */
+	if (!r && !(h->required_features & VMM_FEAT_HANDOVER))
+		r = vmm__err(VMM_EFEATURE, "the source does not speak the hand-over of stream "
+			     "%u.%u (READY, GO, STARTED): upgrade it", VMM_STREAM_MAJOR,
+			     VMM_STREAM_MINOR);
 	if (!r && (!h->has_connections || h->connections < 1 ||
 		   h->connections > VMM_MIGRATE_MAX_CONNS || !h->has_session_id ||
 		   h->session_id.len < 8 || /* random, so strays cannot pass for extras */
@@ -508,12 +515,30 @@ static int receive_all(struct receiver *rv)
 	return r;
 }
 
+/* The pages the source says it sent must be the pages that arrived (protocol.h): a
+ * batch lost or duplicated between the two would otherwise go unnoticed. */
+static int check_complete(struct receiver *rv, const Vmm__Stream__Complete *done,
+			  uint64_t *got)
+{
+	*got = 0;
+	for (unsigned i = 0; i < rv->n; i++)
+		*got += vmm__ram_rx_pages(rv->c[i].rx);
+	if (!done->has_pages_total)
+		return vmm__err(VMM_EPROTO, "complete record without pages_total");
+	if (done->pages_total != *got)
+		return vmm__err(VMM_EPROTO, "complete: the source sent %llu pages, %llu arrived",
+				(unsigned long long)done->pages_total, (unsigned long long)*got);
+	return 0;
+}
+
+/* STATE and COMPLETE: everything is checked and loaded, the VM is paused (never started);
+ * READY says so. */
 static int receive_state(struct receiver *rv)
 {
 	struct vmm__rec_hdr h;
 	Vmm__Stream__Complete *done = NULL;
-	Vmm__Stream__Committed ok = VMM__STREAM__COMMITTED__INIT;
-	uint64_t t0;
+	Vmm__Stream__Ready ok = VMM__STREAM__READY__INIT;
+	uint64_t t0, got;
 	uint8_t *p;
 	int r = vmm__stream_read_rec(rv->c[0].xp, VMM_REC_STATE, &h, &p);
 
@@ -531,16 +556,60 @@ static int receive_state(struct receiver *rv)
 	free(p);
 	if (!done)
 		return vmm__err(VMM_EPROTO, "unparsable complete record");
+	r = check_complete(rv, done, &got);
 	vmm__stream__complete__free_unpacked(done, NULL);
+	if (r)
+		return r;
 	ok.has_apply_ns = 1, ok.apply_ns = vmm__now_ns() - t0;
-	return vmm__stream_write_msg(rv->c[0].xp, VMM_REC_COMMITTED, &ok.base);
+	ok.has_pages_received = 1, ok.pages_received = got;
+	return vmm__stream_write_msg(rv->c[0].xp, VMM_REC_READY, &ok.base);
+}
+
+/* After READY: GO hands the guest over; the source's ERROR means it kept the guest (it
+ * resumes, this copy goes). Anything else (silence, a reset, garbage) leaves it unknown:
+ * the source may have written GO, so neither starting nor discarding is safe. */
+static int wait_go(struct receiver *rv)
+{
+	struct vmm__rec_hdr h;
+	uint8_t *p;
+	char why[512];
+	int r = vmm__stream_read_rec(rv->c[0].xp, VMM_REC_GO, &h, &p);
+
+	free(p);
+	if (!r)
+		return 0;
+	snprintf(why, sizeof(why), "%s", vmm_last_error());
+	if (r == VMM_EREFUSED)
+		return vmm__err(VMM_EPEER, "the source kept the guest: %s", why);
+	return vmm__err(VMM_EINDOUBT, "READY sent, no GO from the source (%s: %s): it may have "
+			"let go", vmm_err_name(r), why);
+}
+
+/* GO arrived: the guest is this side's. Starts it and tells the source how that went; a
+ * failed start discards this copy, and the source, told so, takes the guest back. */
+static int take_over(struct receiver *rv)
+{
+	Vmm__Stream__Started m = VMM__STREAM__STARTED__INIT;
+	char why[512] = "";
+	int r = rv->o.no_start ? 0 : vmm_vm_start(rv->vm);
+
+	if (r)
+		snprintf(why, sizeof(why), "%s", vmm_last_error());
+	m.has_error = 1, m.error = r;
+	m.message = why;
+	/* If STARTED is lost the source stays in doubt and is resolved by whoever sees this
+	 * side run; this side has the guest either way. */
+	vmm__stream_write_msg(rv->c[0].xp, VMM_REC_STARTED, &m.base);
+	if (r)
+		vmm__err(r, "%s", why);
+	return r;
 }
 
 int vmm_migrate_receive(int lfd, const struct vmm_receive_opts *opts, struct vmm_vm **out)
 {
 	struct receiver *rv;
 	Vmm__Stream__Hello *h = NULL;
-	int r;
+	int handed = 0, r;
 
 	if (!out)
 		return vmm__err(VMM_EINVAL, "NULL argument");
@@ -561,9 +630,13 @@ int vmm_migrate_receive(int lfd, const struct vmm_receive_opts *opts, struct vmm
 		r = receive_all(rv);
 	if (!r)
 		r = receive_state(rv);
-	if (!r && !rv->o.no_start)
-		r = vmm_vm_start(rv->vm);
-	if (r && rv->c[0].xp && r != VMM_EPEER) {
+	if (!r)
+		r = wait_go(rv);
+	if (!r) {
+		r = take_over(rv);
+		handed = 1;
+	}
+	if (r && rv->c[0].xp && r != VMM_EPEER && r != VMM_EINDOUBT && !handed) {
 		char why[512];
 
 		/* rv->abort is every connection's cancel flag and a failed RAM phase has set it:
@@ -583,10 +656,15 @@ int vmm_migrate_receive(int lfd, const struct vmm_receive_opts *opts, struct vmm
 	}
 	for (unsigned i = 0; i < rv->npend; i++)
 		close(rv->pend[i].fd);
-	if (r)
-		vmm_vm_destroy(rv->vm);
-	else
+	if (r == VMM_EINDOUBT) {
+		/* Kept, loaded and never started, until vmm_migrate_resolve (protocol.h). */
+		vmm__move_set_in_doubt(rv->vm, VMM__SIDE_DEST);
 		*out = rv->vm;
+	} else if (r) {
+		vmm_vm_destroy(rv->vm);
+	} else {
+		*out = rv->vm;
+	}
 	free(rv);
 	return r;
 }

@@ -11,7 +11,7 @@ const char *vmm__rec_name(unsigned type)
 {
 	static const char *const names[] = { "invalid", "hello", "hello-reply", "ram", "round",
 					     "state", "complete", "committed", "error", "end",
-					     "sync" };
+					     "sync", "ready", "go", "started" };
 
 	return type <= VMM_REC_MAX_TYPE ? names[type] : "unknown";
 }
@@ -68,7 +68,8 @@ int vmm__stream_read_hdr(struct vmm__xport *xp, struct vmm__rec_hdr *h)
 		return vmm__err(VMM_EPROTO, "bad record header (magic 0x%x, type %u) at byte %llu",
 				h->magic, h->type,
 				(unsigned long long)(vmm__xport_bytes(xp) - sizeof(*h)));
-	if (h->len > VMM_REC_MAX_LEN || ((h->type == VMM_REC_END || h->type == VMM_REC_SYNC) && h->len))
+	if (h->len > VMM_REC_MAX_LEN || ((h->type == VMM_REC_END || h->type == VMM_REC_SYNC ||
+					 h->type == VMM_REC_GO) && h->len))
 		return vmm__err(VMM_EPROTO, "%s record claims %u bytes", vmm__rec_name(h->type),
 				h->len);
 	return 0;

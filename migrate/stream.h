@@ -15,7 +15,7 @@
 /* Format versions of the stream and of snapshot files. A reader accepts its own major
  * and the one before; minor versions only add optional things. */
 #define VMM_STREAM_MAJOR 1
-#define VMM_STREAM_MINOR 0
+#define VMM_STREAM_MINOR 1 /* 1.1: the READY/GO/STARTED hand-over (VMM_FEAT_HANDOVER) */
 #define VMM_STREAM_MAJOR_MIN 1
 
 /* Required feature bits: a reader that does not know one refuses, naming it. */
@@ -23,8 +23,12 @@
 #define VMM_FEAT_RAM_BATCHES (1ull << 1) /* RAM as batch records */
 #define VMM_FEAT_ZSTD (1ull << 2)        /* batches may be zstd-compressed */
 #define VMM_FEAT_INCREMENTAL (1ull << 3) /* only pages dirtied since a parent */
+/* Live migration ends with READY, GO, STARTED (protocol.h), not 1.0's COMMITTED. A source
+ * requires it, so a 1.0 destination refuses by name instead of starting the guest while
+ * the source may still resume; a destination refuses a source without it. */
+#define VMM_FEAT_HANDOVER (1ull << 4)
 #define VMM_FEAT_KNOWN (VMM_FEAT_RAM_IMAGE | VMM_FEAT_RAM_BATCHES | VMM_FEAT_ZSTD | \
-			VMM_FEAT_INCREMENTAL)
+			VMM_FEAT_INCREMENTAL | VMM_FEAT_HANDOVER)
 
 enum vmm__rec_type {
 	VMM_REC_INVALID = 0, /* never sent: a zeroed header is an error */
@@ -34,11 +38,14 @@ enum vmm__rec_type {
 	VMM_REC_ROUND = 4,
 	VMM_REC_STATE = 5,
 	VMM_REC_COMPLETE = 6,
-	VMM_REC_COMMITTED = 7,
+	VMM_REC_COMMITTED = 7, /* retired with stream 1.1 (never sent, never reused) */
 	VMM_REC_ERROR = 8,
 	VMM_REC_END = 9,  /* end of a RAM section */
 	VMM_REC_SYNC = 10, /* echoed by the receiver once everything before it is applied */
-	VMM_REC_MAX_TYPE = 10,
+	VMM_REC_READY = 11,   /* destination: I hold the whole guest, paused */
+	VMM_REC_GO = 12,      /* source: yours; its last word (empty) */
+	VMM_REC_STARTED = 13, /* destination: the outcome of the start after GO */
+	VMM_REC_MAX_TYPE = 13,
 };
 
 #define VMM_REC_MAX_LEN (64u << 20)

@@ -440,8 +440,8 @@ uint64_t vmm__xport_rtt_ns(const struct vmm__xport *xp)
 		return 0;
 	/* The smoothed RTT of a connection that has been carrying pages includes the time
 	 * they queued in socket buffers and ACKs the receiver delayed; what the downtime
-	 * estimate needs is the round trip of small records on an idle link, as COMPLETE
-	 * and COMMITTED make it: the lowest RTT seen. */
+	 * estimate needs is the round trip of small records on an idle link, as the hand-over's
+	 * records make it: the lowest RTT seen. */
 	if (len >= offsetof(struct tcp_info, tcpi_min_rtt) + sizeof(ti.tcpi_min_rtt) &&
 	    ti.tcpi_min_rtt && ti.tcpi_min_rtt != ~0u)
 		return (uint64_t)ti.tcpi_min_rtt * 1000;

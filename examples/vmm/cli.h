@@ -15,13 +15,16 @@ int cmd_snapshot_info(int argc, char **argv);
 int cmd_receive(int argc, char **argv);
 /* vmm migrate PATH HOST:PORT: the client of vm.migrate, with live progress. */
 int cmd_migrate(int argc, char **argv);
+/* vmm migrate-resolve PATH run|discard: ends an in-doubt migration on that side. */
+int cmd_migrate_resolve(int argc, char **argv);
 /* The clients of a running vmm's control socket: argv[0] is the verb (pause, resume,
  * status, shutdown, snapshot). */
 int cmd_control(int argc, char **argv);
 /* Prints "usage: vmm NAME SYNOPSIS" from main.c's command table to stderr; returns 2. */
 int cli_usage(const char *name);
 
-/* Starts vm (CREATED, guest loaded or state restored), serves the control API on
+/* Starts vm (CREATED, guest loaded or state restored; one already RUNNING is taken as it
+ * is), serves the control API on
  * control_path while it runs (NULL: no socket), waits until it stops (SIGINT/SIGTERM stop
  * it), destroys it and returns the process exit status. Takes ownership of vm. */
 int cli_run_foreground(struct vmm_vm *vm, const char *control_path);

@@ -1,6 +1,9 @@
 /* vmm migrate PATH HOST:PORT: asks the vmm serving PATH to live-migrate its VM (PUT
  * vm.migrate), follows it (GET vm.migration every 100 ms) with a progress bar or a line per
- * round on stderr, and ends with a summary or the final document as JSON. Ctrl-C cancels. */
+ * round on stderr, and ends with a summary or the final document as JSON. Ctrl-C cancels
+ * (until the source lets go). Exit status: 0 migrated, 1 failed (the VM runs on at the
+ * source), 3 in doubt (paused on both sides: vmm migrate-resolve decides).
+ * vmm migrate-resolve PATH run|discard: PUT vm.migrate-resolve. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,6 +16,7 @@
 #include "control_client.h"
 
 #define POLL_MS 100
+#define EXIT_IN_DOUBT 3
 /* After Ctrl-C: how long the migration gets to report that it stopped. */
 #define CANCEL_WAIT_MS 15000
 
@@ -213,7 +217,7 @@ static void sleep_ms(long ms)
 static int is_final(const char *state)
 {
 	return !strcmp(state, "completed") || !strcmp(state, "failed") ||
-	       !strcmp(state, "canceled") || !strcmp(state, "idle");
+	       !strcmp(state, "canceled") || !strcmp(state, "idle") || !strcmp(state, "in-doubt");
 }
 
 /* Polls vm.migration until the migration ended; Ctrl-C cancels it. Returns the final
@@ -294,7 +298,14 @@ int cmd_migrate(int argc, char **argv)
 		fputs("\r\033[K", stderr);
 	state = get_string(doc, "state");
 	r = strcmp(state, "completed") != 0;
-	if (r) {
+	if (!strcmp(state, "in-doubt")) {
+		err = get(doc, "error");
+		fprintf(stderr, "vmm: migrate: in doubt: the destination may or may not run the "
+				"guest (%s); it stays paused here until `vmm migrate-resolve %s "
+				"run|discard` (and the opposite on the destination)\n",
+			err ? get_string(err, "detail") : "", sock);
+		r = EXIT_IN_DOUBT;
+	} else if (r) {
 		err = get(doc, "error");
 		if (err)
 			fprintf(stderr, "vmm: migrate: %s%s%s%s\n", get_string(err, "message"),
@@ -309,5 +320,21 @@ int cmd_migrate(int argc, char **argv)
 	else if (!r)
 		print_summary(doc);
 	json_object_put(doc);
+	return r;
+}
+
+int cmd_migrate_resolve(int argc, char **argv)
+{
+	struct control_reply rep;
+	char body[64];
+	int r;
+
+	if (argc != 3 || (strcmp(argv[2], "run") && strcmp(argv[2], "discard")))
+		return cli_usage("migrate-resolve");
+	snprintf(body, sizeof(body), "{\"action\":\"%s\"}", argv[2]);
+	if (control_call(argv[1], "PUT", "vm.migrate-resolve", body, &rep))
+		return 1;
+	r = rep.status == 204 ? 0 : control_fail("migrate-resolve", &rep);
+	control_reply_free(&rep);
 	return r;
 }

@@ -1,11 +1,49 @@
 /* vmm receive ADDR:PORT: wait for one live migration (from `vmm migrate`), then run the
  * VM that arrived in the foreground exactly like vmm run (guest serial on stdout, exit
- * with the guest's status, optional control socket). */
+ * with the guest's status, optional control socket). If the hand-over ends in doubt the
+ * paused, never-started VM is kept behind the control socket until vmm migrate-resolve
+ * says run (it then runs as usual) or discard (exit 3); without --control nobody could
+ * resolve it, so this side lets go at once (exit 3: the source must be resolved run). */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "cli.h"
+#include "control_server.h"
+
+#define EXIT_IN_DOUBT 3
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+	stop_signal = 1;
+}
+
+/* Serves the control API until the in-doubt VM is resolved. 0: resolved RUN (the VM runs),
+ * else this copy is discarded (by the operator, or here on SIGINT/SIGTERM). */
+static int wait_resolution(struct vmm_vm *vm, const char *control)
+{
+	struct control_server *srv = NULL;
+	struct timespec tick = { 0, 100000000 };
+	int r;
+
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	if (control_server_start(vm, control, &srv))
+		return -1;
+	while (vmm_vm_in_doubt(vm) && !stop_signal)
+		nanosleep(&tick, NULL);
+	control_server_stop(srv);
+	/* Without a word from the operator, letting go is the side that cannot make two. */
+	if (vmm_vm_in_doubt(vm))
+		vmm_migrate_resolve(vm, VMM_RESOLVE_DISCARD);
+	r = vmm_vm_run_state(vm) == VMM_VM_RUNNING ? 0 : -1;
+	fprintf(stderr, "vmm: receive: resolved: %s\n", r ? "discarded here" : "the guest runs here");
+	return r;
+}
 
 int cmd_receive(int argc, char **argv)
 {
@@ -76,7 +114,19 @@ int cmd_receive(int argc, char **argv)
 	/* Scripts wait for this line before they start the migration. */
 	fprintf(stderr, "vmm: receiving on %s\n", argv[optind]);
 	r = vmm_migrate_receive_at(host, port, &ro, &vm);
-	if (r)
+	if (r == VMM_EINDOUBT) {
+		fprintf(stderr, "vmm: receive: in doubt: %s; the guest is paused here, never "
+				"started%s\n", vmm_last_error(),
+			control ? ": `vmm migrate-resolve` on the control socket decides"
+				: " and is discarded (no --control): resolve the source run");
+		if (!control || wait_resolution(vm, control)) {
+			if (!control)
+				vmm_migrate_resolve(vm, VMM_RESOLVE_DISCARD);
+			vmm_vm_destroy(vm);
+			return EXIT_IN_DOUBT;
+		}
+	} else if (r) {
 		return cli_fail("receive", r);
+	}
 	return cli_run_foreground(vm, control);
 }

@@ -38,7 +38,8 @@ int cli_run_foreground(struct vmm_vm *vm, const char *control_path)
 
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
-	r = vmm_vm_start(vm);
+	/* Already running: a received VM whose in-doubt hand-over was resolved to run here. */
+	r = vmm_vm_run_state(vm) == VMM_VM_RUNNING ? 0 : vmm_vm_start(vm);
 	if (r) {
 		vmm_vm_destroy(vm);
 		return cli_fail("run", r);

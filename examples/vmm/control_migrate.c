@@ -16,7 +16,7 @@
 
 #define MAX_CONNECTIONS 16 /* vmm_migrate_opts.connections: 1..16 */
 
-enum mig_state { MIG_IDLE, MIG_RUNNING, MIG_COMPLETED, MIG_FAILED, MIG_CANCELED };
+enum mig_state { MIG_IDLE, MIG_RUNNING, MIG_COMPLETED, MIG_FAILED, MIG_CANCELED, MIG_IN_DOUBT };
 
 static const char *const state_names[] = {
 	[MIG_IDLE] = "idle",
@@ -24,6 +24,8 @@ static const char *const state_names[] = {
 	[MIG_COMPLETED] = "completed",
 	[MIG_FAILED] = "failed",
 	[MIG_CANCELED] = "canceled",
+	/* GO went out, STARTED did not come back: paused until PUT vm.migrate-resolve. */
+	[MIG_IN_DOUBT] = "in-doubt",
 };
 
 struct control_migration {
@@ -36,6 +38,7 @@ struct control_migration {
 	int cancel;             /* asked for: re-asserted after every round (see on_round) */
 	int closing;
 	int reported;           /* a client has been sent the completed document */
+	const char *resolution; /* "run" or "discard" once an in-doubt outcome was resolved */
 	struct control_migrate_req req; /* the current (or last) migration */
 	struct timespec t0;
 	struct vmm_migrate_round *rounds;
@@ -115,8 +118,13 @@ static void *worker(void *opaque)
 		/* vmm_last_error() is this thread's: take it now. */
 		m->err = r;
 		snprintf(m->detail, sizeof(m->detail), "%s", vmm_last_error());
-		m->state = r == VMM_ECANCELED ? MIG_CANCELED : MIG_FAILED;
+		m->state = r == VMM_ECANCELED ? MIG_CANCELED
+			   : r == VMM_EINDOUBT ? MIG_IN_DOUBT : MIG_FAILED;
 		pthread_mutex_unlock(&m->lock);
+		if (r == VMM_EINDOUBT)
+			fprintf(stderr, "vmm: migration to %s in doubt: the guest is paused here; "
+					"`vmm migrate-resolve` decides (%s)\n", m->req.destination,
+				m->detail);
 		return NULL;
 	}
 	m->state = MIG_COMPLETED;
@@ -163,6 +171,10 @@ int control_migrate_start(struct control_migration *m, const struct control_migr
 	} else if (m->state == MIG_COMPLETED) {
 		snprintf(why, len, "the VM has been migrated to %s", m->req.destination);
 		r = VMM_ESTATE;
+	} else if (m->state == MIG_IN_DOUBT) {
+		snprintf(why, len, "the migration to %s is in doubt: resolve it first",
+			 m->req.destination);
+		r = VMM_ESTATE;
 	}
 	if (r) {
 		pthread_mutex_unlock(&m->lock);
@@ -172,6 +184,7 @@ int control_migrate_start(struct control_migration *m, const struct control_migr
 	m->req = *req;
 	m->state = MIG_RUNNING;
 	m->cancel = m->reported = 0;
+	m->resolution = NULL;
 	m->nrounds = 0;
 	memset(&m->total, 0, sizeof(m->total));
 	m->err = 0;
@@ -218,8 +231,23 @@ const char *control_migrate_busy(struct control_migration *m)
 		why = "a migration is in progress";
 	else if (m->state == MIG_COMPLETED)
 		why = "the VM has been migrated away";
+	else if (m->state == MIG_IN_DOUBT)
+		why = "the migration's outcome is in doubt (PUT vm.migrate-resolve decides)";
 	pthread_mutex_unlock(&m->lock);
 	return why;
+}
+
+void control_migrate_resolved(struct control_migration *m, enum vmm_resolve how)
+{
+	pthread_mutex_lock(&m->lock);
+	if (m->state == MIG_IN_DOUBT) {
+		/* RUN: the guest stayed here, as after a failure; DISCARD: it runs at the
+		 * destination, as after a completed migration (the server then stops the VM). */
+		m->state = how == VMM_RESOLVE_RUN ? MIG_FAILED : MIG_COMPLETED;
+		m->reported = 1;
+	}
+	m->resolution = how == VMM_RESOLVE_RUN ? "run" : "discard";
+	pthread_mutex_unlock(&m->lock);
 }
 
 void control_migration_close(struct control_migration *m)
@@ -450,7 +478,9 @@ struct json_object *control_migrate_status(struct control_migration *m, int repo
 		json_object_array_add(rounds, round_json(&m->rounds[i]));
 	json_object_object_add(o, "rounds", rounds);
 	json_object_object_add(o, "total", m->state == MIG_IDLE ? NULL : total_json(m));
-	if (m->state == MIG_FAILED || m->state == MIG_CANCELED) {
+	if (m->resolution)
+		json_object_object_add(o, "resolution", json_object_new_string(m->resolution));
+	if (m->state == MIG_FAILED || m->state == MIG_CANCELED || m->state == MIG_IN_DOUBT) {
 		struct json_object *e = json_object_new_object();
 
 		json_object_object_add(e, "error", json_object_new_string(vmm_err_name(m->err)));

@@ -45,6 +45,10 @@ int control_migrate_start(struct control_migration *m, const struct control_migr
 /* Asks the running migration to stop (it fails with VMM_ECANCELED, the VM runs on).
  * 0, or VMM_ESTATE if none is running. */
 int control_migrate_cancel(struct control_migration *m);
+/* Records that vmm_migrate_resolve(how) ended an in-doubt outcome on this VM (the source's
+ * migration, if one was in doubt, then reads failed for RUN and completed for DISCARD, with
+ * the resolution). */
+void control_migrate_resolved(struct control_migration *m, enum vmm_resolve how);
 /* Why pause, resume and snapshot are refused now (a migration runs, or the VM has moved),
  * or NULL when they are not. */
 const char *control_migrate_busy(struct control_migration *m);

@@ -75,6 +75,8 @@ static void handle_migration(struct control_server *srv, struct json_object *bod
 			     struct reply *rep);
 static void handle_migrate_cancel(struct control_server *srv, struct json_object *body,
 				  struct reply *rep);
+static void handle_migrate_resolve(struct control_server *srv, struct json_object *body,
+				   struct reply *rep);
 
 static const struct route routes[] = {
 	{ "vm.info", MHD_HTTP_METHOD_GET, 0, handle_info },
@@ -85,6 +87,7 @@ static const struct route routes[] = {
 	{ "vm.migrate", MHD_HTTP_METHOD_PUT, ROUTE_BODY, handle_migrate },
 	{ "vm.migration", MHD_HTTP_METHOD_GET, 0, handle_migration },
 	{ "vm.migrate-cancel", MHD_HTTP_METHOD_PUT, 0, handle_migrate_cancel },
+	{ "vm.migrate-resolve", MHD_HTTP_METHOD_PUT, ROUTE_BODY, handle_migrate_resolve },
 };
 
 /* --- replies */
@@ -116,6 +119,7 @@ static unsigned http_status(int err)
 		return MHD_HTTP_BAD_REQUEST;
 	case VMM_ESTATE:
 	case VMM_EJOB: /* a migration or snapshot owns the VM: try again once it ends */
+	case VMM_EINDOUBT: /* resume or start refused until vm.migrate-resolve */
 		return MHD_HTTP_CONFLICT;
 	case VMM_ENOENT:
 		return MHD_HTTP_NOT_FOUND;
@@ -186,6 +190,8 @@ static void handle_info(struct control_server *srv, struct json_object *body, st
 	json_object_object_add(rep->json, "cpu_model",
 			       json_object_new_string(vmm_vm_cpu_model(srv->vm)));
 	json_object_object_add(rep->json, "uptime_ms", json_object_new_int64(up));
+	json_object_object_add(rep->json, "in_doubt",
+			       json_object_new_boolean(vmm_vm_in_doubt(srv->vm)));
 	json_object_object_add(rep->json, "version", json_object_new_string(version));
 }
 
@@ -263,6 +269,45 @@ static void handle_migrate_cancel(struct control_server *srv, struct json_object
 	}
 	rep->status = MHD_HTTP_ACCEPTED;
 	rep->json = control_migrate_status(srv->mig, 0);
+}
+
+/* {"action": "run" | "discard"}: ends an in-doubt migration on this side (migrate.h). After
+ * DISCARD this copy never runs: a source VM is stopped, so its vmm exits 0 as after a
+ * completed migration; a destination's vmm receive ends by itself. */
+static void handle_migrate_resolve(struct control_server *srv, struct json_object *body,
+				   struct reply *rep)
+{
+	struct json_object *v;
+	enum vmm_resolve how;
+	const char *a;
+	int r;
+
+	if (json_object_object_length(body) != 1 || !json_object_object_get_ex(body, "action", &v) ||
+	    !json_object_is_type(v, json_type_string)) {
+		reply_error(rep, MHD_HTTP_BAD_REQUEST, vmm_err_name(VMM_EINVAL),
+			    vmm_strerror(VMM_EINVAL), "the body must be {\"action\": \"run\" or "
+			    "\"discard\"}");
+		return;
+	}
+	a = json_object_get_string(v);
+	if (!strcmp(a, "run")) {
+		how = VMM_RESOLVE_RUN;
+	} else if (!strcmp(a, "discard")) {
+		how = VMM_RESOLVE_DISCARD;
+	} else {
+		reply_error(rep, MHD_HTTP_BAD_REQUEST, vmm_err_name(VMM_EINVAL),
+			    vmm_strerror(VMM_EINVAL), "unknown action \"%s\" (run or discard)", a);
+		return;
+	}
+	r = vmm_migrate_resolve(srv->vm, how);
+	if (r) {
+		reply_vmm_error(rep, r);
+		return;
+	}
+	control_migrate_resolved(srv->mig, how);
+	if (how == VMM_RESOLVE_DISCARD && vmm_vm_run_state(srv->vm) == VMM_VM_PAUSED)
+		vmm_vm_stop(srv->vm);
+	rep->status = MHD_HTTP_NO_CONTENT;
 }
 
 static int json_flag(struct json_object *v, const char *key, uint32_t flag, uint32_t *flags,

@@ -53,8 +53,14 @@ static const struct cli_command {
 	  "[--connections N] [--auto-converge] [--max-rounds N] [--json]",
 	  "live-migrate the VM to a vmm receive on HOST:PORT,\n"
 	  "with progress on stderr; Ctrl-C cancels; once it\n"
-	  "has moved, the source vmm exits 0",
+	  "has moved, the source vmm exits 0; exits 3 if the\n"
+	  "outcome is in doubt (paused on both sides)",
 	  cmd_migrate, 1 },
+	{ "migrate-resolve", "PATH run|discard",
+	  "end an in-doubt migration on this side: run takes the\n"
+	  "guest here, discard lets this copy go (the opposite on\n"
+	  "the other side)",
+	  cmd_migrate_resolve, 1 },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

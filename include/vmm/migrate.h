@@ -1,13 +1,30 @@
 /* Live migration: move a running VM to another process or host over TCP with iterative
  * pre-copy. RAM is copied while the guest runs, then what it dirtied, round after round;
- * when the rest fits the downtime limit the guest is paused, the last pages and the
- * machine state follow, and the destination answers "committed" once it holds all of it.
- * Only then is the VM gone from the source (it stays PAUSED and vmm_vm_migrated() says
- * so). Any failure before that (refused, peer gone, timeout, bad record, cancel) resumes
- * the source exactly where it was.
+ * when the rest fits the downtime limit the guest is paused and the last pages and the
+ * machine state follow. Then a hand-over in which at most one side ever runs the guest
+ * (migrate/protocol.h): the destination checks and loads everything and says READY
+ * (paused); the source answers GO, its last word; only then does the destination start
+ * the guest and say STARTED.
+ *
+ * Outcomes, on each side:
+ * - Any failure before the source wrote GO (refused, peer gone, timeout, bad record,
+ *   cancel): the source resumes exactly where it was; the destination discards what it
+ *   built (it never started).
+ * - STARTED arrived: the VM is gone from the source (it stays PAUSED, vmm_vm_migrated()).
+ * - The destination's start failed after GO: it discards its copy and says so in
+ *   STARTED; the source resumes and returns the destination's error.
+ * - Otherwise the outcome is unknown (GO sent but no STARTED; READY sent but neither GO
+ *   nor an ERROR came): that side returns VMM_EINDOUBT, keeps the guest paused (source:
+ *   PAUSED; destination: loaded, never started) and vmm_vm_in_doubt() is 1. It never
+ *   decides alone, since the other side may already run the guest or may be about to.
+ *   Whoever drives both sides (the embedder, an operator) finds out where the guest runs
+ *   and calls vmm_migrate_resolve(): RUN on exactly one side, DISCARD on the other.
+ *   libvirt's Begin/Prepare/Perform/Finish/Confirm leaves an unclear outcome paused on
+ *   both sides the same way.
  *
  * Thread rule: a send runs on the calling thread (plus one thread per extra connection,
- * which it owns and joins); vmm_migrate_cancel() may be called from any thread. */
+ * which it owns and joins); vmm_migrate_cancel() may be called from any thread;
+ * vmm_migrate_resolve() from any thread once the send or receive has returned. */
 #ifndef VMM_MIGRATE_H
 #define VMM_MIGRATE_H
 
@@ -44,8 +61,8 @@ struct vmm_migrate_round {
 
 struct vmm_migrate_stats {
 	uint32_t rounds;
-	uint64_t total_ns;       /* connect to committed */
-	uint64_t downtime_ns;    /* guest paused on the source until the destination committed */
+	uint64_t total_ns;       /* connect to STARTED */
+	uint64_t downtime_ns;    /* guest paused on the source until STARTED */
 	uint64_t expected_downtime_ns; /* the estimate that ended the rounds */
 	uint64_t pages;          /* all rounds */
 	uint64_t zero_pages;
@@ -85,18 +102,37 @@ VMM_EXPORT void vmm_migrate_opts_init(struct vmm_migrate_opts *opts);
 
 /* Sends a RUNNING (or PAUSED) VM over connected sockets: fds[0] carries the control
  * exchange, all of them RAM (nfds must equal opts->connections). On success the VM is
- * PAUSED and vmm_vm_migrated() is 1; on failure it is as it was and the error says why.
- * The fds stay the caller's. stats may be NULL. */
+ * PAUSED and vmm_vm_migrated() is 1; VMM_EINDOUBT: the VM is PAUSED, vmm_vm_in_doubt() is
+ * 1 and vmm_migrate_resolve() decides; any other failure: it is as it was (resumed if it
+ * was running) and the error says why. The fds stay the caller's. stats may be NULL. */
 VMM_EXPORT int vmm_migrate_send(struct vmm_vm *vm, const int *fds, unsigned nfds,
 				const struct vmm_migrate_opts *opts, struct vmm_migrate_stats *stats);
 /* The same, connecting opts->connections sockets to host:port first. */
 VMM_EXPORT int vmm_migrate_send_to(struct vmm_vm *vm, const char *host, uint16_t port,
 				   const struct vmm_migrate_opts *opts,
 				   struct vmm_migrate_stats *stats);
-/* Makes a send in progress on vm fail with VMM_ECANCELED (the VM resumes). Any thread. */
+/* Makes a send in progress on vm fail with VMM_ECANCELED (the VM resumes). Once the source
+ * has let go (GO) a cancel is ignored: the send finishes, succeeds or ends in doubt. Any
+ * thread. */
 VMM_EXPORT void vmm_migrate_cancel(struct vmm_vm *vm);
-/* 1 once vm was migrated away (it stays PAUSED and must not be resumed), else 0. */
+/* 1 once vm was migrated away or its copy discarded by vmm_migrate_resolve (it stays
+ * PAUSED, or CREATED, and must not run), else 0; 0 while in doubt. */
 VMM_EXPORT int vmm_vm_migrated(const struct vmm_vm *vm);
+/* 1 while vm's migration outcome is unknown (a send or receive returned VMM_EINDOUBT):
+ * the guest is paused, resume and start are refused with VMM_EINDOUBT. Any thread. */
+VMM_EXPORT int vmm_vm_in_doubt(const struct vmm_vm *vm);
+
+enum vmm_resolve {
+	VMM_RESOLVE_RUN = 1,     /* this side takes the guest: the source resumes it, the
+				  * destination starts it (no_start or not) */
+	VMM_RESOLVE_DISCARD = 2, /* this side lets go for good: vmm_vm_migrated() becomes 1,
+				  * the VM never runs again; destroy it */
+};
+/* Ends an in-doubt outcome on this side. Call RUN on exactly one side and DISCARD on the
+ * other (the library cannot know which side the guest ran on, if any: the other side may
+ * have started it; check the guest or the peer first). VMM_ESTATE if vm is not in doubt,
+ * VMM_EINVAL for another `how`; a failed RUN leaves vm in doubt. Any thread. */
+VMM_EXPORT int vmm_migrate_resolve(struct vmm_vm *vm, enum vmm_resolve how);
 
 struct vmm_receive_opts {
 	uint32_t size;
@@ -130,8 +166,11 @@ struct vmm_receive_opts {
 VMM_EXPORT void vmm_receive_opts_init(struct vmm_receive_opts *opts);
 
 /* Accepts one incoming migration on a listening TCP socket (its extra connections too),
- * builds the VM, calls opts->prepare, receives it and, once committed, starts it (unless
- * no_start). On any failure the half-built VM is discarded, the source is told why, and
+ * builds the VM, calls opts->prepare, receives it and, once the source let go (GO), starts
+ * it (unless no_start: then it is the caller's to start). VMM_EINDOUBT: READY went out but
+ * neither GO nor the source's ERROR came back; *out is the loaded, never-started VM,
+ * vmm_vm_in_doubt() is 1, and the caller must resolve it (vmm_migrate_resolve) and destroy
+ * it. On any other failure the half-built VM is discarded, the source is told why, and
  * *out is NULL. A VM above max_mem_size or max_vcpus is refused with VMM_ESHAPE naming
  * the figure, before anything is allocated. A connection that is not a libvmm stream
  * (wrong magic, closed or silent past timeout_ms before its preamble), or a HELLO that

@@ -50,6 +50,18 @@ head -c 70000 /dev/zero | tr '\0' ' ' >"$tmp/big"
 expect "body over 64 KiB 413" [ "$(http "$s" PUT vm.snapshot --data-binary @"$tmp/big")" = 413 ]
 code=$(http "$s" PUT vm.snapshot -H 'Transfer-Encoding: chunked' --data-binary @"$tmp/big")
 expect "chunked body over 64 KiB 413" [ "$code" = 413 ]
+# vm.migrate-resolve: only an in-doubt migration can be resolved (tests/unit/test_handover.c
+# and test_handover_guest.c make them); vm.info says whether the VM is in doubt.
+expect "status not in doubt" grep -q '"in_doubt": *false' <<<"$("$VMM_CLI" status "$s")"
+expect "resolve not in doubt 409" [ "$(http "$s" PUT vm.migrate-resolve -d '{"action":"run"}')" = 409 ]
+expect "resolve 409 says VMM_ESTATE" grep -q '"error":"VMM_ESTATE"' "$tmp/body"
+expect "resolve unknown action 400" [ "$(http "$s" PUT vm.migrate-resolve -d '{"action":"maybe"}')" = 400 ]
+expect "resolve without a body 400" [ "$(http "$s" PUT vm.migrate-resolve -d '{}')" = 400 ]
+"$VMM_CLI" migrate-resolve "$s" discard 2>"$tmp/err"
+expect "migrate-resolve not in doubt exits 1" [ $? = 1 ]
+expect "migrate-resolve says why" grep -q '^vmm: migrate-resolve: .*not in doubt' "$tmp/err"
+expect "migrate-resolve usage exits 2" bash -c '"$0" migrate-resolve "$1" later 2>/dev/null; [ $? = 2 ]' "$VMM_CLI" "$s"
+expect "still running after resolve refused" grep -q '"state": *"running"' <<<"$("$VMM_CLI" status "$s")"
 expect "error body has error/message/detail" \
   json_has "$tmp/body" 'set(d) == {"error", "message", "detail"}'
 # A libvmm error reaches the client's stderr with its detail.

@@ -1,6 +1,8 @@
 /* Live-migration failure injection: destinations that refuse, vanish, fall silent, die or talk
- * garbage at each phase, a hostile source against a real receiver, and cancel. Before commit the
- * source VM must run on untouched, its guest's self-check pass, and a retry succeed. */
+ * garbage at each phase, a hostile source against a real receiver, and cancel. Before the source
+ * lets go (GO, protocol.h) its VM must run on untouched, its guest's self-check pass, and a retry
+ * succeed; after GO without STARTED it must stay paused, in doubt, until resolved. (Every step of
+ * the hand-over on both sides: tests/unit/test_handover.c.) */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
@@ -158,8 +160,10 @@ enum fake_act {
 	FAKE_CLOSE_AFTER_RAM,     /* close after `arg` RAM records (round 0) */
 	FAKE_CLOSE_AT_ROUND,      /* close on the ROUND marker numbered `arg` */
 	FAKE_CLOSE_AT_FINAL,      /* close on the final ROUND marker (stop-and-copy) */
-	FAKE_CLOSE_AT_COMPLETE,   /* read through COMPLETE, close without COMMITTED */
+	FAKE_CLOSE_AT_COMPLETE,   /* read through COMPLETE, close without READY */
 	FAKE_SILENT_AT_COMPLETE,  /* read through COMPLETE, then neither answer nor close */
+	FAKE_CLOSE_AFTER_GO,      /* answer COMPLETE with READY, read GO, close without STARTED */
+	FAKE_START_FAILS,         /* READY, GO, then STARTED {VMM_ESYS}: its start failed */
 	FAKE_REPLY_RAW_GARBAGE,   /* answer HELLO with random bytes */
 	FAKE_REPLY_UNPARSABLE,    /* answer HELLO with a HELLO_REPLY record that does not parse */
 	FAKE_GARBAGE_BACK,        /* accept, then write garbage back while the source sends */
@@ -310,6 +314,26 @@ static void fake_records(struct fake *f, struct vmm__xport *xp)
 				trigger(f);
 				return;
 			}
+			if (f->act == FAKE_CLOSE_AFTER_GO || f->act == FAKE_START_FAILS) {
+				Vmm__Stream__Ready ok = VMM__STREAM__READY__INIT;
+				Vmm__Stream__Started st = VMM__STREAM__STARTED__INIT;
+				uint8_t *p = NULL;
+
+				r = vmm__stream_write_msg(xp, VMM_REC_READY, &ok.base);
+				if (!r)
+					r = vmm__stream_read_rec(xp, VMM_REC_GO, &h, &p);
+				free(p);
+				st.has_error = 1, st.error = VMM_ESYS;
+				st.message = "no vCPU threads here";
+				if (!r && f->act == FAKE_START_FAILS)
+					r = vmm__stream_write_msg(xp, VMM_REC_STARTED, &st.base);
+				if (r) {
+					fake_fail(f, "ready/go", r);
+					return;
+				}
+				trigger(f);
+				return;
+			}
 			if (f->act == FAKE_SILENT_AT_COMPLETE) {
 				trigger(f);
 				for (int i = 0; i < FAKE_TIMEOUT_MS / 10 &&
@@ -319,7 +343,7 @@ static void fake_records(struct fake *f, struct vmm__xport *xp)
 				return;
 			}
 			if (f->act == FAKE_GARBAGE_BACK) {
-				/* No COMMITTED ever comes: the source must now read our garbage. */
+				/* No READY ever comes: the source must now read our garbage. */
 				f->reached = 1;
 				read_peer_error(f, xp);
 				return;
@@ -505,7 +529,9 @@ static void vanish_stop_and_copy(void **state)
 	assert_int_equal(f.state_at_trigger, VMM_VM_PAUSED);
 }
 
-static void vanish_before_commit(void **state)
+/* The destination left before READY: it never held the guest, so the source takes it back
+ * (1.0 resumed here after COMPLETE too, though the destination may have started). */
+static void vanish_before_ready(void **state)
 {
 	struct fake f;
 	char why[512];
@@ -514,7 +540,45 @@ static void vanish_before_commit(void **state)
 	assert_int_equal(f.state_at_trigger, VMM_VM_PAUSED);
 }
 
-static void silent_before_commit(void **state)
+/* GO went out and the destination vanished: it may run the guest, so the source stays paused
+ * and in doubt, refuses to resume, and runs on only when resolved. */
+static void vanish_after_go(void **state)
+{
+	struct src s;
+	struct fake f;
+	char why[512];
+	int r;
+
+	src_start(&s);
+	fake_start(&f, FAKE_CLOSE_AFTER_GO, 0, s.vm);
+	r = send_fake(&s, &f, NULL, why, sizeof(why));
+	fake_finish(&f);
+	assert_int_equal(r, VMM_EINDOUBT);
+	assert_non_null(strstr(why, "STARTED"));
+	assert_int_equal(vmm_vm_run_state(s.vm), VMM_VM_PAUSED);
+	assert_int_equal(vmm_vm_in_doubt(s.vm), 1);
+	assert_int_equal(vmm_vm_resume(s.vm), VMM_EINDOUBT);
+	tu_sleep_us(200000);
+	assert_int_equal(vmm_vm_run_state(s.vm), VMM_VM_PAUSED);
+	/* The fake kept nothing: the guest is the source's. */
+	assert_int_equal(vmm_migrate_resolve(s.vm, VMM_RESOLVE_RUN), 0);
+	assert_int_equal(vmm_vm_in_doubt(s.vm), 0);
+	src_survived(&s);
+	src_retry(&s);
+}
+
+/* The destination got GO but could not start the guest; it says so and keeps nothing: the
+ * source takes the guest back by itself. */
+static void start_fails_after_go(void **state)
+{
+	struct fake f;
+	char why[512];
+
+	fake_case(FAKE_START_FAILS, 0, NULL, VMM_ESYS, &f, why, sizeof(why));
+	assert_non_null(strstr(why, "no vCPU threads here"));
+}
+
+static void silent_before_ready(void **state)
 {
 	struct vmm_migrate_opts o;
 	struct src s;
@@ -566,7 +630,7 @@ static void garbage_back(void **state)
 	char why[512];
 
 	/* The source reads its control connection only for the SYNC echo before
-	 * stop-and-copy and for COMMITTED: the garbage must be caught there, never taken for
+	 * stop-and-copy and for READY: the garbage must be caught there, never taken for
 	 * either. */
 	fake_case(FAKE_GARBAGE_BACK, 0, NULL, VMM_EPROTO, &f, why, sizeof(why));
 	assert_int_equal(f.peer_code, VMM_EPROTO);
@@ -925,7 +989,7 @@ static Vmm__Stream__HelloReply *rx_hello(struct rx *x, uint64_t features)
 
 static void rx_accepted(struct rx *x)
 {
-	Vmm__Stream__HelloReply *rep = rx_hello(x, VMM_FEAT_RAM_BATCHES);
+	Vmm__Stream__HelloReply *rep = rx_hello(x, VMM_FEAT_RAM_BATCHES | VMM_FEAT_HANDOVER);
 
 	assert_true(rep->accepted);
 	vmm__stream__hello_reply__free_unpacked(rep, NULL);
@@ -1050,6 +1114,21 @@ static void rx_unknown_feature(void **state)
 	rx_close(&x, VMM_EFEATURE, "0x10000000000");
 }
 
+/* A 1.0 source would resume if COMMITTED were late: the destination refuses it. */
+static void rx_no_handover(void **state)
+{
+	Vmm__Stream__HelloReply *rep;
+	struct rx x;
+
+	rx_open(&x);
+	rep = rx_hello(&x, VMM_FEAT_RAM_BATCHES);
+	assert_false(rep->accepted);
+	assert_int_equal(rep->error, VMM_EFEATURE);
+	assert_non_null(strstr(rep->reason, "hand-over"));
+	vmm__stream__hello_reply__free_unpacked(rep, NULL);
+	rx_close(&x, VMM_EFEATURE, "hand-over");
+}
+
 static void rx_garbage(void **state)
 {
 	uint8_t junk[256];
@@ -1132,6 +1211,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(rx_bad_magic),
 		cmocka_unit_test(rx_future_major),
 		cmocka_unit_test(rx_unknown_feature),
+		cmocka_unit_test(rx_no_handover),
 		cmocka_unit_test(rx_garbage),
 		cmocka_unit_test(rx_page_beyond_ram),
 		cmocka_unit_test(rx_bad_checksum),
@@ -1143,8 +1223,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test(vanish_round0),
 		cmocka_unit_test(vanish_round_k),
 		cmocka_unit_test(vanish_stop_and_copy),
-		cmocka_unit_test(vanish_before_commit),
-		cmocka_unit_test(silent_before_commit),
+		cmocka_unit_test(vanish_before_ready),
+		cmocka_unit_test(vanish_after_go),
+		cmocka_unit_test(start_fails_after_go),
+		cmocka_unit_test(silent_before_ready),
 		cmocka_unit_test(dest_killed),
 		cmocka_unit_test(garbage_hello_reply),
 		cmocka_unit_test(unparsable_hello_reply),

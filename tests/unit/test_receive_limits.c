@@ -107,7 +107,7 @@ static void peer_hello(struct peer *p, uint64_t mem_mib, uint32_t vcpus, uint32_
 	shape.has_page_size = 1, shape.page_size = 4096;
 	h.has_version_major = 1, h.version_major = VMM_STREAM_MAJOR;
 	h.has_version_minor = 1, h.version_minor = VMM_STREAM_MINOR;
-	h.has_required_features = 1, h.required_features = VMM_FEAT_RAM_BATCHES;
+	h.has_required_features = 1, h.required_features = VMM_FEAT_RAM_BATCHES | VMM_FEAT_HANDOVER;
 	h.shape = &shape;
 	h.has_connections = 1, h.connections = nconns;
 	h.has_session_id = 1, h.session_id = (ProtobufCBinaryData){ 16, (uint8_t *)sess };

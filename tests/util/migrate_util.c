@@ -80,6 +80,11 @@ int mu_child_receive(int argc, char **argv)
 		fprintf(stderr, "receive: %s: %s (%s)\n", vmm_err_name(r), vmm_strerror(r),
 			vmm_last_error());
 		tu_output_free(&out);
+		if (r == VMM_EINDOUBT) { /* kept paused, never started: this child lets go */
+			vmm_migrate_resolve(vm, VMM_RESOLVE_DISCARD);
+			vmm_vm_destroy(vm);
+			return 103;
+		}
 		return 100;
 	}
 	r = vmm_vm_wait(vm, 300000, &ex);

@@ -22,8 +22,8 @@ void mu_dest_start(struct mu_dest *d, uint64_t max_mem_mib);
 char *mu_dest_finish(struct mu_dest *d, int *status);
 /* A receiving child's main: "receive FD [MAX_MIB]" (the fd mu_dest_start's child
  * inherits) or "receive-at ADDR PORT TIMEOUT_MS" (listens itself); runs the VM that
- * arrived and prints the guest's output. Exits 100 if nothing arrived, 101 if the wait
- * failed, 102 if the guest did not exit by itself, else the guest's status. */
+ * arrived and prints the guest's output. Exits 100 if nothing arrived, 103 if it ended in
+ * doubt (then it discards its copy), 101 if the wait failed, 102 if the guest did not exit by itself, else the guest's status. */
 int mu_child_receive(int argc, char **argv);
 /* Connects opts->connections sockets to the destination and sends. */
 int mu_send(struct vmm_vm *vm, struct mu_dest *d, const struct vmm_migrate_opts *o,
