@@ -374,35 +374,12 @@ static void nested_in_use_refused(void **state)
 
 /* ---------------------------------------------------------------- migration */
 
-struct recv_job {
-	int lfd;
-	int allow;
-	int r;
-	struct vmm_vm *vm;
-	char err[512];
-};
-
-static void *receiver(void *arg)
-{
-	struct recv_job *j = arg;
-	struct vmm_receive_opts o;
-
-	vmm_receive_opts_init(&o);
-	o.no_start = 1;
-	o.allow_cpu_mismatch = j->allow;
-	j->r = vmm_migrate_receive(j->lfd, &o, &j->vm);
-	snprintf(j->err, sizeof(j->err), "%s", vmm_last_error());
-	return NULL;
-}
-
 /* Source and destination in one process on one fake kernel: the destination's VM opens
  * KVM after the source's, so hiding features in between gives it another "host". */
-static int migrate_once(int allow, struct recv_job *j)
+static int migrate_once(int allow, struct mu_rx *x)
 {
 	struct vmm_migrate_opts o;
 	struct vmm_vm *src;
-	pthread_t t;
-	uint16_t port;
 	int r;
 
 	fake_kvm_install();
@@ -410,15 +387,13 @@ static int migrate_once(int allow, struct recv_job *j)
 	assert_non_null(src);
 	assert_int_equal(vmm_vm_start(src), 0);
 	hide_three();
-	memset(j, 0, sizeof(*j));
-	j->allow = allow;
-	j->lfd = mu_listen(&port);
-	assert_true(j->lfd >= 0);
-	assert_int_equal(pthread_create(&t, NULL, receiver, j), 0);
+	mu_rx_init(x);
+	x->o.no_start = 1;
+	x->o.allow_cpu_mismatch = allow;
+	mu_rx_start(x);
 	vmm_migrate_opts_init(&o);
-	r = vmm_migrate_send_to(src, "127.0.0.1", port, &o, NULL);
-	pthread_join(t, NULL);
-	close(j->lfd);
+	r = vmm_migrate_send_to(src, "127.0.0.1", x->port, &o, NULL);
+	mu_rx_join(x);
 	if (r)
 		assert_int_equal(vmm_vm_run_state(src), VMM_VM_RUNNING); /* the source runs on */
 	vmm_vm_destroy(src);
@@ -427,13 +402,13 @@ static int migrate_once(int allow, struct recv_job *j)
 
 static void receive_missing_features_ecpu(void **state)
 {
-	struct recv_job j;
+	struct mu_rx j;
 
 	(void)state;
 	assert_true(migrate_once(0, &j) != 0);
 	assert_int_equal(j.r, VMM_ECPU);
 	assert_null(j.vm);
-	assert_non_null(strstr(j.err, "bmi2"));
+	assert_non_null(strstr(j.detail, "bmi2"));
 	assert_int_equal(migrate_once(1, &j), 0);
 	assert_int_equal(j.r, 0);
 	vmm_vm_destroy(j.vm);

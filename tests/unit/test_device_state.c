@@ -275,45 +275,23 @@ static void snapshot_restore_prepare(void **state)
 
 /* ---- live migration on the fake kernel, prepare on the receiving side */
 
-struct rx {
-	int lfd;
-	uint16_t port;
-	pthread_t thread;
-	struct vmm_receive_opts o;
-	int r;
-	struct vmm_vm *vm;
-	char detail[512];
-};
-
-static void *rx_main(void *arg)
-{
-	struct rx *x = arg;
-
-	x->r = vmm_migrate_receive(x->lfd, &x->o, &x->vm);
-	snprintf(x->detail, sizeof(x->detail), "%s", vmm_last_error());
-	return NULL;
-}
-
 static int migrate(struct vmm_vm *vm, vmm_prepare_fn prepare, void *opaque, struct vmm_vm **out,
 		   int *send_r)
 {
 	struct vmm_migrate_opts mo;
-	struct rx x;
+	struct mu_rx x;
 
-	memset(&x, 0, sizeof(x));
-	vmm_receive_opts_init(&x.o);
+	mu_rx_init(&x);
 	x.o.timeout_ms = 5000;
 	x.o.no_start = 1;
 	x.o.prepare = prepare, x.o.prepare_opaque = opaque;
-	x.lfd = mu_listen(&x.port);
-	assert_int_equal(pthread_create(&x.thread, NULL, rx_main, &x), 0);
+	mu_rx_start(&x);
 	vmm_migrate_opts_init(&mo);
 	mo.timeout_ms = 5000;
 	*send_r = vmm_migrate_send_to(vm, "127.0.0.1", x.port, &mo, NULL);
 	print_message("    send: %s: %s\n", vmm_err_name(*send_r), vmm_last_error());
-	pthread_join(x.thread, NULL);
+	mu_rx_join(&x);
 	print_message("    receive: %s: %s\n", vmm_err_name(x.r), x.detail);
-	close(x.lfd);
 	*out = x.vm;
 	return x.r;
 }

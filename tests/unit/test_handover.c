@@ -26,30 +26,9 @@
 
 /* ---- the two sides */
 
-struct dst {
-	int lfd;
-	uint16_t port;
-	pthread_t th;
-	int r;
-	struct vmm_vm *vm;
-	char why[512];
-};
-
-static void *dst_main(void *arg)
-{
-	struct dst *d = arg;
-	struct vmm_receive_opts o;
-
-	vmm_receive_opts_init(&o);
-	o.timeout_ms = TIMEOUT_MS;
-	d->r = vmm_migrate_receive(d->lfd, &o, &d->vm);
-	snprintf(d->why, sizeof(d->why), "%s", vmm_last_error());
-	return NULL;
-}
-
 struct cell {
 	struct vmm_vm *src;
-	struct dst d;
+	struct mu_rx d;
 	struct hp_proxy p;
 	int r;              /* the send's result */
 	char why[512];
@@ -65,8 +44,9 @@ static void cell_run(struct cell *c, enum hp_fault fault, int dir, unsigned type
 	c->src = fake_vm_new_loaded(MIB, 1, NULL, NULL);
 	assert_non_null(c->src);
 	assert_int_equal(vmm_vm_start(c->src), 0);
-	c->d.lfd = mu_listen(&c->d.port);
-	assert_int_equal(pthread_create(&c->d.th, NULL, dst_main, &c->d), 0);
+	mu_rx_init(&c->d);
+	c->d.o.timeout_ms = TIMEOUT_MS;
+	mu_rx_start(&c->d);
 	hp_start(&c->p, c->d.port, fault, dir, type, c->src);
 	if (!o) {
 		vmm_migrate_opts_init(&def);
@@ -75,9 +55,9 @@ static void cell_run(struct cell *c, enum hp_fault fault, int dir, unsigned type
 	o->timeout_ms = TIMEOUT_MS;
 	c->r = vmm_migrate_send_to(c->src, "127.0.0.1", c->p.port, o, &c->st);
 	snprintf(c->why, sizeof(c->why), "%s", vmm_last_error());
-	pthread_join(c->d.th, NULL);
+	mu_rx_join(&c->d);
 	print_message("    source %s (%s)\n    destination %s (%s)\n", vmm_err_name(c->r), c->why,
-		      vmm_err_name(c->d.r), c->d.why);
+		      vmm_err_name(c->d.r), c->d.detail);
 	/* The hand-over's one rule, whatever the fault: the destination runs only if the
 	 * source did not take the guest back. */
 	if (c->d.r == 0)
@@ -95,7 +75,6 @@ static int running(struct vmm_vm *vm)
 static void cell_end(struct cell *c)
 {
 	hp_stop(&c->p);
-	close(c->d.lfd);
 	vmm_vm_destroy(c->d.vm);
 	vmm_vm_destroy(c->src);
 }
@@ -129,6 +108,8 @@ static void src_kept(struct cell *c)
 /* Both paused and in doubt; resolved with RUN on `run_dst ? destination : source`. */
 static void both_in_doubt(struct cell *c, int run_dst)
 {
+	const int no_fd = -1; /* refused before any socket is looked at */
+
 	assert_int_equal(c->r, VMM_EINDOUBT);
 	assert_int_equal(c->d.r, VMM_EINDOUBT);
 	assert_non_null(c->d.vm);
@@ -140,8 +121,8 @@ static void both_in_doubt(struct cell *c, int run_dst)
 	/* Neither side may take the guest but through resolve. */
 	assert_int_equal(vmm_vm_resume(c->src), VMM_EINDOUBT);
 	assert_int_equal(vmm_vm_start(c->d.vm), VMM_EINDOUBT);
-	assert_int_equal(vmm_migrate_send(c->src, &c->d.lfd, 1, NULL, NULL), VMM_EINDOUBT);
-	assert_int_equal(vmm_migrate_send(c->d.vm, &c->d.lfd, 1, NULL, NULL), VMM_EINDOUBT);
+	assert_int_equal(vmm_migrate_send(c->src, &no_fd, 1, NULL, NULL), VMM_EINDOUBT);
+	assert_int_equal(vmm_migrate_send(c->d.vm, &no_fd, 1, NULL, NULL), VMM_EINDOUBT);
 	assert_int_equal(vmm_vm_in_doubt(c->src), 1);
 	assert_int_equal(vmm_vm_in_doubt(c->d.vm), 1);
 	assert_int_equal(vmm_vm_run_state(c->src), VMM_VM_PAUSED);
@@ -265,7 +246,7 @@ static void complete_pages_checked(void **state)
 	(void)state;
 	cell_run(&c, HP_MANGLE, HP_TO_DST, VMM_REC_COMPLETE, NULL);
 	assert_int_equal(c.d.r, VMM_EPROTO);
-	assert_non_null(strstr(c.d.why, "pages"));
+	assert_non_null(strstr(c.d.detail, "pages"));
 	assert_int_equal(c.r, VMM_EREFUSED);
 	assert_non_null(strstr(c.why, "pages"));
 	src_kept(&c);

@@ -23,50 +23,28 @@
 
 #define RX_MIB 8
 
-struct rx {
-	int lfd;
-	uint16_t port;
-	pthread_t thread;
-	struct vmm_receive_opts o;
-	int r;
-	struct vmm_vm *vm;
-	char detail[512];
-};
-
 /* One forged connection to the receiver. */
 struct peer {
 	int fd;
 	struct vmm__xport *xp;
 };
 
-static void *rx_main(void *arg)
-{
-	struct rx *x = arg;
-
-	x->vm = (struct vmm_vm *)1; /* must become NULL on failure */
-	x->r = vmm_migrate_receive(x->lfd, &x->o, &x->vm);
-	snprintf(x->detail, sizeof(x->detail), "%s", vmm_last_error());
-	return NULL;
-}
-
 /* opts: NULL for the defaults (timeout 3 s, not started). */
-static void rx_start(struct rx *x, const struct vmm_receive_opts *o)
+static void rx_start(struct mu_rx *x, const struct vmm_receive_opts *o)
 {
-	memset(x, 0, sizeof(*x));
-	vmm_receive_opts_init(&x->o);
+	mu_rx_init(x);
 	x->o.timeout_ms = 3000;
 	x->o.no_start = 1;
 	if (o)
 		x->o = *o;
-	x->lfd = mu_listen(&x->port);
-	assert_int_equal(pthread_create(&x->thread, NULL, rx_main, x), 0);
+	x->vm = (struct vmm_vm *)1; /* must become NULL on failure */
+	mu_rx_start(x);
 }
 
-static int rx_finish(struct rx *x)
+static int rx_finish(struct mu_rx *x)
 {
-	pthread_join(x->thread, NULL);
+	mu_rx_join(x);
 	print_message("    -> %s: %s\n", x->r ? vmm_err_name(x->r) : "ok", x->detail);
-	close(x->lfd);
 	if (x->r)
 		assert_null(x->vm);
 	else
@@ -74,7 +52,7 @@ static int rx_finish(struct rx *x)
 	return x->r;
 }
 
-static void peer_connect(struct peer *p, const struct rx *x)
+static void peer_connect(struct peer *p, const struct mu_rx *x)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	struct vmm__xport_opts xo = { .timeout_ms = 5000 };
@@ -142,7 +120,7 @@ static void refused(uint64_t mem_mib, uint32_t vcpus, int want, const char *figu
 {
 	Vmm__Stream__HelloReply *rep;
 	struct peer p;
-	struct rx x;
+	struct mu_rx x;
 
 	fake_kvm_log_clear();
 	rx_start(&x, NULL);
@@ -173,7 +151,7 @@ static void max_mem_raises_the_cap(void **state)
 	Vmm__Stream__HelloReply *rep;
 	struct vmm_receive_opts o;
 	struct peer p;
-	struct rx x;
+	struct mu_rx x;
 
 	(void)state;
 	/* An explicit cap below the VM refuses it, naming the cap... */
@@ -209,7 +187,7 @@ static void max_vcpus_raises_the_cap(void **state)
 	Vmm__Stream__HelloReply *rep;
 	struct vmm_receive_opts o;
 	struct peer p;
-	struct rx x;
+	struct mu_rx x;
 
 	(void)state;
 	fake_kvm_set_vcpu_caps(2, 64);
@@ -234,7 +212,7 @@ static void stray_then_source(int silent)
 	Vmm__Stream__HelloReply *rep;
 	struct peer stray, p;
 	struct timespec t0, t1;
-	struct rx x;
+	struct mu_rx x;
 	char c;
 
 	rx_start(&x, NULL);
@@ -280,7 +258,7 @@ static void stray_among_extra_connections(void **state)
 	struct peer p0, p1, garbage, wrong, dup;
 	struct vmm__rec_hdr h;
 	uint8_t *b;
-	struct rx x;
+	struct mu_rx x;
 	char c;
 
 	(void)state;
@@ -327,7 +305,7 @@ static void strays_then_real_migration(void **state)
 	struct vmm_migrate_opts mo;
 	struct peer silent, junk;
 	char got[sizeof(text)];
-	struct rx x;
+	struct mu_rx x;
 	char c;
 
 	(void)state;
@@ -343,14 +321,13 @@ static void strays_then_real_migration(void **state)
 	mo.connections = 2;
 	mo.timeout_ms = 5000;
 	assert_int_equal(vmm_migrate_send_to(vm, "127.0.0.1", x.port, &mo, NULL), 0);
-	pthread_join(x.thread, NULL);
+	mu_rx_join(&x);
 	print_message("    -> %s: %s\n", x.r ? vmm_err_name(x.r) : "ok", x.detail);
 	assert_int_equal(x.r, 0);
 	assert_int_equal(vmm_vm_mem_read(x.vm, 0x200000, got, sizeof(got)), 0);
 	assert_memory_equal(got, text, sizeof(text));
 	assert_int_equal(vmm_vm_start(x.vm), 0);
 	vmm_vm_destroy(x.vm);
-	close(x.lfd);
 	peer_close(&silent);
 	peer_close(&junk);
 	vmm_vm_destroy(vm);

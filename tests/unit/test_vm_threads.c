@@ -265,44 +265,25 @@ static void meddle(void *opaque, const struct vmm_migrate_round *round,
 	p->pause_refused += vmm_vm_pause(p->vm) == VMM_EJOB;
 }
 
-struct receiver {
-	int lfd;
-	int r;
-	struct vmm_vm *vm;
-};
-
-static void *receive_main(void *p)
-{
-	struct receiver *rv = p;
-	struct vmm_receive_opts ro;
-
-	vmm_receive_opts_init(&ro);
-	ro.timeout_ms = 10000;
-	rv->r = vmm_migrate_receive(rv->lfd, &ro, &rv->vm);
-	return NULL;
-}
-
 static void migration_progress_cannot_resume(void **state)
 {
 	struct vmm_vm *vm = fake_vm_new_loaded(16, 1, NULL, NULL);
 	struct progress p = { .vm = vm };
-	struct receiver rv = { .r = 1 };
+	struct mu_rx rv;
 	struct vmm_migrate_opts mo;
-	uint16_t port;
-	pthread_t t;
 	int r;
 
 	(void)state;
 	assert_non_null(vm);
 	assert_int_equal(vmm_vm_start(vm), 0);
-	rv.lfd = mu_listen(&port);
-	assert_int_equal(pthread_create(&t, NULL, receive_main, &rv), 0);
+	mu_rx_init(&rv);
+	rv.o.timeout_ms = 10000;
+	mu_rx_start(&rv);
 	vmm_migrate_opts_init(&mo);
 	mo.progress = meddle;
 	mo.progress_opaque = &p;
-	r = vmm_migrate_send_to(vm, "127.0.0.1", port, &mo, NULL);
-	pthread_join(t, NULL);
-	close(rv.lfd);
+	r = vmm_migrate_send_to(vm, "127.0.0.1", rv.port, &mo, NULL);
+	mu_rx_join(&rv);
 	assert_int_equal(r, 0);
 	assert_int_equal(rv.r, 0);
 	assert_true(p.calls > 0);

@@ -28,6 +28,36 @@ int mu_listen(uint16_t *port)
 	return fd;
 }
 
+void mu_rx_init(struct mu_rx *x)
+{
+	memset(x, 0, sizeof(*x));
+	vmm_receive_opts_init(&x->o);
+	x->lfd = -1;
+}
+
+static void *mu_rx_main(void *arg)
+{
+	struct mu_rx *x = arg;
+
+	x->r = vmm_migrate_receive(x->lfd, &x->o, &x->vm);
+	snprintf(x->detail, sizeof(x->detail), "%s", x->r ? vmm_last_error() : "");
+	return NULL;
+}
+
+void mu_rx_start(struct mu_rx *x)
+{
+	x->lfd = mu_listen(&x->port);
+	assert_int_equal(pthread_create(&x->thread, NULL, mu_rx_main, x), 0);
+}
+
+int mu_rx_join(struct mu_rx *x)
+{
+	pthread_join(x->thread, NULL);
+	close(x->lfd);
+	x->lfd = -1;
+	return x->r;
+}
+
 void mu_dest_start(struct mu_dest *d, uint64_t max_mem_mib)
 {
 	char fdstr[16], maxstr[32];

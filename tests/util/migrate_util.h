@@ -4,7 +4,10 @@
 #ifndef VMM_MIGRATE_UTIL_H
 #define VMM_MIGRATE_UTIL_H
 
+#include <pthread.h>
 #include <sys/types.h>
+
+#include "vmm/migrate.h"
 
 #include "testutil.h"
 
@@ -30,5 +33,23 @@ int mu_send(struct vmm_vm *vm, struct mu_dest *d, const struct vmm_migrate_opts 
 	    struct vmm_migrate_stats *st);
 /* A listening socket on 127.0.0.1:(ephemeral); *port gets the port. */
 int mu_listen(uint16_t *port);
+
+/* A receiver on a thread of this process (the fake-kernel tests, where source and
+ * destination share one fake kernel): vmm_migrate_receive on its own listening socket,
+ * its outcome and the detail of a failure kept for the test. */
+struct mu_rx {
+	struct vmm_receive_opts o; /* vmm_receive_opts_init's by mu_rx_init: change before start */
+	int lfd;
+	uint16_t port;
+	pthread_t thread;
+	int r;
+	struct vmm_vm *vm;         /* what arrived (NULL on most failures) */
+	char detail[512];          /* vmm_last_error() of the receiving thread */
+};
+void mu_rx_init(struct mu_rx *x);
+/* Listens and starts the receiving thread. */
+void mu_rx_start(struct mu_rx *x);
+/* Joins it, closes the listening socket; returns the receive's result. */
+int mu_rx_join(struct mu_rx *x);
 
 #endif
