@@ -1,8 +1,6 @@
 /* The end of an unclear hand-over (protocol.h): whoever drives both sides says which one
  * keeps the guest. The library never guesses: a side in doubt cannot know whether the
  * other already runs the guest or is about to. */
-#include <stdio.h>
-
 #include "libvmm/error_internal.h"
 #include "libvmm/vm_move.h"
 #include "vmm/migrate.h"
@@ -27,12 +25,10 @@ static int take(struct vmm_vm *vm, int side)
 		r = vmm_vm_start(vm);
 	}
 	if (r) {
-		/* Still nobody's: the caller may retry, or discard here and run it elsewhere. */
-		char why[512];
-
-		snprintf(why, sizeof(why), "%s", vmm_last_error());
+		/* Still nobody's: the caller may retry, or discard here and run it elsewhere.
+		 * vmm__err formats through a copy, so wrapping the last detail is safe. */
 		vmm__move_set_in_doubt(vm, side);
-		return vmm__err(r, "resolve: %s", why);
+		return vmm__err(r, "resolve: %s", vmm_last_error());
 	}
 	return 0;
 }
