@@ -87,18 +87,29 @@ char *mu_dest_finish(struct mu_dest *d, int *status)
 	return buf;
 }
 
+static void log_line(void *opaque, int level, const char *msg)
+{
+	char line[600];
+	snprintf(line, sizeof(line), "  [%d] %s\n", level, msg);
+	tu_output_sink(opaque, (const uint8_t *)line, strlen(line));
+}
+
 int mu_child_receive(int argc, char **argv)
 {
 	struct vmm_receive_opts o;
-	struct tu_output out;
+	struct tu_output out, log;
 	struct vmm_vm *vm;
 	struct vmm_exit ex;
 	int r;
 
 	tu_output_init(&out);
+	tu_output_init(&log);
 	vmm_receive_opts_init(&o);
 	o.serial_out = tu_output_sink;
 	o.serial_opaque = &out;
+	/* Kept, and shown only when the guest does not finish: a CI log then says why. */
+	o.log = log_line;
+	o.log_opaque = &log;
 	if (!strcmp(argv[1], "receive-at")) {
 		o.timeout_ms = argc > 4 ? atoi(argv[4]) : 0;
 		r = vmm_migrate_receive_at(argv[2], (uint16_t)atoi(argv[3]), &o, &vm);
@@ -110,6 +121,7 @@ int mu_child_receive(int argc, char **argv)
 		fprintf(stderr, "receive: %s: %s (%s)\n", vmm_err_name(r), vmm_strerror(r),
 			vmm_last_error());
 		tu_output_free(&out);
+		tu_output_free(&log);
 		if (r == VMM_EINDOUBT) { /* kept paused, never started: this child lets go */
 			vmm_migrate_resolve(vm, VMM_RESOLVE_DISCARD);
 			vmm_vm_destroy(vm);
@@ -118,9 +130,20 @@ int mu_child_receive(int argc, char **argv)
 		return 100;
 	}
 	r = vmm_vm_wait(vm, 300000, &ex);
+	if (r || ex.reason != VMM_EXIT_GUEST) {
+		char *l = tu_output_copy(&log);
+
+		fprintf(stderr, "receive child: wait: %s (%s), guest %s, exit %d/%d (%s), %zu output "
+			"bytes\n", vmm_err_name(r), r ? vmm_last_error() : "",
+			vmm_vm_run_state_name(vmm_vm_run_state(vm)), r ? -1 : (int)ex.reason,
+			r ? -1 : ex.status, r ? "" : ex.detail, out.len);
+		fprintf(stderr, "receive child: the VM's log:\n%s\n", l);
+		free(l);
+	}
 	vmm_vm_destroy(vm);
 	fwrite(out.buf ? out.buf : "", 1, out.len, stdout);
 	tu_output_free(&out);
+	tu_output_free(&log);
 	if (r)
 		return 101;
 	return ex.reason == VMM_EXIT_GUEST ? ex.status : 102;

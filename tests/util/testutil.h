@@ -11,7 +11,8 @@
 
 #include "vmm/vmm.h"
 
-/* Exits 77 with a reason if /dev/kvm cannot be opened read-write. Call first in main(). */
+/* Exits 77 with a reason if /dev/kvm cannot be opened read-write. Call first in main().
+ * VMM_TEST_FILTER (a cmocka pattern, `*` wildcards) then runs only the matching cases. */
 void tu_require_kvm(void);
 /* "<build>/tests/guests/<name>" in a static buffer. */
 const char *tu_guest(const char *name);

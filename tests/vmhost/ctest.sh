@@ -16,9 +16,21 @@ shift 2
 cd "$BUILD"
 
 . "$HERE/kvm_usable.sh"
+# A CI log keeps only its head and tail: repeat each failed case's own message last, so the
+# cause survives the cut in the middle.
+recap() {
+	local rc=$1
+	[ "$rc" -eq 0 ] && return 0
+	echo "=== recap of the failures (from Testing/Temporary/LastTest.log) ==="
+	grep -a -B12 -A2 -E '^\[  (ERROR|FAILED)   ?\]|^receive child:|Failure!' \
+		Testing/Temporary/LastTest.log 2>/dev/null | grep -av '^\[       OK \]' | tail -150 || true
+	return "$rc"
+}
 emulated() {
+	local rc=0
 	"$HERE/run.sh" --share "$BUILD" --timeout "${VMM_VMHOST_TIMEOUT:-3000}" -- \
-		ctest --output-on-failure -L '^kvm$' "$@"
+		ctest --output-on-failure -L '^kvm$' "$@" || rc=$?
+	recap $rc
 }
 
 case $MODE in
@@ -30,12 +42,14 @@ auto|native)
 	if [ "$MODE" = native ]; then
 		echo "check: $why: this pass leaves out the KVM tests:" \
 			"$(ctest -N -L '^kvm$' "$@" | sed -n 's/^ *Test *#[0-9]*: //p' | tr '\n' ' ')"
-		ctest --output-on-failure -LE '^kvm$' "$@"
+		rc=0
+		ctest --output-on-failure -LE '^kvm$' "$@" || rc=$?
+		recap $rc
 		exit
 	fi
 	echo "check: $why: the KVM tests run in the emulated KVM host (tests/vmhost: QEMU TCG with SVM, kvm_amd)"
 	rc=0
-	ctest --output-on-failure -LE '^kvm$' "$@" || rc=$?
+	ctest --output-on-failure -LE '^kvm$' "$@" || recap $? || rc=$?
 	emulated "$@" || rc=$?
 	exit $rc
 	;;
