@@ -96,7 +96,6 @@ static int build_boot_params(struct vmm_vm *vm, const uint8_t *hdr, size_t hdr_l
 	struct vmm__e820 e820[8];
 	uint32_t n = vmm__boot_e820(vm, e820, 8);
 	uint64_t rd_addr = 0, rd_max = 0x37ffffffull + 1;
-
 	int r;
 
 	if (!bp || !cmdline)
