@@ -17,6 +17,9 @@ struct vmm_vm;
 #define VMM_BOOT_CMDLINE 0x20000ull
 #define VMM_KERNEL_MIN_ADDR 0x100000ull /* kernels load at or above 1 MiB */
 #define VMM_LOW_RAM_END 0x9fc00ull      /* conventional memory below the EBDA */
+/* The MP table (Linux guests): in the F segment, which Linux scans for its floating pointer
+ * and which the e820 map reserves (with everything from VMM_LOW_RAM_END to 1 MiB). */
+#define VMM_BOOT_MPTABLE 0xf0000ull
 
 /* Boot vCPU enters flat 32-bit protected mode at entry with EAX/EBX as multiboot says. */
 int vmm__boot_enter_protected(struct vmm_vm *vm, uint32_t entry, uint32_t eax, uint32_t ebx);

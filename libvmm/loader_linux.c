@@ -7,7 +7,9 @@
 
 #include "libvmm/boot.h"
 #include "libvmm/error_internal.h"
+#include "libvmm/kvm.h"
 #include "libvmm/loader.h"
+#include "libvmm/mptable.h"
 #include "libvmm/vm_internal.h"
 
 /* Offsets in boot_params and in the setup header (which starts at 0x1f1 in both). */
@@ -65,6 +67,25 @@ int vmm__linux_detect(const struct vmm__image *img)
 	       rd32(img->data + BP_HEADER) == HDRS_MAGIC;
 }
 
+/* The MP table, so that Linux finds every vCPU and routes ISA interrupts through the I/O
+ * APIC (without it: one CPU, PIT through the PIC only). The processor entries carry the
+ * CPUID signature and features KVM offers, as firmware copies the boot CPU's. */
+static int write_mptable(struct vmm_vm *vm)
+{
+	size_t room = 0x100000 - VMM_BOOT_MPTABLE;
+	uint8_t *p = vmm__memory_gpa(&vm->mem, VMM_BOOT_MPTABLE, room);
+	uint32_t sig = 0, features = 0;
+
+	if (!p)
+		return vmm__err(VMM_ETOOBIG, "no RAM for the MP table");
+	for (uint32_t i = 0; i < vm->kvm->cpuid->nent; i++)
+		if (vm->kvm->cpuid->entries[i].function == 1) {
+			sig = vm->kvm->cpuid->entries[i].eax;
+			features = vm->kvm->cpuid->entries[i].edx;
+		}
+	return vmm__mptable_write(p, room, VMM_BOOT_MPTABLE, vm->nvcpus, sig, features);
+}
+
 /* Fills the zero page: command line, initrd, e820. hdr/hdr_len: the image's setup header
  * to copy in (bzImage), or NULL (ELF64) for a minimal one. */
 static int build_boot_params(struct vmm_vm *vm, const uint8_t *hdr, size_t hdr_len,
@@ -75,9 +96,13 @@ static int build_boot_params(struct vmm_vm *vm, const uint8_t *hdr, size_t hdr_l
 	struct vmm__e820 e820[8];
 	uint32_t n = vmm__boot_e820(vm, e820, 8);
 	uint64_t rd_addr = 0, rd_max = 0x37ffffffull + 1;
+	int r;
 
 	if (!bp || !cmdline)
 		return vmm__err(VMM_ETOOBIG, "no RAM for boot_params");
+	r = write_mptable(vm);
+	if (r)
+		return r;
 	memset(bp, 0, 4096);
 	if (hdr) {
 		memcpy(bp + BP_SETUP_SECTS, hdr, hdr_len);
@@ -94,8 +119,7 @@ static int build_boot_params(struct vmm_vm *vm, const uint8_t *hdr, size_t hdr_l
 	wr32(bp + BP_CMD_LINE_PTR, VMM_BOOT_CMDLINE);
 	wr32(bp + BP_EXT_CMD_LINE_PTR, 0);
 	if (initrd) {
-		int r = vmm__initrd_place(vm, initrd, kernel_end, rd_max, &rd_addr);
-
+		r = vmm__initrd_place(vm, initrd, kernel_end, rd_max, &rd_addr);
 		if (r)
 			return r;
 		wr32(bp + BP_RAMDISK_IMAGE, (uint32_t)rd_addr);
