@@ -53,7 +53,13 @@ struct pending {
 	uint64_t since_ns;
 	struct vmm__tls_conn *tls; /* with TLS: the session, from the peer's first byte */
 	int authed;                /* its handshake is done: the peer authenticated */
+	int closing;               /* refused: our last word sent, waiting for its close */
 };
+
+/* How long a refused peer gets to read our alert or ERROR record and close: closing at
+ * once with its bytes unread would reset the connection, and a reset can overtake what
+ * we said, leaving the peer with "connection reset" instead of the reason. */
+#define LINGER_NS 1000000000ull
 
 struct receiver {
 	struct vmm_receive_opts o;
@@ -119,8 +125,41 @@ static void pending_drop(struct receiver *rv, unsigned i, const char *why)
 	rv->pend[i] = rv->pend[--rv->npend];
 }
 
-/* A libvmm peer on the other side of a TLS mismatch is told so in clear (a preamble and
- * an ERROR record, VMM_ETLS), so that it fails at once and says why, then dropped. */
+/* Drops a connection whose peer was told why (a TLS alert, an ERROR record): logged now,
+ * then our side is shut and what the peer still sends is read and discarded until it
+ * closes or LINGER_NS pass (pending_linger). */
+static void pending_refuse(struct receiver *rv, unsigned i, const char *why)
+{
+	struct pending *p = &rv->pend[i];
+
+	rv_log(rv, VMM_LOG_WARN, "migration receiver: dropped a connection: %s", why);
+	vmm__tls_conn_free(p->tls);
+	p->tls = NULL;
+	shutdown(p->fd, SHUT_WR);
+	p->closing = 1;
+	p->since_ns = vmm__now_ns();
+}
+
+/* A refused connection: -1 once gone (the peer closed, or LINGER_NS passed), else 0. */
+static int pending_linger(struct receiver *rv, unsigned i)
+{
+	char buf[4096];
+	ssize_t n;
+
+	do
+		n = recv(rv->pend[i].fd, buf, sizeof(buf), MSG_DONTWAIT);
+	while (n > 0);
+	if ((n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) &&
+	    vmm__now_ns() - rv->pend[i].since_ns < LINGER_NS)
+		return 0;
+	close(rv->pend[i].fd);
+	rv->pend[i] = rv->pend[--rv->npend];
+	return -1;
+}
+
+/* A libvmm peer on the other side of a TLS mismatch is told so in clear (an ERROR
+ * record, VMM_ETLS, where it waits for the HELLO_REPLY or its handshake), so that it
+ * fails at once and says why, then dropped. */
 static void pending_refuse_tls(struct receiver *rv, unsigned i, const char *why)
 {
 	uint8_t buf[512];
@@ -128,7 +167,7 @@ static void pending_refuse_tls(struct receiver *rv, unsigned i, const char *why)
 
 	if (n && send(rv->pend[i].fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
 		n = 0; /* best effort: it is dropped either way */
-	pending_drop(rv, i, why);
+	pending_refuse(rv, i, why);
 }
 
 /* The stream magic seen in the first bytes n of buf: 1 all 8 there, 0 not yet, -1 not
@@ -163,7 +202,7 @@ static int pending_check_tls(struct receiver *rv, unsigned i)
 		if (buf[0] == VMM_STREAM_MAGIC[0]) {
 			pending_refuse_tls(rv, i, "this receiver requires TLS (vmm migrate "
 					   "--tls-dir or --psk-file): a plain libvmm stream");
-			return -1;
+			return 0;
 		}
 		if (buf[0] != 0x16) {
 			pending_drop(rv, i, "not a TLS handshake");
@@ -179,9 +218,10 @@ static int pending_check_tls(struct receiver *rv, unsigned i)
 		if (r < 0) {
 			char why[300];
 
+			/* OpenSSL has sent the peer its alert: let it read it. */
 			snprintf(why, sizeof(why), "%s: %s", vmm_err_name(r), vmm_last_error());
-			pending_drop(rv, i, why);
-			return -1;
+			pending_refuse(rv, i, why);
+			return 0;
 		}
 		if (!r)
 			return 0;
@@ -202,6 +242,8 @@ static int pending_check(struct receiver *rv, unsigned i)
 	char buf[8];
 	ssize_t n;
 
+	if (rv->pend[i].closing)
+		return pending_linger(rv, i);
 	if (rv->tls)
 		return pending_check_tls(rv, i);
 	n = recv(rv->pend[i].fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
@@ -216,7 +258,7 @@ static int pending_check(struct receiver *rv, unsigned i)
 	if (n >= 2 && buf[0] == 0x16 && buf[1] == 0x03) {
 		pending_refuse_tls(rv, i, "this receiver does not use TLS (vmm receive --tls-dir "
 				   "or --psk-file): a TLS handshake");
-		return -1;
+		return 0;
 	}
 	return magic_check(rv, i, buf, n);
 }
@@ -233,7 +275,7 @@ static int accept_stream(struct receiver *rv, int lfd, uint64_t deadline_ns, int
 
 	for (;;) {
 		struct pollfd p[1 + PENDING_MAX];
-		uint64_t now = vmm__now_ns(), wake = deadline_ns;
+		uint64_t now = vmm__now_ns(), wake = deadline_ns, limit;
 		int partial = 0, timeout, r;
 
 		for (unsigned i = 0; i < rv->npend;) {
@@ -246,12 +288,13 @@ static int accept_stream(struct receiver *rv, int lfd, uint64_t deadline_ns, int
 			}
 			if (r < 0)
 				continue;
-			if (now - rv->pend[i].since_ns >= stray_ns) {
+			limit = rv->pend[i].closing ? LINGER_NS : stray_ns;
+			if (!rv->pend[i].closing && now - rv->pend[i].since_ns >= limit) {
 				pending_drop(rv, i, "silent before its preamble");
 				continue;
 			}
-			if (!wake || rv->pend[i].since_ns + stray_ns < wake)
-				wake = rv->pend[i].since_ns + stray_ns;
+			if (!wake || rv->pend[i].since_ns + limit < wake)
+				wake = rv->pend[i].since_ns + limit;
 			i++;
 		}
 		if (deadline_ns && now >= deadline_ns)
@@ -261,7 +304,12 @@ static int accept_stream(struct receiver *rv, int lfd, uint64_t deadline_ns, int
 			char c;
 			int got;
 
-			/* A TLS session consumes what arrives: poll for what it waits on. */
+			/* A TLS session consumes what arrives: poll for what it waits on; a
+			 * refused connection is drained as data comes. */
+			if (rv->pend[i].closing) {
+				p[1 + i] = (struct pollfd){ .fd = rv->pend[i].fd, .events = POLLIN };
+				continue;
+			}
 			if (rv->pend[i].tls) {
 				p[1 + i] = (struct pollfd){ .fd = rv->pend[i].fd,
 							    .events = vmm__tls_conn_events(rv->pend[i].tls) };

@@ -134,23 +134,20 @@ void vmm__stream_send_error(struct vmm__xport *xp, int code, const char *msg)
 
 size_t vmm__stream_error_bytes(int code, const char *msg, uint8_t *buf, size_t cap)
 {
-	struct preamble p = { .major = VMM_STREAM_MAJOR, .minor = VMM_STREAM_MINOR };
 	Vmm__Stream__Error e = VMM__STREAM__ERROR__INIT;
 	struct vmm__rec_hdr h = { VMM_REC_HDR_MAGIC, VMM_REC_ERROR, 0, 0 };
 	size_t len;
 
-	memcpy(p.magic, VMM_STREAM_MAGIC, 8);
 	e.has_code = 1;
 	e.code = code;
 	e.message = (char *)msg;
 	len = vmm__stream__error__get_packed_size(&e);
-	if (sizeof(p) + sizeof(h) + len > cap)
+	if (sizeof(h) + len > cap)
 		return 0;
 	h.len = (uint32_t)len;
-	memcpy(buf, &p, sizeof(p));
-	memcpy(buf + sizeof(p), &h, sizeof(h));
-	vmm__stream__error__pack(&e, buf + sizeof(p) + sizeof(h));
-	return sizeof(p) + sizeof(h) + len;
+	memcpy(buf, &h, sizeof(h));
+	vmm__stream__error__pack(&e, buf + sizeof(h));
+	return sizeof(h) + len;
 }
 
 int vmm__stream_write_msg(struct vmm__xport *xp, unsigned type, const ProtobufCMessage *m)

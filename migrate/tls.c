@@ -22,6 +22,7 @@
 #define PSK_MIN 16
 #define PSK_MAX 64
 #define NAME_MAX_LEN 255
+#define SID_CTX "libvmm-migrate"
 
 /* AES-128-GCM first: the fastest AEAD where the CPU has AES-NI (every x86-64 host KVM
  * migrates between); the others stay for peers that prefer them. */
@@ -80,6 +81,7 @@ static SSL_SESSION *psk_session(SSL *ssl, const struct vmm__tls *t)
 	if (!s)
 		return NULL;
 	if (!SSL_SESSION_set1_master_key(s, t->psk, t->psk_len) ||
+	    !SSL_SESSION_set1_id_context(s, (const unsigned char *)SID_CTX, strlen(SID_CTX)) ||
 	    !SSL_SESSION_set_cipher(s, cipher) ||
 	    !SSL_SESSION_set_protocol_version(s, TLS1_3_VERSION)) {
 		SSL_SESSION_free(s);
@@ -212,6 +214,9 @@ int vmm__tls_new(const struct vmm_tls_opts *opts, int server, const char *defaul
 	 * arrives after the handshake but the stream. */
 	SSL_CTX_set_num_tickets(t->ctx, 0);
 	SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_OFF);
+	/* A server that verifies its clients must name its session context, or OpenSSL
+	 * refuses any session, an external PSK's included. */
+	SSL_CTX_set_session_id_context(t->ctx, (const unsigned char *)SID_CTX, strlen(SID_CTX));
 	SSL_CTX_set_options(t->ctx, SSL_OP_ENABLE_KTLS | SSL_OP_NO_TICKET |
 				    (server ? SSL_OP_CIPHER_SERVER_PREFERENCE : 0));
 	r = configure(t, &o, default_peer);
@@ -356,6 +361,11 @@ static int ssl_fail(struct vmm__tls_conn *c, int ret, const char *what)
 		return vmm__err(VMM_EAUTH, "%s: the peer's PSK is not this side's (%s)", what, text);
 	if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
 		return vmm__err(VMM_EAUTH, "%s: the peer sent no certificate (%s)", what, text);
+	/* A server whose PSK differs answers the binder with illegal_parameter (OpenSSL) or
+	 * decrypt_error (RFC 8446): in PSK mode, any alert during the handshake is that. */
+	if (reason > SSL_AD_REASON_OFFSET && c->t->psk_mode && in_hs)
+		return vmm__err(VMM_EAUTH, "%s: the peer refused this side's PSK or identity (%s)",
+				what, text);
 	if (reason > SSL_AD_REASON_OFFSET && auth_alert(reason - SSL_AD_REASON_OFFSET))
 		return vmm__err(VMM_EAUTH, "%s: the peer refused this side's credentials (%s)",
 				what, text);
@@ -366,8 +376,9 @@ static int ssl_fail(struct vmm__tls_conn *c, int ret, const char *what)
 }
 
 /* The first byte a TLS peer sends is a handshake record (0x16); libvmm's plain stream
- * starts with 'L' (LIBVMMST). Looking before OpenSSL reads turns a receiver or source
- * without TLS into a clear VMM_ETLS instead of a record-layer error. */
+ * starts with 'L' (LIBVMMST, a source) or 'M' (a record header: a receiver without TLS
+ * refusing our handshake with an ERROR record). Looking before OpenSSL reads turns that
+ * into a clear VMM_ETLS instead of a record-layer error. */
 static int check_first(struct vmm__tls_conn *c)
 {
 	char b;
@@ -379,7 +390,7 @@ static int check_first(struct vmm__tls_conn *c)
 	if (n != 1)
 		return 0;
 	c->seen_first = 1;
-	if (b == 'L')
+	if (b == 'L' || b == 'M')
 		return vmm__err(VMM_ETLS, "the peer speaks libvmm's stream in clear: it does not "
 				"use TLS (give both sides certificates or a PSK)");
 	return 0;
