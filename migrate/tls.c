@@ -8,6 +8,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +48,7 @@ struct vmm__tls_conn {
 	short events;
 	int seen_first;       /* the peer's first byte was looked at (plain stream or not) */
 	int psk_unknown;      /* server: the peer offered a PSK identity we do not hold */
+	int established;      /* the handshake completed */
 };
 
 void vmm_tls_opts_init(struct vmm_tls_opts *o)
@@ -300,6 +303,40 @@ const char *vmm__tls_conn_cipher(const struct vmm__tls_conn *c)
 	return SSL_get_cipher_name(c->ssl);
 }
 
+/* OpenSSL writes to the socket with write(), not send(MSG_NOSIGNAL) (kTLS needs its
+ * socket BIO), so a peer gone away would raise SIGPIPE and kill the embedding process.
+ * Around each call that may write, SIGPIPE is blocked on this thread and one it raised
+ * is consumed before the mask comes back. */
+struct sigpipe_guard {
+	sigset_t old;
+	int was_pending;
+};
+
+static void sigpipe_block(struct sigpipe_guard *g)
+{
+	sigset_t set, pend;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	sigpending(&pend);
+	g->was_pending = sigismember(&pend, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &set, &g->old);
+}
+
+static void sigpipe_restore(struct sigpipe_guard *g)
+{
+	sigset_t set, pend;
+	struct timespec zero = { 0, 0 };
+	int e = errno;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	if (!g->was_pending && !sigpending(&pend) && sigismember(&pend, SIGPIPE))
+		sigtimedwait(&set, NULL, &zero);
+	pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+	errno = e;
+}
+
 /* An alert the peer sent because it refused our credentials. */
 static int auth_alert(int alert)
 {
@@ -326,7 +363,7 @@ static int ssl_fail(struct vmm__tls_conn *c, int ret, const char *what)
 {
 	int e = SSL_get_error(c->ssl, ret), saved = errno;
 	unsigned long err = ERR_peek_last_error();
-	int reason = ERR_GET_REASON(err), in_hs = !SSL_is_init_finished(c->ssl);
+	int reason = ERR_GET_REASON(err), in_hs = !c->established;
 	long vr;
 	char text[256];
 
@@ -351,6 +388,9 @@ static int ssl_fail(struct vmm__tls_conn *c, int ret, const char *what)
 		break;
 	}
 	ssl_errtext(text, sizeof(text));
+	if (reason == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+		return vmm__err(VMM_EPEER, "%s: the peer closed the connection%s", what,
+				in_hs ? " during the TLS handshake" : "");
 	vr = SSL_get_verify_result(c->ssl);
 	if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED && vr != X509_V_OK)
 		return vmm__err(VMM_EAUTH, "%s: the peer's certificate is refused: %s", what,
@@ -396,21 +436,30 @@ static int check_first(struct vmm__tls_conn *c)
 	return 0;
 }
 
-int vmm__tls_conn_step(struct vmm__tls_conn *c)
+static int handshake_step(struct vmm__tls_conn *c)
 {
-	int ret, r = check_first(c);
+	struct sigpipe_guard g;
+	int ret, r;
 
-	if (r)
-		return r;
 	ERR_clear_error();
 	errno = 0;
+	sigpipe_block(&g);
 	ret = SSL_do_handshake(c->ssl);
+	sigpipe_restore(&g);
 	if (ret == 1) {
 		c->events = POLLIN;
+		c->established = 1;
 		return 1;
 	}
 	r = ssl_fail(c, ret, "TLS handshake");
 	return r == 1 ? 0 : r;
+}
+
+int vmm__tls_conn_step(struct vmm__tls_conn *c)
+{
+	int r = check_first(c);
+
+	return r ? r : handshake_step(c);
 }
 
 #define SLICE_MS 100
@@ -439,12 +488,15 @@ int vmm__tls_handshake(struct vmm__tls_conn *c, int timeout_ms, const int *cance
 int vmm__tls_conn_io(struct vmm__tls_conn *c, void *buf, size_t len, int is_write,
 		     size_t *done)
 {
+	struct sigpipe_guard g;
 	int ret;
 
 	*done = 0;
 	ERR_clear_error();
 	errno = 0;
+	sigpipe_block(&g); /* a read may write too (an alert) */
 	ret = is_write ? SSL_write_ex(c->ssl, buf, len, done) : SSL_read_ex(c->ssl, buf, len, done);
+	sigpipe_restore(&g);
 	if (ret == 1)
 		return 0;
 	return ssl_fail(c, 0, is_write ? "TLS write" : "TLS read");
@@ -455,9 +507,15 @@ int vmm__tls_conn_peek(struct vmm__tls_conn *c, void *buf, size_t len)
 	size_t n = 0;
 	int r;
 
+	struct sigpipe_guard g;
+	int ok;
+
 	ERR_clear_error();
 	errno = 0;
-	if (SSL_peek_ex(c->ssl, buf, len, &n) == 1)
+	sigpipe_block(&g);
+	ok = SSL_peek_ex(c->ssl, buf, len, &n);
+	sigpipe_restore(&g);
+	if (ok == 1)
 		return (int)n;
 	r = ssl_fail(c, 0, "TLS read");
 	return r == 1 ? 0 : r;

@@ -311,7 +311,7 @@ static void receiver_needs_peer_name(void **state)
 static void hostile_authenticated_peer(void **state)
 {
 	char path[512];
-	struct dirent *de;
+	struct dirent *de = NULL;
 	DIR *d;
 	int n = 0;
 
@@ -319,7 +319,7 @@ static void hostile_authenticated_peer(void **state)
 	snprintf(path, sizeof(path), "%s/tests/fuzz/corpus/stream", VMM_SOURCE_DIR);
 	d = opendir(path);
 	assert_non_null(d);
-	while ((de = readdir(d))) {
+	for (;;) {
 		Vmm__Stream__Hello h = VMM__STREAM__HELLO__INIT;
 		Vmm__Stream__VmShape shape = VMM__STREAM__VM_SHAPE__INIT;
 		static const uint8_t session[16] = "0123456789abcdef";
@@ -337,6 +337,8 @@ static void hostile_authenticated_peer(void **state)
 		size_t len;
 		int fd;
 
+		if (!(n & 1) && !(de = readdir(d)))
+			break;
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "%s/tests/fuzz/corpus/stream/%s", VMM_SOURCE_DIR,
@@ -367,7 +369,11 @@ static void hostile_authenticated_peer(void **state)
 		assert_int_equal(vmm__stream_write_msg(xp, VMM_REC_HELLO, &h.base), 0);
 		assert_int_equal(vmm__stream_read_rec(xp, VMM_REC_HELLO_REPLY, &rh, &b), 0);
 		free(b);
-		/* The corpus input, then the end of the connection. */
+		/* The corpus input (every second file name: bit-flipped after its first record
+		 * header), then the end of the connection. */
+		if (n & 1)
+			for (size_t i = 8; i < len; i += 7)
+				data[i] ^= 0x5a;
 		vmm__xport_write(xp, data, len);
 		shutdown(fd, SHUT_WR);
 		assert_int_not_equal(mu_rx_join(&x), 0);
