@@ -94,12 +94,13 @@ static void migrate_tls(const char *mode, unsigned conns)
 	posix_spawn_file_actions_destroy(&fa);
 	tu_output_init(&out);
 	vm = tu_vm_new_ring("memcheck.elf",
-			    tu_slowdown() > 1 ? "mem=24 gens=20 rate=40" : "mem=100 gens=20 rate=400",
+			    tu_slowdown() > 1 ? "mem=24 gens=60 rate=40" : "mem=100 gens=40 rate=400",
 			    128, 1, 0, &out);
 	assert_int_equal(vmm_vm_start(vm), 0);
 	tu_wait_lines(&out, vm, 3, 60);
 	vmm_migrate_opts_init(&o);
 	o.connections = conns;
+	o.max_rounds = 10; /* then stop-and-copy: the guest must still be running by then */
 	o.tls = side_opts(&s, mode, "src", TC_DEST_NAME);
 	r = vmm_migrate_send_to(vm, "127.0.0.1", port, &o, &st);
 	if (r)
