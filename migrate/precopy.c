@@ -26,6 +26,7 @@
 #include "migrate/ram.h"
 #include "migrate/rounds.h"
 #include "migrate/stream.h"
+#include "migrate/tls.h"
 #include "stream.pb-c.h"
 #include "libvmm/vm_move.h"
 #include "migrate/vm_shape.h"
@@ -37,6 +38,7 @@ _Static_assert(VMM_ROUNDS_CHUNK_PAGES == VMM_MIGRATE_CHUNK_PAGES, "chunk sizes d
 struct conn {
 	struct sender *s;
 	unsigned idx;
+	int fd;
 	struct vmm__xport *xp;
 	struct vmm__ram_tx *tx;
 	pthread_t thread;
@@ -59,6 +61,7 @@ struct sender {
 	uint64_t t0, round_t0;
 	uint64_t state_cost_ns;  /* the destination's rehearsal of the state (hello reply) */
 	uint8_t session[16];
+	struct vmm__tls *tls;    /* NULL: plain TCP */
 };
 
 void vmm_migrate_opts_init(struct vmm_migrate_opts *o)
@@ -428,6 +431,33 @@ static int commit(struct sender *s, uint64_t t_pause)
 
 /* ---- connections and hello */
 
+/* With TLS: the handshake on c's socket, under the transport's timeout and the cancel
+ * flag; from then on c's transport encrypts, on whichever thread writes to it (each extra
+ * connection's own). A peer that does not authenticate ends the migration before any
+ * byte of the stream is sent. */
+static int secure(struct sender *s, struct conn *c)
+{
+	struct vmm__tls_conn *t;
+	int r;
+
+	if (!s->tls)
+		return 0;
+	r = vmm__tls_conn_new(s->tls, c->fd, &t);
+	if (r)
+		return r;
+	r = vmm__tls_handshake(t, s->o.timeout_ms, vmm__move_cancel_flag(s->vm));
+	if (r) {
+		char why[512];
+
+		snprintf(why, sizeof(why), "%s", vmm_last_error());
+		vmm__tls_conn_free(t);
+		return vmm__err(r, "connection %u: %s", c->idx, why);
+	}
+	s->st.tls_connections++;
+	s->st.ktls_connections += (uint32_t)vmm__tls_conn_ktls_send(t);
+	return vmm__xport_set_tls(c->xp, t);
+}
+
 static int hello(struct sender *s)
 {
 	struct vmm__hello_buf hb;
@@ -459,10 +489,14 @@ static int hello(struct sender *s)
 			     rep->reason ? rep->reason : "", vmm_err_name(rep->error));
 	s->state_cost_ns = rep->has_state_rehearsal_ns ? rep->state_rehearsal_ns : 0;
 	vmm__stream__hello_reply__free_unpacked(rep, NULL);
-	/* The extra connections introduce themselves with the session id. */
+	/* The extra connections introduce themselves with the session id; with TLS, each
+	 * authenticates first (only now: the destination takes them after its reply). */
 	for (unsigned i = 1; i < s->n && !r; i++) {
 		Vmm__Stream__Hello j = VMM__STREAM__HELLO__INIT;
 
+		r = secure(s, &s->c[i]);
+		if (r)
+			break;
 		j.has_session_id = 1;
 		j.session_id = hb.hello.session_id;
 		j.has_conn_index = 1, j.conn_index = i;
@@ -473,7 +507,7 @@ static int hello(struct sender *s)
 	return r;
 }
 
-static int setup(struct sender *s, struct vmm_vm *vm, const int *fds)
+static int setup(struct sender *s, struct vmm_vm *vm, const int *fds, const char *host)
 {
 	enum vmm__compress mode = s->o.compress == VMM_MIGRATE_COMPRESS_ZSTD ? VMM_COMPRESS_ZSTD
 				  : s->o.compress == VMM_MIGRATE_COMPRESS_AUTO ? VMM_COMPRESS_AUTO
@@ -486,9 +520,13 @@ static int setup(struct sender *s, struct vmm_vm *vm, const int *fds)
 	s->vm = vm;
 	if (getrandom(s->session, sizeof(s->session), 0) != sizeof(s->session))
 		return vmm__err_sys(VMM_ESYS, "getrandom");
+	/* Credentials are loaded and checked before anything is sent. */
+	if (s->o.tls && (r = vmm__tls_new(s->o.tls, 0, host, &s->tls)))
+		return r;
 	for (unsigned i = 0; i < s->n && !r; i++) {
 		s->c[i].s = s;
 		s->c[i].idx = i;
+		s->c[i].fd = fds[i];
 		r = vmm__xport_new(fds[i], &xo, &s->c[i].xp);
 		if (!r)
 			r = vmm__ram_tx_new(mem->host, mem->size / VMM_PAGE_SIZE, mode, 1,
@@ -503,6 +541,7 @@ static void teardown(struct sender *s)
 		vmm__ram_tx_free(s->c[i].tx);
 		vmm__xport_free(s->c[i].xp);
 	}
+	vmm__tls_free(s->tls);
 }
 
 static int migrate(struct sender *s)
@@ -526,8 +565,10 @@ static int migrate(struct sender *s)
 		.auto_converge = s->o.auto_converge,
 		.stopped_why = "migrate: the VM stopped during pre-copy",
 	};
-	int r = hello(s);
+	int r = secure(s, &s->c[0]);
 
+	if (!r)
+		r = hello(s);
 	if (r)
 		return r;
 	if (!vmm__dirty_backend(vmm__move_dirty(s->vm))) {
@@ -554,7 +595,11 @@ static void notify_failure(struct sender *s, int r)
 {
 	char cause[512];
 
-	if (!s->c[0].xp || r == VMM_EPEER || r == VMM_EREFUSED || r == VMM_EINDOUBT)
+	if (!s->c[0].xp || r == VMM_EPEER || r == VMM_EREFUSED || r == VMM_EINDOUBT ||
+	    r == VMM_EAUTH || r == VMM_ETLS)
+		return;
+	/* Never a clear-text record on a connection that was to be encrypted. */
+	if (s->tls && !vmm__xport_tls(s->c[0].xp))
 		return;
 	snprintf(cause, sizeof(cause), "%s", vmm_last_error());
 	vmm__xport_set_opts(s->c[0].xp, 500, NULL);
@@ -562,7 +607,7 @@ static void notify_failure(struct sender *s, int r)
 	vmm__err(r, "%s", cause);
 }
 
-static int send_fds(struct vmm_vm *vm, const int *fds, unsigned nfds,
+static int send_fds(struct vmm_vm *vm, const int *fds, unsigned nfds, const char *host,
 		    const struct vmm_migrate_opts *opts, struct vmm_migrate_stats *stats)
 {
 	struct sender *s;
@@ -594,7 +639,7 @@ static int send_fds(struct vmm_vm *vm, const int *fds, unsigned nfds,
 	else
 		r = 0;
 	if (!r)
-		r = setup(s, vm, fds);
+		r = setup(s, vm, fds, host);
 	if (!r)
 		r = migrate(s);
 	vmm__move_set_throttle(vm, 0);
@@ -636,7 +681,7 @@ int vmm_migrate_send(struct vmm_vm *vm, const int *fds, unsigned nfds,
 	if (r)
 		return r;
 	vmm__move_cancel(vm, 0);
-	r = send_fds(vm, fds, nfds, opts, stats);
+	r = send_fds(vm, fds, nfds, NULL, opts, stats);
 	vmm__job_end(vm);
 	return r;
 }
@@ -707,7 +752,7 @@ int vmm_migrate_send_to(struct vmm_vm *vm, const char *host, uint16_t port,
 	if (!r && vmm__move_cancelled(vm))
 		r = vmm__err(VMM_ECANCELED, "migration canceled");
 	if (!r)
-		r = send_fds(vm, fds, n, &o, stats);
+		r = send_fds(vm, fds, n, host, &o, stats);
 	for (unsigned i = 0; i < n; i++)
 		close(fds[i]);
 	vmm__job_end(vm);

@@ -27,6 +27,7 @@
 #include "migrate/protocol.h"
 #include "migrate/ram.h"
 #include "migrate/stream.h"
+#include "migrate/tls.h"
 #include "stream.pb-c.h"
 #include "libvmm/vm_move.h"
 #include "migrate/vm_shape.h"
@@ -43,13 +44,22 @@ struct rconn {
 	char detail[256];
 };
 
-/* Connections accepted but not yet seen to start with the stream magic. */
+/* Connections accepted but not yet seen to start with the stream magic (with TLS: not
+ * yet authenticated, or authenticated without their magic yet). */
 #define PENDING_MAX 8
 
 struct pending {
 	int fd;
 	uint64_t since_ns;
+	struct vmm__tls_conn *tls; /* with TLS: the session, from the peer's first byte */
+	int authed;                /* its handshake is done: the peer authenticated */
+	int closing;               /* refused: our last word sent, waiting for its close */
 };
+
+/* How long a refused peer gets to read our alert or ERROR record and close: closing at
+ * once with its bytes unread would reset the connection, and a reset can overtake what
+ * we said, leaving the peer with "connection reset" instead of the reason. */
+#define LINGER_NS 1000000000ull
 
 struct receiver {
 	struct vmm_receive_opts o;
@@ -61,6 +71,8 @@ struct receiver {
 	uint8_t session_buf[64];
 	struct pending pend[PENDING_MAX];
 	unsigned npend;
+	struct vmm__tls *tls;      /* NULL: plain TCP */
+	struct vmm__tls_conn *handed; /* accept_stream's session for the fd it returns */
 };
 
 void vmm_receive_opts_init(struct vmm_receive_opts *o)
@@ -70,15 +82,24 @@ void vmm_receive_opts_init(struct vmm_receive_opts *o)
 	o->timeout_ms = 10000;
 }
 
+/* Opens the transport of the connection accept_stream just handed over, with its TLS
+ * session if there is one (the transport owns it from here). */
 static int conn_open(struct receiver *rv, struct rconn *c, int fd)
 {
 	struct vmm__xport_opts xo = { .timeout_ms = rv->o.timeout_ms, .cancel = &rv->abort };
-	int one = 1;
+	struct vmm__tls_conn *t = rv->handed;
+	int one = 1, r;
 
+	rv->handed = NULL;
 	c->rv = rv;
 	c->fd = fd;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	return vmm__xport_new(fd, &xo, &c->xp);
+	r = vmm__xport_new(fd, &xo, &c->xp);
+	if (r) {
+		vmm__tls_conn_free(t);
+		return r;
+	}
+	return t ? vmm__xport_set_tls(c->xp, t) : 0;
 }
 
 static void rv_log(struct receiver *rv, int level, const char *fmt, ...)
@@ -99,8 +120,119 @@ static void rv_log(struct receiver *rv, int level, const char *fmt, ...)
 static void pending_drop(struct receiver *rv, unsigned i, const char *why)
 {
 	rv_log(rv, VMM_LOG_WARN, "migration receiver: dropped a connection: %s", why);
+	vmm__tls_conn_free(rv->pend[i].tls);
 	close(rv->pend[i].fd);
 	rv->pend[i] = rv->pend[--rv->npend];
+}
+
+/* Drops a connection whose peer was told why (a TLS alert, an ERROR record): logged now,
+ * then our side is shut and what the peer still sends is read and discarded until it
+ * closes or LINGER_NS pass (pending_linger). */
+static void pending_refuse(struct receiver *rv, unsigned i, const char *why)
+{
+	struct pending *p = &rv->pend[i];
+
+	rv_log(rv, VMM_LOG_WARN, "migration receiver: dropped a connection: %s", why);
+	vmm__tls_conn_free(p->tls);
+	p->tls = NULL;
+	shutdown(p->fd, SHUT_WR);
+	p->closing = 1;
+	p->since_ns = vmm__now_ns();
+}
+
+/* A refused connection: -1 once gone (the peer closed, or LINGER_NS passed), else 0. */
+static int pending_linger(struct receiver *rv, unsigned i)
+{
+	char buf[4096];
+	ssize_t n;
+
+	do
+		n = recv(rv->pend[i].fd, buf, sizeof(buf), MSG_DONTWAIT);
+	while (n > 0);
+	if ((n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) &&
+	    vmm__now_ns() - rv->pend[i].since_ns < LINGER_NS)
+		return 0;
+	close(rv->pend[i].fd);
+	rv->pend[i] = rv->pend[--rv->npend];
+	return -1;
+}
+
+/* A libvmm peer on the other side of a TLS mismatch is told so in clear (an ERROR
+ * record, VMM_ETLS, where it waits for the HELLO_REPLY or its handshake), so that it
+ * fails at once and says why, then dropped. */
+static void pending_refuse_tls(struct receiver *rv, unsigned i, const char *why)
+{
+	uint8_t buf[512];
+	size_t n = vmm__stream_error_bytes(VMM_ETLS, why, buf, sizeof(buf));
+
+	if (n && send(rv->pend[i].fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		n = 0; /* best effort: it is dropped either way */
+	pending_refuse(rv, i, why);
+}
+
+/* The stream magic seen in the first bytes n of buf: 1 all 8 there, 0 not yet, -1 not
+ * the magic (dropped). */
+static int magic_check(struct receiver *rv, unsigned i, const char *buf, ssize_t n)
+{
+	if (memcmp(buf, VMM_STREAM_MAGIC, (size_t)n)) {
+		pending_drop(rv, i, "not a libvmm migration stream");
+		return -1;
+	}
+	return n == 8;
+}
+
+/* With TLS: the first byte must open a handshake; then the handshake is stepped without
+ * blocking whenever the socket is ready; once the peer has authenticated, its first
+ * decrypted bytes must be the magic. Nothing else is read or allocated for it before. */
+static int pending_check_tls(struct receiver *rv, unsigned i)
+{
+	struct pending *p = &rv->pend[i];
+	char buf[8];
+	int r;
+
+	if (!p->tls) {
+		ssize_t n = recv(p->fd, buf, 1, MSG_PEEK | MSG_DONTWAIT);
+
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			return 0;
+		if (n <= 0) {
+			pending_drop(rv, i, "closed before its TLS handshake");
+			return -1;
+		}
+		if (buf[0] == VMM_STREAM_MAGIC[0]) {
+			pending_refuse_tls(rv, i, "this receiver requires TLS (vmm migrate "
+					   "--tls-dir or --psk-file): a plain libvmm stream");
+			return 0;
+		}
+		if (buf[0] != 0x16) {
+			pending_drop(rv, i, "not a TLS handshake");
+			return -1;
+		}
+		if (vmm__tls_conn_new(rv->tls, p->fd, &p->tls)) {
+			pending_drop(rv, i, vmm_last_error());
+			return -1;
+		}
+	}
+	if (!p->authed) {
+		r = vmm__tls_conn_step(p->tls);
+		if (r < 0) {
+			char why[300];
+
+			/* OpenSSL has sent the peer its alert: let it read it. */
+			snprintf(why, sizeof(why), "%s: %s", vmm_err_name(r), vmm_last_error());
+			pending_refuse(rv, i, why);
+			return 0;
+		}
+		if (!r)
+			return 0;
+		p->authed = 1;
+	}
+	r = vmm__tls_conn_peek(p->tls, buf, sizeof(buf));
+	if (r < 0) {
+		pending_drop(rv, i, vmm_last_error());
+		return -1;
+	}
+	return r ? magic_check(rv, i, buf, r) : 0;
 }
 
 /* Whether a pending connection's first bytes are the stream magic: 1 yes (all 8 there),
@@ -108,19 +240,27 @@ static void pending_drop(struct receiver *rv, unsigned i, const char *why)
 static int pending_check(struct receiver *rv, unsigned i)
 {
 	char buf[8];
-	ssize_t n = recv(rv->pend[i].fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+	ssize_t n;
 
+	if (rv->pend[i].closing)
+		return pending_linger(rv, i);
+	if (rv->tls)
+		return pending_check_tls(rv, i);
+	n = recv(rv->pend[i].fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return 0;
 	if (n <= 0) {
 		pending_drop(rv, i, n ? "error before its preamble" : "closed before its preamble");
 		return -1;
 	}
-	if (memcmp(buf, VMM_STREAM_MAGIC, (size_t)n)) {
-		pending_drop(rv, i, "not a libvmm migration stream");
-		return -1;
+	/* A TLS handshake record (0x16, version 3.x): a source with TLS meets a receiver
+	 * without. */
+	if (n >= 2 && buf[0] == 0x16 && buf[1] == 0x03) {
+		pending_refuse_tls(rv, i, "this receiver does not use TLS (vmm receive --tls-dir "
+				   "or --psk-file): a TLS handshake");
+		return 0;
 	}
-	return n == (ssize_t)sizeof(buf);
+	return magic_check(rv, i, buf, n);
 }
 
 /* Waits for a connection that starts with the stream magic, until deadline_ns (0: no
@@ -135,24 +275,26 @@ static int accept_stream(struct receiver *rv, int lfd, uint64_t deadline_ns, int
 
 	for (;;) {
 		struct pollfd p[1 + PENDING_MAX];
-		uint64_t now = vmm__now_ns(), wake = deadline_ns;
+		uint64_t now = vmm__now_ns(), wake = deadline_ns, limit;
 		int partial = 0, timeout, r;
 
 		for (unsigned i = 0; i < rv->npend;) {
 			r = pending_check(rv, i);
 			if (r > 0) {
 				*fd = rv->pend[i].fd;
+				rv->handed = rv->pend[i].tls;
 				rv->pend[i] = rv->pend[--rv->npend];
 				return 0;
 			}
 			if (r < 0)
 				continue;
-			if (now - rv->pend[i].since_ns >= stray_ns) {
+			limit = rv->pend[i].closing ? LINGER_NS : stray_ns;
+			if (!rv->pend[i].closing && now - rv->pend[i].since_ns >= limit) {
 				pending_drop(rv, i, "silent before its preamble");
 				continue;
 			}
-			if (!wake || rv->pend[i].since_ns + stray_ns < wake)
-				wake = rv->pend[i].since_ns + stray_ns;
+			if (!wake || rv->pend[i].since_ns + limit < wake)
+				wake = rv->pend[i].since_ns + limit;
 			i++;
 		}
 		if (deadline_ns && now >= deadline_ns)
@@ -160,10 +302,22 @@ static int accept_stream(struct receiver *rv, int lfd, uint64_t deadline_ns, int
 		p[0] = (struct pollfd){ .fd = lfd, .events = POLLIN };
 		for (unsigned i = 0; i < rv->npend; i++) {
 			char c;
+			int got;
+
+			/* A TLS session consumes what arrives: poll for what it waits on; a
+			 * refused connection is drained as data comes. */
+			if (rv->pend[i].closing) {
+				p[1 + i] = (struct pollfd){ .fd = rv->pend[i].fd, .events = POLLIN };
+				continue;
+			}
+			if (rv->pend[i].tls) {
+				p[1 + i] = (struct pollfd){ .fd = rv->pend[i].fd,
+							    .events = vmm__tls_conn_events(rv->pend[i].tls) };
+				continue;
+			}
 			/* A partial magic stays readable: poll would spin on it, so it is
 			 * re-peeked on a short timer instead. */
-			int got = (int)recv(rv->pend[i].fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-
+			got = (int)recv(rv->pend[i].fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
 			partial |= got > 0;
 			p[1 + i] = (struct pollfd){ .fd = got > 0 ? -1 : rv->pend[i].fd,
 						    .events = POLLIN };
@@ -188,7 +342,7 @@ static int accept_stream(struct receiver *rv, int lfd, uint64_t deadline_ns, int
 							old = i;
 					pending_drop(rv, old, "too many connections without a preamble");
 				}
-				rv->pend[rv->npend++] = (struct pending){ nfd, vmm__now_ns() };
+				rv->pend[rv->npend++] = (struct pending){ .fd = nfd, .since_ns = vmm__now_ns() };
 			}
 		}
 	}
@@ -619,6 +773,9 @@ int vmm_migrate_receive(int lfd, const struct vmm_receive_opts *opts, struct vmm
 		return vmm__err(VMM_ENOMEM, "receiver");
 	vmm_receive_opts_init(&rv->o);
 	r = VMM__OPTS_COPY(&rv->o, opts, "vmm_receive_opts_init");
+	/* Credentials are loaded and checked before the first connection is accepted. */
+	if (!r && rv->o.tls)
+		r = vmm__tls_new(rv->o.tls, 1, NULL, &rv->tls);
 	if (!r)
 		r = accept_control(rv, lfd, &h);
 	if (!r)
@@ -654,8 +811,11 @@ int vmm_migrate_receive(int lfd, const struct vmm_receive_opts *opts, struct vmm
 		if (rv->c[i].xp)
 			close(rv->c[i].fd);
 	}
-	for (unsigned i = 0; i < rv->npend; i++)
+	for (unsigned i = 0; i < rv->npend; i++) {
+		vmm__tls_conn_free(rv->pend[i].tls);
 		close(rv->pend[i].fd);
+	}
+	vmm__tls_free(rv->tls);
 	if (r == VMM_EINDOUBT) {
 		/* Kept, loaded and never started, until vmm_migrate_resolve (protocol.h). */
 		vmm__move_set_in_doubt(rv->vm, VMM__SIDE_DEST);

@@ -82,8 +82,10 @@ static int peer_error(const uint8_t *p, size_t len)
 
 	if (!e)
 		return vmm__err(VMM_EPROTO, "unparsable error record from the peer");
-	r = vmm__err(VMM_EREFUSED, "peer: %s (%s)", e->message ? e->message : "",
-		     vmm_err_name(e->code));
+	/* A peer that refuses for want of TLS (or of our credentials) says which: the caller
+	 * gets that code, not a generic refusal. */
+	r = vmm__err(e->code == VMM_ETLS || e->code == VMM_EAUTH ? e->code : VMM_EREFUSED,
+		     "peer: %s (%s)", e->message ? e->message : "", vmm_err_name(e->code));
 	vmm__stream__error__free_unpacked(e, NULL);
 	return r;
 }
@@ -128,6 +130,24 @@ void vmm__stream_send_error(struct vmm__xport *xp, int code, const char *msg)
 		return;
 	vmm__stream__error__pack(&e, buf);
 	vmm__stream_write_rec(xp, VMM_REC_ERROR, buf, len);
+}
+
+size_t vmm__stream_error_bytes(int code, const char *msg, uint8_t *buf, size_t cap)
+{
+	Vmm__Stream__Error e = VMM__STREAM__ERROR__INIT;
+	struct vmm__rec_hdr h = { VMM_REC_HDR_MAGIC, VMM_REC_ERROR, 0, 0 };
+	size_t len;
+
+	e.has_code = 1;
+	e.code = code;
+	e.message = (char *)msg;
+	len = vmm__stream__error__get_packed_size(&e);
+	if (sizeof(h) + len > cap)
+		return 0;
+	h.len = (uint32_t)len;
+	memcpy(buf, &h, sizeof(h));
+	vmm__stream__error__pack(&e, buf + sizeof(h));
+	return sizeof(h) + len;
 }
 
 int vmm__stream_write_msg(struct vmm__xport *xp, unsigned type, const ProtobufCMessage *m)

@@ -80,4 +80,9 @@ int vmm__stream_write_msg(struct vmm__xport *xp, unsigned type, const struct Pro
 /* Sends VMM_REC_ERROR carrying code and the current thread's error detail. */
 void vmm__stream_send_error(struct vmm__xport *xp, int code, const char *msg);
 
+/* One ERROR record (code, msg) in buf, for a connection that gets no transport (a peer
+ * dropped at the door: it reads it where it waits for the HELLO_REPLY): its length, 0 if
+ * cap is too small. */
+size_t vmm__stream_error_bytes(int code, const char *msg, uint8_t *buf, size_t cap);
+
 #endif

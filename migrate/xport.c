@@ -1,5 +1,6 @@
 /* io_uring transport for sockets and files. */
 #include <errno.h>
+#include <poll.h>
 #include <stddef.h>
 #include <liburing.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <time.h>
 
 #include "libvmm/error_internal.h"
+#include "migrate/tls.h"
 #include "migrate/xport.h"
 
 /* The kernel fills read buffers behind valgrind's back (io_uring has no system call per
@@ -52,8 +54,14 @@ struct vmm__xport {
 	uint64_t bytes;
 	unsigned inflight;
 	int deferred_err;
+	struct vmm__tls_conn *tls; /* set: sequential I/O goes through TLS, not io_uring */
+	uint8_t *tlsbuf;           /* gathers a writev into full TLS records */
 	struct pending slots[VMM_XPORT_QD];
 };
+
+/* 64 KiB per SSL_write: four full 16 KiB records per call, so a RAM batch of 4 KiB pages
+ * is not cut into a record per page. */
+#define TLSBUF_SIZE (64u << 10)
 
 int vmm__xport_new(int fd, const struct vmm__xport_opts *opts, struct vmm__xport **out)
 {
@@ -81,6 +89,8 @@ void vmm__xport_free(struct vmm__xport *xp)
 		return;
 	vmm__xport_drain(xp);
 	io_uring_queue_exit(&xp->ring);
+	vmm__tls_conn_free(xp->tls);
+	free(xp->tlsbuf);
 	free(xp);
 }
 
@@ -200,6 +210,106 @@ static int iov_advance(struct iovec *iov, int cnt, size_t n)
 	return cnt - i;
 }
 
+int vmm__xport_set_tls(struct vmm__xport *xp, struct vmm__tls_conn *c)
+{
+	xp->tlsbuf = malloc(TLSBUF_SIZE);
+	if (!xp->tlsbuf) {
+		vmm__tls_conn_free(c);
+		return vmm__err(VMM_ENOMEM, "TLS buffer");
+	}
+	xp->tls = c;
+	return 0;
+}
+
+struct vmm__tls_conn *vmm__xport_tls(const struct vmm__xport *xp)
+{
+	return xp->tls;
+}
+
+/* Waits (one slice) for the socket to be ready as the TLS session asks. */
+static int tls_wait(struct vmm__xport *xp, int *waited_ms, const char *what)
+{
+	struct pollfd p = { .fd = xp->fd, .events = vmm__tls_conn_events(xp->tls) };
+	int r = poll(&p, 1, SLICE_MS);
+
+	if (r < 0 && errno != EINTR)
+		return vmm__err_sys(VMM_ESYS, "poll");
+	if (r > 0)
+		return 0;
+	*waited_ms += SLICE_MS;
+	if (canceled(xp))
+		return vmm__err(VMM_ECANCELED, "%s: canceled", what);
+	if (xp->opts.timeout_ms > 0 && *waited_ms >= xp->opts.timeout_ms)
+		return vmm__err(VMM_ETIMEDOUT, "%s: no progress for %d ms", what,
+				xp->opts.timeout_ms);
+	return 0;
+}
+
+/* All of buf through the TLS session. A write that must wait is retried with the same
+ * buffer and length, as OpenSSL requires. */
+static int tls_all(struct vmm__xport *xp, uint8_t *buf, size_t len, int is_write)
+{
+	const char *what = is_write ? "write" : "read";
+	int waited = 0;
+	size_t pos = 0;
+
+	while (pos < len) {
+		size_t done;
+		int r;
+
+		if (canceled(xp))
+			return vmm__err(VMM_ECANCELED, "%s: canceled", what);
+		r = vmm__tls_conn_io(xp->tls, buf + pos, len - pos, is_write, &done);
+		if (r < 0)
+			return r;
+		if (r == 0) {
+			pos += done;
+			xp->bytes += done;
+			waited = 0;
+			continue;
+		}
+		r = tls_wait(xp, &waited, what);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/* Reads decrypt straight into the caller's buffers (guest RAM for pages); writes gather
+ * into full records first. */
+static int tls_transfer(struct vmm__xport *xp, const struct iovec *iov, int iovcnt, int is_write)
+{
+	size_t fill = 0, off = 0;
+	int i = 0, r;
+
+	if (!is_write) {
+		for (i = 0; i < iovcnt; i++) {
+			r = tls_all(xp, iov[i].iov_base, iov[i].iov_len, 0);
+			if (r)
+				return r;
+		}
+		return 0;
+	}
+	while (i < iovcnt) {
+		size_t k = iov[i].iov_len - off;
+
+		if (k > TLSBUF_SIZE - fill)
+			k = TLSBUF_SIZE - fill;
+		memcpy(xp->tlsbuf + fill, (const uint8_t *)iov[i].iov_base + off, k);
+		fill += k;
+		off += k;
+		if (off == iov[i].iov_len)
+			i++, off = 0;
+		if (fill == TLSBUF_SIZE || (i == iovcnt && fill)) {
+			r = tls_all(xp, xp->tlsbuf, fill, 1);
+			if (r)
+				return r;
+			fill = 0;
+		}
+	}
+	return 0;
+}
+
 /* One sequential transfer, continued until complete. */
 static int transfer(struct vmm__xport *xp, const struct iovec *iov_in, int iovcnt, int is_write)
 {
@@ -207,6 +317,8 @@ static int transfer(struct vmm__xport *xp, const struct iovec *iov_in, int iovcn
 	const char *what = is_write ? "write" : "read";
 	int r;
 
+	if (xp->tls)
+		return tls_transfer(xp, iov_in, iovcnt, is_write);
 	if (xp->inflight) {
 		r = vmm__xport_drain(xp);
 		if (r)

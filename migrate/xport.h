@@ -63,7 +63,15 @@ uint64_t vmm__xport_rtt_ns(const struct vmm__xport *xp);
  * a cancel. */
 void vmm__xport_set_opts(struct vmm__xport *xp, int timeout_ms, const int *cancel);
 
-/* Bytes moved so far (both directions). */
+/* Runs every later sequential transfer through the TLS session c (tls.h), whose
+ * handshake is done; the transport owns c from now on (freed with it). Sockets only: the
+ * queued positional calls stay plain. */
+struct vmm__tls_conn;
+int vmm__xport_set_tls(struct vmm__xport *xp, struct vmm__tls_conn *c);
+/* The session attached, or NULL. */
+struct vmm__tls_conn *vmm__xport_tls(const struct vmm__xport *xp);
+
+/* Bytes moved so far (both directions; with TLS, the stream's bytes before encryption). */
 uint64_t vmm__xport_bytes(const struct vmm__xport *xp);
 
 #endif

@@ -79,6 +79,9 @@ static int build_request(int argc, char **argv, struct json_object *req, int *js
 		{ "auto-converge", no_argument, NULL, 'a' },
 		{ "max-rounds", required_argument, NULL, 'r' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "tls-dir", required_argument, NULL, 'T' },
+		{ "psk-file", required_argument, NULL, 'K' },
+		{ "tls-peer", required_argument, NULL, 'N' },
 		{ NULL, 0, NULL, 0 },
 	};
 	char host[256], *end;
@@ -126,6 +129,22 @@ static int build_request(int argc, char **argv, struct json_object *req, int *js
 		case 'j':
 			*json = 1;
 			break;
+		case 'T':
+		case 'K':
+		case 'N': {
+			/* Absolute: the running vmm reads them, from its own directory. */
+			char *abs = c == 'N' ? NULL : realpath(optarg, NULL);
+
+			if (c != 'N' && !abs) {
+				fprintf(stderr, "vmm: %s: not found\n", optarg);
+				return 2;
+			}
+			json_object_object_add(req, c == 'T' ? "tls_dir" : c == 'K' ? "psk_file"
+								: "tls_peer",
+					       json_object_new_string(abs ? abs : optarg));
+			free(abs);
+			break;
+		}
 		default:
 			return cli_usage("migrate");
 		}

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "cli_tls.h"
 #include "control_server.h"
 
 #define EXIT_IN_DOUBT 3
@@ -53,8 +54,13 @@ int cmd_receive(int argc, char **argv)
 		{ "max-mem", required_argument, NULL, 'M' },
 		{ "max-cpus", required_argument, NULL, 'P' },
 		{ "allow-cpu-mismatch", no_argument, NULL, 'A' },
+		{ "tls-dir", required_argument, NULL, 'T' },
+		{ "psk-file", required_argument, NULL, 'K' },
+		{ "tls-peer", required_argument, NULL, 'N' },
 		{ NULL, 0, NULL, 0 },
 	};
+	static struct cli_tls tls; /* big: not on the stack */
+	char why[512];
 	struct vmm_receive_opts ro;
 	const char *control = NULL;
 	char host[256], *end;
@@ -100,12 +106,28 @@ int cmd_receive(int argc, char **argv)
 		case 'A':
 			ro.allow_cpu_mismatch = 1;
 			break;
+		case 'T':
+		case 'K':
+		case 'N':
+			if ((c == 'T' ? cli_tls_dir(&tls, optarg, why, sizeof(why))
+			     : c == 'K' ? cli_tls_psk_file(&tls, optarg, why, sizeof(why))
+					: cli_tls_peer(&tls, optarg, why, sizeof(why)))) {
+				fprintf(stderr, "vmm: %s\n", why);
+				return 2;
+			}
+			break;
 		default:
 			return cli_usage("receive");
 		}
 	}
 	if (optind != argc - 1)
 		return cli_usage("receive");
+	if (tls.set && !tls.psk_mode && !tls.peer[0]) {
+		fprintf(stderr, "vmm: --tls-dir needs --tls-peer NAME: the name the source's "
+				"certificate must carry\n");
+		return 2;
+	}
+	ro.tls = cli_tls_opts(&tls);
 	if (cli_parse_hostport(argv[optind], host, sizeof(host), &port)) {
 		fprintf(stderr, "vmm: bad address '%s' (ADDR:PORT, [ADDR]:PORT for IPv6)\n",
 			argv[optind]);

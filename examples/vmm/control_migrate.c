@@ -108,6 +108,7 @@ static void *worker(void *opaque)
 	/* m->req is written by control_migrate_start() before this thread exists and not
 	 * again until it has been joined. */
 	o = m->req.opts;
+	o.tls = cli_tls_opts(&m->req.tls);
 	o.progress = on_round;
 	o.progress_opaque = m;
 	memset(&st, 0, sizeof(st));
@@ -375,6 +376,20 @@ int control_migrate_parse(struct json_object *body, struct control_migrate_req *
 				return -1;
 			}
 			o->auto_converge = json_object_get_boolean(v);
+		} else if (!strcmp(key, "tls_dir") || !strcmp(key, "psk_file") ||
+			   !strcmp(key, "tls_peer")) {
+			const char *sv = json_object_get_string(v);
+			int bad;
+
+			if (!json_object_is_type(v, json_type_string)) {
+				snprintf(why, len, "\"%s\" must be a string", key);
+				return -1;
+			}
+			bad = key[0] == 'p' ? cli_tls_psk_file(&req->tls, sv, why, len)
+			      : key[4] == 'd' ? cli_tls_dir(&req->tls, sv, why, len)
+					      : cli_tls_peer(&req->tls, sv, why, len);
+			if (bad)
+				return -1;
 		} else if (!strcmp(key, "max_rounds")) {
 			if (get_int(v, key, 1, 100000, &n, why, len))
 				return -1;

@@ -11,6 +11,8 @@
 
 #include "vmm/vmm.h"
 
+#include "cli_tls.h"
+
 /* After a completed migration the source VM is stopped (and its vmm exits) as soon as a
  * GET vm.migration has returned the completed document, or this long after completion
  * if no client asks. */
@@ -23,7 +25,8 @@ struct control_migrate_req {
 	char destination[300]; /* as given: HOST:PORT or [V6]:PORT */
 	char host[256];
 	uint16_t port;
-	struct vmm_migrate_opts opts;
+	struct vmm_migrate_opts opts; /* opts.tls is set from tls by the worker */
+	struct cli_tls tls;
 };
 
 /* The migration side of vm's control server. NULL when out of memory. */

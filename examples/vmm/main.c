@@ -30,8 +30,10 @@ static const struct cli_command {
 	  "--allow-cpu-mismatch: restore even if this host lacks CPU features\n"
 	  "or the TSC rate the guest had (refused otherwise)", cmd_restore, 0 },
 	{ "receive", "[--control PATH] [--timeout-ms N] [--max-mem SIZE] [--max-cpus N]"
-	  " [--allow-cpu-mismatch] ADDR:PORT",
+	  " [--allow-cpu-mismatch] [--tls-dir DIR --tls-peer NAME | --psk-file F] ADDR:PORT",
 	  "wait for a live migration on ADDR:PORT ([ADDR]:PORT for IPv6),\n"
+	  "(with TLS 1.3: DIR holds ca.pem, cert.pem, key.pem and the source's\n"
+	  "certificate must carry NAME; or F holds IDENTITY:HEXKEY),\n"
 	  "then run the VM that arrived in the foreground, like run;\n"
 	  "refuses a VM above --max-mem (default: the memory available here)\n"
 	  "or --max-cpus (default: this host's CPUs, as KVM recommends);\n"
@@ -50,7 +52,8 @@ static const struct cli_command {
 	{ "shutdown", "PATH", "stop the VM; its vmm exits 0", cmd_control, 1 },
 	{ "migrate",
 	  "PATH HOST:PORT [--downtime-ms N] [--bandwidth MBPS] [--compress off|zstd|auto] "
-	  "[--connections N] [--auto-converge] [--max-rounds N] [--json]",
+	  "[--connections N] [--auto-converge] [--max-rounds N] [--json] "
+	  "[--tls-dir DIR [--tls-peer NAME] | --psk-file F]",
 	  "live-migrate the VM to a vmm receive on HOST:PORT,\n"
 	  "with progress on stderr; Ctrl-C cancels; once it\n"
 	  "has moved, the source vmm exits 0; exits 3 if the\n"

@@ -40,7 +40,9 @@ extern "C" {
 	XX(EMAGIC, -26, "not a libvmm file or stream (bad magic)")                       \
 	XX(ECPU, -27, "this host cannot give the guest the CPU it was started with")     \
 	XX(EINDOUBT, -28, "migration outcome unknown: guest paused on both sides")       \
-	XX(EJOB, -29, "a migration or snapshot in progress owns the VM")
+	XX(EJOB, -29, "a migration or snapshot in progress owns the VM")                 \
+	XX(EAUTH, -30, "the peer did not authenticate (certificate, name or key refused)") \
+	XX(ETLS, -31, "TLS on one side only, or a TLS failure")
 
 enum vmm_errno {
 	VMM_OK = 0,

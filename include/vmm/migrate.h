@@ -77,8 +77,39 @@ struct vmm_migrate_stats {
 	uint64_t final_sync_ns;  /* the last dirty-log sync, guest paused */
 	uint64_t capture_ns;     /* reading and encoding vCPU and device state */
 	uint64_t apply_ns;       /* the destination decoding and loading it */
-	uint64_t reserved[4];
+	uint32_t tls_connections;  /* connections that ran TLS (0: none, plain TCP) */
+	uint32_t ktls_connections; /* of those, encrypted by the kernel (kTLS) on send */
+	uint64_t reserved[3];
 };
+
+/* TLS 1.3 with mutual authentication on every connection of a migration (OpenSSL).
+ * Either certificates (ca_file, cert_file, key_file: PEM) or a pre-shared key (psk,
+ * psk_identity: TLS 1.3 external PSK), not both. Each side refuses a peer that does not
+ * authenticate, before it reads the peer's hello: nothing is built for a stranger.
+ * - Certificates: the peer's chain must lead to ca_file, be valid now, and carry
+ *   peer_name (a DNS or IP subjectAltName; the CN only without SANs). One certificate per
+ *   host serves both directions: give it the serverAuth and clientAuth key usages.
+ * - PSK: both sides hold the same key (at least 16 bytes) and identity.
+ * The cipher is AES-128-GCM (TLS_AES_128_GCM_SHA256; AES-256-GCM and ChaCha20-Poly1305
+ * are offered after it). Where the kernel has kTLS (the `tls` module), the record
+ * encryption moves into the kernel; otherwise OpenSSL encrypts on each connection's
+ * thread. A TLS side meeting a plain one fails with VMM_ETLS at once; a refused
+ * certificate, name or key is VMM_EAUTH. The strings are read during the call only. */
+struct vmm_tls_opts {
+	uint32_t size;          /* sizeof, set by vmm_tls_opts_init() */
+	const char *ca_file;
+	const char *cert_file;
+	const char *key_file;
+	/* The name the peer's certificate must carry. Sender: default the host given to
+	 * vmm_migrate_send_to() (required with vmm_migrate_send()); receiver: required. */
+	const char *peer_name;
+	const uint8_t *psk;
+	size_t psk_len;
+	const char *psk_identity;
+	uint64_t reserved[6];
+};
+
+VMM_EXPORT void vmm_tls_opts_init(struct vmm_tls_opts *opts);
 
 typedef void (*vmm_migrate_progress_fn)(void *opaque, const struct vmm_migrate_round *round,
 					const struct vmm_migrate_stats *total);
@@ -95,7 +126,8 @@ struct vmm_migrate_opts {
 	int timeout_ms;             /* the peer silent this long is gone (default 10000) */
 	vmm_migrate_progress_fn progress; /* after every round, on the sending thread */
 	void *progress_opaque;
-	uint64_t reserved[8];
+	const struct vmm_tls_opts *tls; /* NULL: plain TCP */
+	uint64_t reserved[7];
 };
 
 VMM_EXPORT void vmm_migrate_opts_init(struct vmm_migrate_opts *opts);
@@ -160,7 +192,12 @@ struct vmm_receive_opts {
 	 * refused with VMM_ESTATEDATA naming the device, before the commit. */
 	vmm_prepare_fn prepare;
 	void *prepare_opaque;
-	uint64_t reserved[5];
+	/* NULL: plain TCP. Set: every connection must complete a TLS handshake and
+	 * authenticate (struct vmm_tls_opts) before its preamble is even read; one that does
+	 * not, or a plain one, is dropped like any stray (a plain libvmm source is told
+	 * VMM_ETLS first), and the receiver keeps listening. */
+	const struct vmm_tls_opts *tls;
+	uint64_t reserved[4];
 };
 
 VMM_EXPORT void vmm_receive_opts_init(struct vmm_receive_opts *opts);

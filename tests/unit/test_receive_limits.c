@@ -275,7 +275,7 @@ static void stray_among_extra_connections(void **state)
 	peer_connect(&wrong, &x);
 	peer_connect(&dup, &x);
 	peer_connect(&p1, &x);
-	assert_int_equal(vmm__xport_write(garbage.xp, "\x16\x03\x01\x02\x00\x01\x00\x01", 8), 0);
+	assert_int_equal(vmm__xport_write(garbage.xp, "\x00\x03\x01\x02\x00\x01\x00\x01", 8), 0);
 	assert_true(recv(garbage.fd, &c, 1, 0) <= 0); /* closed (reset: its bytes unread) */
 	peer_hello(&wrong, RX_MIB, 1, 2, 1, other);
 	assert_int_equal(vmm__stream_read_rec(wrong.xp, 0, &h, &b), VMM_EREFUSED);

@@ -15,7 +15,7 @@ def main():
     ap.add_argument("--vmm-bench", required=True)
     ap.add_argument("--guests", required=True)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--only", default="physical,small,snapshot,lazy,clone,migrate,memcheck")
+    ap.add_argument("--only", default="physical,small,snapshot,lazy,clone,migrate,memcheck,tls")
     ap.add_argument("--contents", default="random,text,halfzero")
     ap.add_argument("--migrate-contents", default="random,text,halfzero,none")
     ap.add_argument("--lazy-sizes", default="256,2048,8192")
@@ -62,6 +62,7 @@ def main():
         ("clone", lambda: phase_clone(lazy_files[min(lazy_files)]) if lazy_files else None),
         ("migrate", lambda: phase_migrate(args.migrate_contents.split(","))),
         ("memcheck", phase_memcheck),
+        ("tls", phase_tls),
     ]
     try:
         for name, fn in phases:

@@ -428,3 +428,32 @@ def phase_memcheck():
         plumbing.CTX.add("memcheck", "qemu", qr)
         log("  run %d: libvmm %.0f ms, %d rounds, downtime %.1f ms | QEMU %.0f ms, %s syncs, downtime %s ms" %
             (r, s["total_ms"], s["rounds"], s["downtime_ms"], qr["wall_ms"], qr["rounds"], qr["downtime_ms"]))
+
+
+def phase_tls(mem_mib=1024):
+    """TLS on the migration stream: off, on over 1 connection, on over several, with
+    certificates and with a PSK, on the fake kernel (tls_bench: the memory-only path, no
+    guest runs, so it needs no KVM); and the physical limit, `openssl speed -evp
+    aes-128-gcm` at 16 KiB records per core times the cores."""
+    log("tls: off / on 1 connection / on several, and openssl speed")
+    exe = os.path.join(plumbing.CTX.build, "tests", "bench", "tls_bench")
+    cases = [("off", 1), ("off", 2), ("cert", 1), ("psk", 1), ("cert", 2), ("cert", 4)]
+    for r in range(plumbing.CTX.runs):
+        for pattern in ("random", "text"):
+            for mode, conns in cases:
+                rc, out, err = run([exe, "--mem", str(mem_mib), "--pattern", pattern, "--tls", mode,
+                                    "--conns", str(conns)], 300)
+                if rc != 0:
+                    raise BenchError("tls_bench: " + (err or out)[-300:])
+                e = json.loads(out.strip().splitlines()[-1])
+                e["run"] = r
+                plumbing.CTX.add("tls", "%s_%s_%d" % (pattern, mode, conns), e)
+        rc, out, err = run(["openssl", "speed", "-evp", "aes-128-gcm", "-seconds", "2"], 120)
+        m = re.search(r"AES-128-GCM(?:\s+[\d.]+k){5}\s+([\d.]+)k", out)
+        if rc == 0 and m:
+            per_core = float(m.group(1)) * 1000 / 1e6
+            plumbing.CTX.add("tls", "aes128gcm_mb_s_per_core", {"run": r, "mb_s": per_core,
+                                                                 "cores": os.cpu_count()})
+    ktls = os.path.exists("/proc/sys/net/ipv4/tcp_available_ulp") and \
+        "tls" in open("/proc/sys/net/ipv4/tcp_available_ulp").read().split()
+    plumbing.CTX.results.setdefault("tls", {})["ktls_available"] = ktls

@@ -378,4 +378,23 @@ def build_report(info, lv):
             L.append("- " + f.replace("\n", " "))
         L.append("")
     L.append("Plots: migration_throughput.png, memcheck_progress.png, snapshot_throughput.png.\n")
+    # ---- TLS
+    tl = R.get("tls", {})
+    if any(k.startswith("random_") for k in tl):
+        L.append("## TLS on the migration stream (fake kernel, memory only)\n")
+        L.append("`tls_bench`: a 1 GiB VM's pages over loopback, source and destination in one "
+                 "process (they share the cores), TLS 1.3 AES-128-GCM (OpenSSL); kTLS available: "
+                 "%s. Physical limit: `openssl speed -evp aes-128-gcm` at 16 KiB per core x %s "
+                 "cores.\n" % (tl.get("ktls_available"), os.cpu_count()))
+        L.append("| content | TLS | connections | MB/s | total ms |")
+        L.append("|---|---|---|---|---|")
+        for key in sorted(k for k in tl if k.count("_") == 2 and k.split("_")[0] in ("random", "text")):
+            v = tl[key]
+            L.append("| %s | %s | %s | %s | %s |" % (v[0]["pattern"], v[0]["tls"], v[0]["conns"],
+                     fmt(stats([x["mbps"] for x in v])), fmt(stats([x["total_ms"] for x in v]))))
+        sp = tl.get("aes128gcm_mb_s_per_core", [])
+        if sp:
+            L.append("| limit | AES-128-GCM | x%s cores | %s | |" % (os.cpu_count(),
+                     fmt(stats([x["mb_s"] * x["cores"] for x in sp]))))
+        L.append("")
     return "\n".join(L)
