@@ -7,11 +7,15 @@
 
 #include "cli.h"
 
-int cli_parse_size(const char *s, uint64_t *out)
+int cli_parse_size(const char *s, uint64_t *out, const char **why)
 {
 	char *end;
 	unsigned long long v;
+	const char *dummy;
 
+	if (!why)
+		why = &dummy;
+	*why = "not a size";
 	errno = 0;
 	v = strtoull(s, &end, 10);
 	if (errno || end == s)
@@ -27,6 +31,7 @@ int cli_parse_size(const char *s, uint64_t *out)
 	if (*end)
 		return -1;
 	*out = v;
+	*why = NULL;
 	return 0;
 }
 
