@@ -67,10 +67,13 @@ for t in "${TARGETS[@]}"; do
 	mkdir -p "$dir/corpus" "$dir/artifacts"
 	seeds=$SRC/tests/fuzz/corpus/$t
 	[ -d "$seeds" ] && cp "$seeds"/* "$dir/corpus/" 2>/dev/null
-	echo "== $t: ${SECONDS_PER}s, corpus $(ls "$dir/corpus" | wc -l) seeds, log $dir/log"
+	# tests/fuzz/<target>.options: libFuzzer flags that target always gets (e.g. a max_len
+	# below its largest regression input, which would otherwise set the size of every run)
+	opts=$(cat "$SRC/tests/fuzz/$t.options" 2>/dev/null)
+	echo "== $t: ${SECONDS_PER}s, corpus $(ls "$dir/corpus" | wc -l) seeds, $opts log $dir/log"
 	# shellcheck disable=SC2086
 	"$bin" "$dir/corpus" -max_total_time="$SECONDS_PER" -print_final_stats=1 -timeout=25 \
-		-artifact_prefix="$dir/artifacts/" ${FUZZ_ARGS:-} >"$dir/log" 2>&1
+		-artifact_prefix="$dir/artifacts/" $opts ${FUZZ_ARGS:-} >"$dir/log" 2>&1
 	rc=$?
 	start=$(grep -m1 'INITED' "$dir/log" | grep -o 'cov: [0-9]* ft: [0-9]*')
 	end=$(grep -E '^#[0-9]+' "$dir/log" | tail -1 | grep -o 'cov: [0-9]* ft: [0-9]*')

@@ -1,0 +1,17 @@
+/* Helpers the fuzz targets share. */
+#ifndef VMM_FUZZ_UTIL_H
+#define VMM_FUZZ_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* bytes (a multiple of 4096) of zeroed read-write memory with an inaccessible page on each
+ * side, so that a write just outside it faults even when the kernel does it (io_uring
+ * reads, where ASan sees nothing). Never freed; NULL on failure. */
+uint8_t *fuzz_guarded_map(size_t bytes);
+
+/* A file holding data, for targets whose code under test reads a path. Reuses one file per
+ * process (truncated and rewritten). Returns the path, NULL on failure. */
+const char *fuzz_write_file(const uint8_t *data, size_t size);
+
+#endif
