@@ -1,4 +1,5 @@
 /* Helpers the fuzz targets share. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,15 +28,36 @@ static void remove_file(void)
 	unlink(path);
 }
 
-const char *fuzz_write_file(const uint8_t *data, size_t size)
+static const char *file_path(void)
 {
-	FILE *f;
-
 	if (!path[0]) {
 		snprintf(path, sizeof(path), "/tmp/vmm-fuzz.%d", getpid());
 		atexit(remove_file);
 	}
-	f = fopen(path, "wb");
+	return path;
+}
+
+const char *fuzz_write_sparse(const uint8_t *data, size_t size)
+{
+	static const uint8_t zero[4096];
+	int fd = open(file_path(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int bad = fd < 0 || ftruncate(fd, (off_t)size);
+
+	for (size_t off = 0; !bad && off < size; off += 4096) {
+		size_t n = size - off < 4096 ? size - off : 4096;
+
+		if (memcmp(data + off, zero, n))
+			bad = pwrite(fd, data + off, n, (off_t)off) != (ssize_t)n;
+	}
+	if (fd >= 0 && close(fd))
+		bad = 1;
+	return bad ? NULL : path;
+}
+
+const char *fuzz_write_file(const uint8_t *data, size_t size)
+{
+	FILE *f = fopen(file_path(), "wb");
+
 	if (!f)
 		return NULL;
 	if (size && fwrite(data, 1, size, f) != size) {

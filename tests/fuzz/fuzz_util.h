@@ -14,4 +14,8 @@ uint8_t *fuzz_guarded_map(size_t bytes);
  * process (truncated and rewritten). Returns the path, NULL on failure. */
 const char *fuzz_write_file(const uint8_t *data, size_t size);
 
+/* The same, leaving every all-zero 4 KiB page of data a hole, as the snapshot writer leaves
+ * RAM the guest never touched. */
+const char *fuzz_write_sparse(const uint8_t *data, size_t size);
+
 #endif
