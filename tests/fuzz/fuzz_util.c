@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "fuzz_util.h"
+#include "libvmm/vm_move.h"
 
 uint8_t *fuzz_guarded_map(size_t bytes)
 {
@@ -65,4 +66,35 @@ const char *fuzz_write_file(const uint8_t *data, size_t size)
 		return NULL;
 	}
 	return fclose(f) ? NULL : path;
+}
+
+int fuzz_guard_vm_ram(struct vmm_vm *vm)
+{
+	struct vmm__memory *m = vmm__move_ram(vm);
+	uint8_t *area = mmap(NULL, m->size + 2 * 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+			     -1, 0);
+	void *moved;
+
+	if (area == MAP_FAILED)
+		return -1;
+	/* mremap keeps the memfd's pages and sharing; the fake kernel's slots do not hold
+	 * the address (a real one would: this is for fake-kernel VMs only). */
+	moved = mremap(m->host, m->size, m->size, MREMAP_MAYMOVE | MREMAP_FIXED, area + 4096);
+	if (moved == MAP_FAILED) {
+		munmap(area, m->size + 2 * 4096);
+		return -1;
+	}
+	m->host = moved;
+	return 0;
+}
+
+void fuzz_vm_destroy(struct vmm_vm *vm)
+{
+	struct vmm__memory *m = vmm__move_ram(vm);
+	uint8_t *host = m->host;
+	uint64_t size = m->size;
+
+	vmm_vm_destroy(vm); /* unmaps the RAM between the guards */
+	munmap(host - 4096, 4096);
+	munmap(host + size, 4096);
 }

@@ -18,4 +18,11 @@ const char *fuzz_write_file(const uint8_t *data, size_t size);
  * RAM the guest never touched. */
 const char *fuzz_write_sparse(const uint8_t *data, size_t size);
 
+struct vmm_vm;
+/* Moves vm's guest RAM (its memfd mapping) between two inaccessible pages, so that a
+ * loader or restore writing past either end faults. Call fuzz_vm_destroy() instead of
+ * vmm_vm_destroy() for it. Returns 0, -1 on failure (vm unchanged). */
+int fuzz_guard_vm_ram(struct vmm_vm *vm);
+void fuzz_vm_destroy(struct vmm_vm *vm);
+
 #endif
