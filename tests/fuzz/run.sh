@@ -1,7 +1,7 @@
 #!/bin/bash
 # make fuzz: builds the libFuzzer binaries (clang, ASan+UBSan, the library instrumented) and
 # runs each target for FUZZ_SECONDS on a scratch copy of its checked-in corpus.
-#   bash tests/fuzz/run.sh [--merge] [--build DIR] [TARGET...]
+#   bash tests/fuzz/run.sh [--merge] [--build DIR] [--no-build] [TARGET...]
 #   FUZZ_SECONDS=600 make fuzz            (default 60 s per target, one target at a time)
 #   FUZZ_TARGETS="stream loader" make fuzz
 # TARGET: a tests/fuzz/target_<TARGET>.c name; default all of them.
@@ -16,12 +16,14 @@ set -uo pipefail
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=$SRC/build-fuzz
 MERGE=0
+BUILD_FIRST=1
 SECONDS_PER=${FUZZ_SECONDS:-60}
 TARGETS=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--merge) MERGE=1 ;;
 	--build) BUILD=$(realpath -m "$2"); shift ;;
+	--no-build) BUILD_FIRST=0 ;; # run the fuzz_<target> binaries already in BUILD
 	-h|--help) sed -n '2,14p' "$0"; exit 0 ;;
 	*) TARGETS+=("$1") ;;
 	esac
@@ -43,16 +45,18 @@ if ! command -v clang >/dev/null; then
 fi
 
 # ---- build (its own tree: every object instrumented, so it never mixes with build/)
-if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+if [ $BUILD_FIRST = 1 ] && [ ! -f "$BUILD/CMakeCache.txt" ]; then
 	cmake -S "$SRC" -B "$BUILD" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 		-DVMM_FUZZ=ON -DVMM_SANITIZE=address,undefined -DVMM_WERROR=ON >/dev/null || exit 2
 fi
 bins=()
 for t in "${TARGETS[@]}"; do bins+=("fuzz_$t"); done
-cmake --build "$BUILD" -j"$(nproc)" --target "${bins[@]}" >"$BUILD/fuzz-build.log" 2>&1 || {
-	tail -30 "$BUILD/fuzz-build.log" >&2
-	exit 2
-}
+if [ $BUILD_FIRST = 1 ]; then
+	cmake --build "$BUILD" -j"$(nproc)" --target "${bins[@]}" >"$BUILD/fuzz-build.log" 2>&1 || {
+		tail -30 "$BUILD/fuzz-build.log" >&2
+		exit 2
+	}
+fi
 
 # ---- run, one target at a time
 OUT=$BUILD/fuzz-out
