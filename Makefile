@@ -8,6 +8,7 @@
 #   make check-emulated   the guest-running tests in the emulated KVM host, on any machine
 #   make install PREFIX=/some/dir
 #   make bench   benchmarks (figures, never pass/fail on time)
+#   make fuzz    libFuzzer on every target for FUZZ_SECONDS each (tests/fuzz/run.sh; clang)
 
 PREFIX ?= /usr/local
 JOBS ?= $(shell nproc)
@@ -22,13 +23,15 @@ DEB_PACKAGES = gcc make cmake pkg-config python3 binutils \
 	qemu-system-x86 iproute2 valgrind cppcheck \
 	libmicrohttpd-dev libjson-c-dev libcurl4-openssl-dev curl \
 	libssl-dev openssl
+# Only `make fuzz` needs these (libFuzzer comes with clang); make check does not.
+FUZZ_DEB_PACKAGES = clang llvm
 
-.PHONY: all deps build check check-fast check-emulated check-asan check-tsan demo install bench clean
+.PHONY: all deps deps-fuzz fuzz build check check-fast check-emulated check-asan check-tsan demo install bench clean
 
 all: build
 
-deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+deps deps-fuzz:
+	@missing=""; for p in $(DEB_PACKAGES) $(if $(filter deps-fuzz,$@),$(FUZZ_DEB_PACKAGES)); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -81,3 +84,8 @@ bench: deps
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+
+# FUZZ_SECONDS per target (default 60), one target at a time, on a scratch copy of each
+# corpus; `bash tests/fuzz/run.sh --merge` folds new coverage back into tests/fuzz/corpus.
+fuzz: deps-fuzz
+	@bash tests/fuzz/run.sh

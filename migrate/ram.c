@@ -291,6 +291,13 @@ void vmm__ram_rx_free(struct vmm__ram_rx *rx)
 	free(rx);
 }
 
+void vmm__ram_rx_reset(struct vmm__ram_rx *rx)
+{
+	if (rx->written)
+		memset(rx->written, 0, (rx->npages + 63) / 64 * 8);
+	rx->applied = 0;
+}
+
 uint64_t vmm__ram_rx_pages(const struct vmm__ram_rx *rx)
 {
 	return rx->applied;

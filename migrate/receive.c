@@ -759,25 +759,16 @@ static int take_over(struct receiver *rv)
 	return r;
 }
 
-int vmm_migrate_receive(int lfd, const struct vmm_receive_opts *opts, struct vmm_vm **out)
+/* Everything after the control connection's HELLO was read (r: how that went): the hello
+ * checked and the VM built, the extra connections, RAM, state, READY, GO, the start; on
+ * failure the source told why and the VM destroyed (kept in doubt after READY). Frees h and
+ * rv. Its own function so that tests/fuzz/target_receiver.c runs exactly this on a stream
+ * it forged after a hello. */
+static int receive_after_hello(struct receiver *rv, int r, Vmm__Stream__Hello *h, int lfd,
+			       struct vmm_vm **out)
 {
-	struct receiver *rv;
-	Vmm__Stream__Hello *h = NULL;
-	int handed = 0, r;
+	int handed = 0;
 
-	if (!out)
-		return vmm__err(VMM_EINVAL, "NULL argument");
-	*out = NULL;
-	rv = calloc(1, sizeof(*rv));
-	if (!rv)
-		return vmm__err(VMM_ENOMEM, "receiver");
-	vmm_receive_opts_init(&rv->o);
-	r = VMM__OPTS_COPY(&rv->o, opts, "vmm_receive_opts_init");
-	/* Credentials are loaded and checked before the first connection is accepted. */
-	if (!r && rv->o.tls)
-		r = vmm__tls_new(rv->o.tls, 1, NULL, &rv->tls);
-	if (!r)
-		r = accept_control(rv, lfd, &h);
 	if (!r)
 		r = accept_hello(rv, h);
 	vmm__stream__hello__free_unpacked(h, NULL);
@@ -827,6 +818,28 @@ int vmm_migrate_receive(int lfd, const struct vmm_receive_opts *opts, struct vmm
 	}
 	free(rv);
 	return r;
+}
+
+int vmm_migrate_receive(int lfd, const struct vmm_receive_opts *opts, struct vmm_vm **out)
+{
+	struct receiver *rv;
+	Vmm__Stream__Hello *h = NULL;
+	int r;
+
+	if (!out)
+		return vmm__err(VMM_EINVAL, "NULL argument");
+	*out = NULL;
+	rv = calloc(1, sizeof(*rv));
+	if (!rv)
+		return vmm__err(VMM_ENOMEM, "receiver");
+	vmm_receive_opts_init(&rv->o);
+	r = VMM__OPTS_COPY(&rv->o, opts, "vmm_receive_opts_init");
+	/* Credentials are loaded and checked before the first connection is accepted. */
+	if (!r && rv->o.tls)
+		r = vmm__tls_new(rv->o.tls, 1, NULL, &rv->tls);
+	if (!r)
+		r = accept_control(rv, lfd, &h);
+	return receive_after_hello(rv, r, h, lfd, out);
 }
 
 int vmm_migrate_receive_at(const char *addr, uint16_t port, const struct vmm_receive_opts *opts,

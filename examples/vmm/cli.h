@@ -29,8 +29,9 @@ int cli_usage(const char *name);
  * it), destroys it and returns the process exit status. Takes ownership of vm. */
 int cli_run_foreground(struct vmm_vm *vm, const char *control_path);
 
-/* "512M", "2G", "4096K", or bytes. Returns 0 and *out, -1 on garbage. */
-int cli_parse_size(const char *s, uint64_t *out);
+/* "512M", "2G", "4096K", or bytes. Returns 0 and *out, or -1 with *why (if why is not NULL)
+ * saying what is wrong: not a size, negative, or too large for 64 bits. */
+int cli_parse_size(const char *s, uint64_t *out, const char **why);
 /* "HOST:PORT", or "[V6]:PORT" for an IPv6 literal (an unbracketed one is refused as
  * ambiguous), port 1..65535. Returns 0 with host (NUL-terminated) and *port, -1 on garbage
  * or a host that does not fit hostlen. */

@@ -7,26 +7,48 @@
 
 #include "cli.h"
 
-int cli_parse_size(const char *s, uint64_t *out)
+int cli_parse_size(const char *s, uint64_t *out, const char **why)
 {
+	static const char units[] = "kmgt"; /* suffix i is a shift of 10 * (i + 1) */
+	const char *dummy, *u;
 	char *end;
 	unsigned long long v;
+	unsigned shift = 0;
 
+	if (!why)
+		why = &dummy;
+	/* strtoull would skip blanks, take a sign and negate: "-1" would be 2^64 - 1 and
+	 * "-18446744073708503040" 1 MiB. A size starts with a digit. */
+	if (s[strspn(s, " \t")] == '-') {
+		*why = "negative";
+		return -1;
+	}
+	if (*s < '0' || *s > '9') {
+		*why = "not a size (digits, then an optional K, M, G or T)";
+		return -1;
+	}
 	errno = 0;
 	v = strtoull(s, &end, 10);
-	if (errno || end == s)
+	if (errno == ERANGE) {
+		*why = "too large (over 2^64 - 1 bytes)";
 		return -1;
-	switch (*end) {
-	case 'k': case 'K': v <<= 10, end++; break;
-	case 'm': case 'M': v <<= 20, end++; break;
-	case 'g': case 'G': v <<= 30, end++; break;
-	case 't': case 'T': v <<= 40, end++; break;
+	}
+	if (*end && (u = strchr(units, *end | 0x20)) != NULL) {
+		shift = 10 * (unsigned)(u - units + 1);
+		end++;
 	}
 	if (*end == 'i' || *end == 'B')
 		end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
-	if (*end)
+	if (*end) {
+		*why = "not a size (digits, then an optional K, M, G or T)";
 		return -1;
-	*out = v;
+	}
+	if (shift && v > (UINT64_MAX >> shift)) {
+		*why = "too large (over 2^64 - 1 bytes)";
+		return -1;
+	}
+	*out = v << shift;
+	*why = NULL;
 	return 0;
 }
 

@@ -62,7 +62,7 @@ int cmd_receive(int argc, char **argv)
 	static struct cli_tls tls; /* big: not on the stack */
 	char why[512];
 	struct vmm_receive_opts ro;
-	const char *control = NULL;
+	const char *control = NULL, *why = NULL;
 	char host[256], *end;
 	struct vmm_vm *vm;
 	uint16_t port;
@@ -89,8 +89,10 @@ int cmd_receive(int argc, char **argv)
 			ro.timeout_ms = (int)ms;
 			break;
 		case 'M': /* default: the memory this host has available */
-			if (cli_parse_size(optarg, &ro.max_mem_size) || !ro.max_mem_size) {
-				fprintf(stderr, "vmm: bad --max-mem '%s'\n", optarg);
+			if (cli_parse_size(optarg, &ro.max_mem_size, &why) == 0 && !ro.max_mem_size)
+				why = "zero";
+			if (why) {
+				fprintf(stderr, "vmm: bad --max-mem '%s': %s\n", optarg, why);
 				return 2;
 			}
 			break;

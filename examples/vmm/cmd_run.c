@@ -73,7 +73,7 @@ int cmd_run(int argc, char **argv)
 	};
 	struct vmm_vm_config cfg;
 	struct vmm_vm *vm;
-	const char *initrd = NULL, *control = NULL;
+	const char *initrd = NULL, *control = NULL, *why;
 	int c, r;
 
 	vmm_vm_config_init(&cfg);
@@ -82,8 +82,8 @@ int cmd_run(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "m:c:a:i:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
-			if (cli_parse_size(optarg, &cfg.mem_size)) {
-				fprintf(stderr, "vmm: bad memory size '%s'\n", optarg);
+			if (cli_parse_size(optarg, &cfg.mem_size, &why)) {
+				fprintf(stderr, "vmm: bad memory size '%s': %s\n", optarg, why);
 				return 2;
 			}
 			break;
