@@ -60,7 +60,7 @@ int cmd_receive(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct cli_tls tls; /* big: not on the stack */
-	char why[512];
+	char tls_why[512];
 	struct vmm_receive_opts ro;
 	const char *control = NULL, *why = NULL;
 	char host[256], *end;
@@ -111,10 +111,10 @@ int cmd_receive(int argc, char **argv)
 		case 'T':
 		case 'K':
 		case 'N':
-			if ((c == 'T' ? cli_tls_dir(&tls, optarg, why, sizeof(why))
-			     : c == 'K' ? cli_tls_psk_file(&tls, optarg, why, sizeof(why))
-					: cli_tls_peer(&tls, optarg, why, sizeof(why)))) {
-				fprintf(stderr, "vmm: %s\n", why);
+			if ((c == 'T' ? cli_tls_dir(&tls, optarg, tls_why, sizeof(tls_why))
+			     : c == 'K' ? cli_tls_psk_file(&tls, optarg, tls_why, sizeof(tls_why))
+					: cli_tls_peer(&tls, optarg, tls_why, sizeof(tls_why)))) {
+				fprintf(stderr, "vmm: %s\n", tls_why);
 				return 2;
 			}
 			break;
