@@ -20,7 +20,8 @@ CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVMM_WERROR=ON
 DEB_PACKAGES = gcc make cmake pkg-config python3 binutils \
 	liburing-dev libzstd-dev libxxhash-dev libprotobuf-c-dev protobuf-c-compiler libcmocka-dev \
 	qemu-system-x86 iproute2 valgrind cppcheck \
-	libmicrohttpd-dev libjson-c-dev libcurl4-openssl-dev curl
+	libmicrohttpd-dev libjson-c-dev libcurl4-openssl-dev curl \
+	libssl-dev openssl libseccomp-dev
 
 .PHONY: all deps build check check-fast check-emulated check-asan check-tsan demo install bench clean
 

@@ -40,7 +40,8 @@ extern "C" {
 	XX(EMAGIC, -26, "not a libvmm file or stream (bad magic)")                       \
 	XX(ECPU, -27, "this host cannot give the guest the CPU it was started with")     \
 	XX(EINDOUBT, -28, "migration outcome unknown: guest paused on both sides")       \
-	XX(EJOB, -29, "a migration or snapshot in progress owns the VM")
+	XX(EJOB, -29, "a migration or snapshot in progress owns the VM")                 \
+	XX(EKEY, -32, "wrong or missing key for an encrypted snapshot")
 
 enum vmm_errno {
 	VMM_OK = 0,
