@@ -39,6 +39,12 @@ int cli_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port
 void cli_format_size(uint64_t bytes, char *buf, size_t len);
 /* Prints "vmm: what: message (detail)" to stderr and returns 1. */
 int cli_fail(const char *what, int err);
+/* A snapshot key file: 32 raw bytes, or 64 hex digits (a trailing newline allowed), as
+ * `openssl rand 32 > F` or `openssl rand -hex 32 > F` make. Returns 0, or -1 with a
+ * message on stderr. */
+int cli_read_key(const char *path, uint8_t key[32]);
+/* 64 hex digits into key[32]; -1 on anything else. */
+int cli_parse_key_hex(const char *hex, size_t len, uint8_t key[32]);
 /* The process exit status for a finished VM. */
 int cli_exit_status(const struct vmm_exit *ex);
 /* vmm_serial_fn writing guest output unbuffered to stdout. */

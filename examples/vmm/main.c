@@ -25,8 +25,10 @@ static const struct cli_command {
 	  "for guests that move between hosts of different CPUs);\n"
 	  "--control serves the control API (HTTP/JSON) on a UNIX socket",
 	  cmd_run, 0 },
-	{ "restore", "[--lazy] [--allow-cpu-mismatch] [--control PATH] FILE",
-	  "run a snapshot in the foreground, like run; --lazy maps its RAM;\n"
+	{ "restore", "[--lazy] [--allow-cpu-mismatch] [--key-file F] [--control PATH] FILE",
+	  "run a snapshot in the foreground, like run; --lazy maps its RAM\n"
+	  "(an encrypted one is restored eagerly); --key-file: the key\n"
+	  "an encrypted snapshot was saved with (32 bytes or 64 hex digits);\n"
 	  "--allow-cpu-mismatch: restore even if this host lacks CPU features\n"
 	  "or the TSC rate the guest had (refused otherwise)", cmd_restore, 0 },
 	{ "receive", "[--control PATH] [--timeout-ms N] [--max-mem SIZE] [--max-cpus N]"
@@ -45,8 +47,10 @@ static const struct cli_command {
 	{ "pause", "PATH", "pause the VM", cmd_control, 1 },
 	{ "resume", "PATH", "resume a paused VM", cmd_control, 1 },
 	{ "snapshot",
-	  "PATH FILE [--live] [--compress] [--incremental PARENT] [--stop] [--track] [--json]",
-	  "save the VM to FILE", cmd_control, 1 },
+	  "PATH FILE [--live] [--compress] [--incremental PARENT] [--stop] [--track] "
+	  "[--key-file F] [--json]",
+	  "save the VM to FILE; --key-file F encrypts it (AES-256-GCM)\n"
+	  "with the key in F (32 bytes or 64 hex digits)", cmd_control, 1 },
 	{ "shutdown", "PATH", "stop the VM; its vmm exits 0", cmd_control, 1 },
 	{ "migrate",
 	  "PATH HOST:PORT [--downtime-ms N] [--bandwidth MBPS] [--compress off|zstd|auto] "
