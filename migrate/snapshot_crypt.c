@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 
+#include "libvmm/sandbox.h"
 #include "libvmm/error_internal.h"
 #include "migrate/snapshot_crypt.h"
 
@@ -37,6 +38,7 @@ struct pass {
 	const struct vmm__snap_enc_hdr *hdr;
 	const uint8_t *file_key;
 	struct enc_entry *table;
+	pthread_t caller;
 	uint64_t next; /* the next chunk to take (atomic) */
 	pthread_mutex_t lock;
 	int err;       /* the first failure, under lock */
@@ -183,6 +185,12 @@ static void *pass_thread(void *arg)
 	uint8_t *buf = malloc(h->chunk_size + 32);
 	uint64_t i;
 
+	/* The calling thread keeps its own filter; the extra workers take the migration one. */
+	if (!pthread_equal(pthread_self(), p->caller) &&
+	    vmm__sandbox_thread(VMM_THREAD_MIGRATION, "vmm-snap-crypt")) {
+		pass_fail(p, VMM_ESYS, "sandbox: %llu%s", 0, 0);
+		goto out;
+	}
 	if (!c || !buf) {
 		pass_fail(p, VMM_ENOMEM, "cipher context or chunk buffer%llu%s", 0, 0);
 		goto out;
@@ -266,6 +274,7 @@ static int run_pass(struct pass *p)
 	if (want > MAX_THREADS)
 		want = MAX_THREADS;
 	pthread_mutex_init(&p->lock, NULL);
+	p->caller = pthread_self();
 	/* The calling thread takes a share too; the others are joined before returning. */
 	for (; (uint64_t)n + 1 < want; n++)
 		if (pthread_create(&t[n], NULL, pass_thread, p))

@@ -29,6 +29,13 @@ int cli_usage(const char *name);
  * it), destroys it and returns the process exit status. Takes ownership of vm. */
 int cli_run_foreground(struct vmm_vm *vm, const char *control_path);
 
+/* The sandbox (vmm/sandbox.h), on unless --no-sandbox: cli_sandbox_begin() before the VM
+ * is built asks the library to confine its own threads (a forbidden call is reported on
+ * stderr, then SIGSYS kills vmm); cli_run_foreground() confines the main thread (and the
+ * control server it starts) with the control filter once the VM runs. */
+extern int cli_sandbox;
+int cli_sandbox_begin(void);
+
 /* "512M", "2G", "4096K", or bytes. Returns 0 and *out, -1 on garbage. */
 int cli_parse_size(const char *s, uint64_t *out);
 /* "HOST:PORT", or "[V6]:PORT" for an IPv6 literal (an unbracketed one is refused as

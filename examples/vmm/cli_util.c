@@ -178,3 +178,19 @@ int cli_read_key(const char *path, uint8_t key[32])
 	fprintf(stderr, "vmm: key file %s: want 32 bytes, or 64 hex digits\n", path);
 	return -1;
 }
+
+int cli_sandbox = 1;
+
+int cli_sandbox_begin(void)
+{
+	struct vmm_sandbox_opts o;
+	int r;
+
+	if (!cli_sandbox)
+		return 0;
+	vmm_sandbox_opts_init(&o);
+	o.kinds = VMM_SANDBOX_LIBRARY_THREADS;
+	o.report_fd = 2; /* the offending thread and call on stderr, then SIGSYS */
+	r = vmm_sandbox_enable(&o);
+	return r ? cli_fail("sandbox (--no-sandbox turns it off)", r) : 0;
+}

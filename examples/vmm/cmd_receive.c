@@ -53,6 +53,7 @@ int cmd_receive(int argc, char **argv)
 		{ "max-mem", required_argument, NULL, 'M' },
 		{ "max-cpus", required_argument, NULL, 'P' },
 		{ "allow-cpu-mismatch", no_argument, NULL, 'A' },
+		{ "no-sandbox", no_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct vmm_receive_opts ro;
@@ -100,6 +101,9 @@ int cmd_receive(int argc, char **argv)
 		case 'A':
 			ro.allow_cpu_mismatch = 1;
 			break;
+		case 'S':
+			cli_sandbox = 0;
+			break;
 		default:
 			return cli_usage("receive");
 		}
@@ -113,6 +117,8 @@ int cmd_receive(int argc, char **argv)
 	}
 	/* Scripts wait for this line before they start the migration. */
 	fprintf(stderr, "vmm: receiving on %s\n", argv[optind]);
+	if (cli_sandbox_begin())
+		return 1;
 	r = vmm_migrate_receive_at(host, port, &ro, &vm);
 	if (r == VMM_EINDOUBT) {
 		fprintf(stderr, "vmm: receive: in doubt: %s; the guest is paused here, never "

@@ -14,6 +14,7 @@ int cmd_restore(int argc, char **argv)
 		{ "control", required_argument, NULL, 'C' },
 		{ "allow-cpu-mismatch", no_argument, NULL, 'M' },
 		{ "key-file", required_argument, NULL, 'k' },
+		{ "no-sandbox", no_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 	uint8_t key[32];
@@ -42,12 +43,17 @@ int cmd_restore(int argc, char **argv)
 			ropts.key = key;
 			ropts.key_len = sizeof(key);
 			break;
+		case 'S':
+			cli_sandbox = 0;
+			break;
 		default:
 			return 2;
 		}
 	}
 	if (optind != argc - 1)
 		return cli_usage("restore");
+	if (cli_sandbox_begin())
+		return 1;
 	r = vmm_snapshot_restore(argv[optind], &ropts, &vm);
 	memset(key, 0, sizeof(key));
 	if (r)
