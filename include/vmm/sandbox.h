@@ -34,7 +34,8 @@ extern "C" {
 #endif
 
 enum vmm_thread_kind {
-	/* A vCPU thread: KVM_RUN and its exits (port I/O, MMIO, the serial callback). */
+	/* A vCPU thread: KVM_RUN and its exits (port I/O, MMIO, the serial callback). Its
+	 * ioctl is held to KVM_RUN and KVM_GET_REGS. */
 	VMM_THREAD_VCPU = 0,
 	/* A helper thread beside the vCPUs: the auto-converge throttle. */
 	VMM_THREAD_DEVICE = 1,

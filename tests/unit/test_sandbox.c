@@ -4,12 +4,15 @@
  * in that thread makes a forbidden call, the process dies by SIGSYS with a report naming
  * the vCPU thread and the call. Each confined run is a forked child (filters cannot be
  * lifted), so the test survives to check how it ended. */
+#include <errno.h>
 #include <fcntl.h>
+#include <linux/kvm.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -184,6 +187,29 @@ static void silent_kill(void **state)
 		fail_msg("want death by SIGSYS, got status 0x%x", status);
 }
 
+/* The vCPU filter holds ioctl to KVM_RUN and KVM_GET_REGS: those reach the kernel (here:
+ * EBADF), any other request kills. */
+static void vcpu_ioctls(void **state)
+{
+	int status;
+	pid_t pid = fork();
+
+	(void)state;
+	assert_true(pid >= 0);
+	if (!pid) {
+		if (vmm_sandbox_apply(VMM_THREAD_VCPU))
+			_exit(3);
+		if (ioctl(-1, KVM_RUN, 0) != -1 || errno != EBADF ||
+		    ioctl(-1, KVM_GET_REGS, 0) != -1 || errno != EBADF)
+			_exit(4);
+		ioctl(-1, KVM_GET_DIRTY_LOG, 0);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGSYS)
+		fail_msg("want death by SIGSYS at KVM_GET_DIRTY_LOG, got status 0x%x", status);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -191,6 +217,7 @@ int main(void)
 		cmocka_unit_test(confined_vcpu_serves_guest),
 		cmocka_unit_test(forbidden_call_kills),
 		cmocka_unit_test(silent_kill),
+		cmocka_unit_test(vcpu_ioctls),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
