@@ -11,7 +11,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BUILD=$(cd "${1:?build folder}" && pwd)
 OUT=${2:-/tmp/vmm-sandbox-trace}
-rm -rf "$OUT"; mkdir -p "$OUT"
+mkdir -p "$OUT"; rm -rf "${OUT:?}"/* # OUT itself may be a mount point in the emulated host
 if [ "${VMM_TRACE_INSIDE:-}" != 1 ]; then
 	. "$HERE/../vmhost/kvm_usable.sh"
 	if kvm_usable; then
@@ -69,7 +69,7 @@ for f in glob.glob(os.path.join(sys.argv[1], '*.*')):
         m = call.match(line)
         if m and not line.startswith('<...'):
             seen.append(m.group(1))
-    main = os.path.basename(f).split('.')[1] == min(p.split('.')[-1] for p in glob.glob(f.rsplit('.', 1)[0] + '.*'))
+    main = int(f.rsplit('.', 1)[1]) == min(int(p.rsplit('.', 1)[1]) for p in glob.glob(f.rsplit('.', 1)[0] + '.*'))
     if kind is None and not main:
         kind = 'control'  # the control server's and the migration worker's threads
     if kind:
