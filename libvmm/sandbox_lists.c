@@ -15,8 +15,7 @@
 	"clock_nanosleep", "nanosleep", "gettid", "getpid", "tgkill", "rt_sigprocmask",   \
 	"rt_sigreturn", "restart_syscall", "exit", "exit_group"
 
-/* KVM_RUN and its exits. ioctl is further held to KVM_RUN and KVM_GET_REGS (an exit's
- * error message), see vmm__sandbox_vcpu_ioctls; the embedder's serial and log callbacks
+/* KVM_RUN and its exits. ioctl is further held to four requests (vmm__sandbox_vcpu_ioctls); the embedder's serial and log callbacks
  * write (the vmm command: stdout, stderr). Nothing that opens, maps a file, creates or
  * connects. */
 static const char *const vcpu[] = {
@@ -48,7 +47,11 @@ static const char *const control[] = {
 	"prctl", "seccomp",
 };
 
-const unsigned long vmm__sandbox_vcpu_ioctls[] = { KVM_RUN, KVM_GET_REGS };
+/* KVM_RUN; KVM_IRQ_LINE on the VM (the UART raising its interrupt from an exit);
+ * KVM_RESET_DIRTY_RINGS (a full dirty ring is harvested by its own vCPU); KVM_GET_REGS
+ * (an exit's error message). */
+const unsigned long vmm__sandbox_vcpu_ioctls[] = { KVM_RUN, KVM_IRQ_LINE, KVM_RESET_DIRTY_RINGS,
+						   KVM_GET_REGS };
 const size_t vmm__sandbox_vcpu_nioctls =
 	sizeof(vmm__sandbox_vcpu_ioctls) / sizeof(vmm__sandbox_vcpu_ioctls[0]);
 

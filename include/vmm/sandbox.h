@@ -35,7 +35,7 @@ extern "C" {
 
 enum vmm_thread_kind {
 	/* A vCPU thread: KVM_RUN and its exits (port I/O, MMIO, the serial callback). Its
-	 * ioctl is held to KVM_RUN and KVM_GET_REGS. */
+	 * ioctl is held to KVM_RUN, KVM_IRQ_LINE, KVM_RESET_DIRTY_RINGS and KVM_GET_REGS. */
 	VMM_THREAD_VCPU = 0,
 	/* A helper thread beside the vCPUs: the auto-converge throttle. */
 	VMM_THREAD_DEVICE = 1,

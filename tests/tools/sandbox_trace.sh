@@ -27,7 +27,7 @@ st() { local n=$1; shift; strace -f -ff -qq -o "$OUT/$n" "$V" "$@"; }
 wait_sock() { for _ in $(seq 300); do [ -S "$1" ] && return 0; sleep 0.1; done; return 1; }
 head -c 32 /dev/urandom >"$T/key"
 # run + snapshots through the control socket
-st run run --control "$T/s" --cmdline "count=400 interval=20000" "$G/counter.elf" >"$T/run.out" 2>&1 &
+st run run --no-sandbox --control "$T/s" --cmdline "count=400 interval=20000" "$G/counter.elf" >"$T/run.out" 2>&1 &
 wait_sock "$T/s"
 "$V" snapshot "$T/s" "$T/plain.snap"
 "$V" snapshot "$T/s" "$T/z.snap" --compress
