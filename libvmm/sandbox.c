@@ -168,11 +168,12 @@ int vmm_sandbox_apply(enum vmm_thread_kind kind)
 			vmm__err(VMM_ESYS, "sandbox: unknown system call %s", l->names[i]);
 			break;
 		}
-		if (kind == VMM_THREAD_VCPU && nr == SCMP_SYS(ioctl)) {
-			for (size_t j = 0; !rc && j < vmm__sandbox_vcpu_nioctls; j++)
+		if (l->ioctls && nr == SCMP_SYS(ioctl)) {
+			/* The request is an unsigned int to the kernel: compare the low 32 bits. */
+			for (size_t j = 0; !rc && j < l->nioctls; j++)
 				rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
 						      SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu,
-							      vmm__sandbox_vcpu_ioctls[j]));
+							      l->ioctls[j]));
 		} else {
 			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
 		}

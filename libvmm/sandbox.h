@@ -10,11 +10,11 @@
 struct vmm__sandbox_list {
 	const char *const *names;
 	size_t count;
+	/* If set, ioctl is allowed with these requests only. */
+	const unsigned long *ioctls;
+	size_t nioctls;
 };
 extern const struct vmm__sandbox_list vmm__sandbox_lists[VMM_THREAD_KINDS];
-/* The only ioctl requests a vCPU thread may make. */
-extern const unsigned long vmm__sandbox_vcpu_ioctls[];
-extern const size_t vmm__sandbox_vcpu_nioctls;
 
 /* Called by each thread the library starts, once its setup is done: names the thread
  * (name may be NULL) and, if vmm_sandbox_enable() asked for this kind, installs its filter.

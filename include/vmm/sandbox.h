@@ -40,7 +40,7 @@ enum vmm_thread_kind {
 	/* A helper thread beside the vCPUs: the auto-converge throttle. */
 	VMM_THREAD_DEVICE = 1,
 	/* A thread that moves a VM: migration connections (send and receive), snapshot
-	 * encryption workers. */
+	 * encryption workers. Its ioctl is held to KVM_CLEAR_DIRTY_LOG. */
 	VMM_THREAD_MIGRATION = 2,
 	/* The embedder's controlling thread after setup: starts, pauses, stops, snapshots,
 	 * restores, migrates and receives VMs and serves a control socket (the vmm command's
