@@ -31,9 +31,9 @@ for args in "hello.elf" "--cmdline count=50 counter.elf" "--cpus 2 --cmdline cpu
 done
 
 # --- snapshots through the control socket of a sandboxed vmm, restored sandboxed
-want=$("$VMM_CLI" run --no-sandbox --cmdline "count=60" "$g/counter.elf" | tail -n1)
+want=$("$VMM_CLI" run --no-sandbox --cmdline "count=20" "$g/counter.elf" | tail -n1)
 head -c 32 /dev/urandom >"$tmp/key"; head -c 32 /dev/urandom >"$tmp/key2"
-if start_vm "$tmp/s" "$tmp/run.out" --cmdline "count=60 interval=$((100000 * slow))" "$g/counter.elf"; then
+if start_vm "$tmp/s" "$tmp/run.out" --cmdline "count=20 interval=$((100000 * slow))" "$g/counter.elf"; then
   expect "control socket is 0600" [ "$(stat -c %a "$tmp/s")" = 600 ]
   wait_line "$tmp/run.out" '^count 3$'
   "$VMM_CLI" snapshot "$tmp/s" "$tmp/plain.snap" >/dev/null 2>"$tmp/snap.err" || { bad "plain snapshot"; show "$tmp/snap.err"; }
