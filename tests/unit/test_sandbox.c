@@ -210,6 +210,27 @@ static void vcpu_ioctls(void **state)
 		fail_msg("want death by SIGSYS at KVM_GET_DIRTY_LOG, got status 0x%x", status);
 }
 
+/* The migration filter holds ioctl to KVM_CLEAR_DIRTY_LOG: KVM_RUN from there kills. */
+static void migration_ioctls(void **state)
+{
+	int status;
+	pid_t pid = fork();
+
+	(void)state;
+	assert_true(pid >= 0);
+	if (!pid) {
+		if (vmm_sandbox_apply(VMM_THREAD_MIGRATION))
+			_exit(3);
+		if (ioctl(-1, KVM_CLEAR_DIRTY_LOG, 0) != -1 || errno != EBADF)
+			_exit(4);
+		ioctl(-1, KVM_RUN, 0);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGSYS)
+		fail_msg("want death by SIGSYS at KVM_RUN, got status 0x%x", status);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -218,6 +239,7 @@ int main(void)
 		cmocka_unit_test(forbidden_call_kills),
 		cmocka_unit_test(silent_kill),
 		cmocka_unit_test(vcpu_ioctls),
+		cmocka_unit_test(migration_ioctls),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
