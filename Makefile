@@ -22,7 +22,7 @@ DEB_PACKAGES = gcc make cmake pkg-config python3 binutils \
 	liburing-dev libzstd-dev libxxhash-dev libprotobuf-c-dev protobuf-c-compiler libcmocka-dev \
 	qemu-system-x86 iproute2 valgrind cppcheck \
 	libmicrohttpd-dev libjson-c-dev libcurl4-openssl-dev curl \
-	libssl-dev openssl
+	libssl-dev openssl libseccomp-dev
 # Only `make fuzz` needs these (libFuzzer comes with clang); make check does not.
 FUZZ_DEB_PACKAGES = clang llvm
 

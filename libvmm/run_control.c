@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "libvmm/sandbox.h"
 #include "libvmm/error_internal.h"
 #include "libvmm/run_control.h"
 
@@ -294,6 +295,11 @@ static void *throttle_main(void *arg)
 {
 	struct vmm__run_control *rc = arg;
 	struct timespec slice = { 0, (long)VMM_THROTTLE_SLICE_NS };
+
+	/* Unconfined it could not stay; unthrottled the migration goes on (it converges
+	 * later, or hits its caps). */
+	if (vmm__sandbox_thread(VMM_THREAD_DEVICE, "vmm-throttle"))
+		return NULL;
 
 	for (;;) {
 		nanosleep(&slice, NULL);

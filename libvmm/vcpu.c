@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "libvmm/bus.h"
+#include "libvmm/sandbox.h"
 #include "libvmm/error_internal.h"
 #include "libvmm/kvm.h"
 #include "libvmm/run_control.h"
@@ -278,8 +279,17 @@ static void block_signals_but_kick(void)
 void *vmm__vcpu_thread(void *arg)
 {
 	struct vmm__vcpu *vcpu = arg;
+	char name[16];
 
 	block_signals_but_kick();
+	/* Confined before the guest runs one instruction; never unconfined if asked. */
+	snprintf(name, sizeof(name), "vmm-vcpu%u", vcpu->id);
+	if (vmm__sandbox_thread(VMM_THREAD_VCPU, name)) {
+		vmm__run_control_stop(vcpu->rc, VMM_EXIT_ERROR, -1, "vcpu%u: sandbox: %s", vcpu->id,
+				       vmm_last_error());
+		vmm__run_control_exited(vcpu->rc, vcpu->id);
+		return NULL;
+	}
 	for (;;) {
 		if (vmm__ioctl_once(vcpu->fd, KVM_RUN, NULL) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {

@@ -18,6 +18,7 @@
 #include "libvmm/bitmap.h"
 #include "libvmm/dirty.h"
 #include "libvmm/clock.h"
+#include "libvmm/sandbox.h"
 #include "libvmm/error_internal.h"
 #include "libvmm/opts.h"
 #include "libvmm/memory.h"
@@ -145,7 +146,9 @@ static void *share_thread(void *arg)
 {
 	struct conn *c = arg;
 
-	c->err = send_share(c);
+	c->err = vmm__sandbox_thread(VMM_THREAD_MIGRATION, "vmm-mig-send");
+	if (!c->err)
+		c->err = send_share(c);
 	return NULL;
 }
 

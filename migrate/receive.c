@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "libvmm/clock.h"
+#include "libvmm/sandbox.h"
 #include "libvmm/error_internal.h"
 #include "libvmm/kvm.h"
 #include "libvmm/opts.h"
@@ -630,7 +631,9 @@ static void *conn_thread(void *arg)
 {
 	struct rconn *c = arg;
 
-	c->err = receive_ram(c);
+	c->err = vmm__sandbox_thread(VMM_THREAD_MIGRATION, "vmm-mig-recv");
+	if (!c->err)
+		c->err = receive_ram(c);
 	if (c->err) {
 		snprintf(c->detail, sizeof(c->detail), "%s", vmm_last_error());
 		__atomic_store_n(&c->rv->abort, 1, __ATOMIC_RELEASE);

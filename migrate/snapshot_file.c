@@ -12,6 +12,7 @@
 #include "vmm/version.h"
 #include "libvmm/memory.h"
 #include "migrate/ram.h"
+#include "migrate/snapshot_crypt.h"
 #include "migrate/snapshot_file.h"
 #include "migrate/stream.h"
 #include "migrate/vm_shape.h"
@@ -51,6 +52,14 @@ static int pread_all(int fd, void *buf, size_t len, uint64_t off, const char *wh
 	return 0;
 }
 
+/* A file that is not a plain snapshot: an encrypted one needs its key first. */
+static int bad_magic(const char *magic)
+{
+	if (!memcmp(magic, VMM_SNAP_ENC_MAGIC, 8))
+		return vmm__err(VMM_EKEY, "encrypted snapshot: give its key to read it");
+	return vmm__err(VMM_EMAGIC, "not a libvmm snapshot (magic)");
+}
+
 static int check_preamble(struct vmm__snap *s)
 {
 	const struct vmm__snap_preamble *p = &s->pre;
@@ -58,7 +67,7 @@ static int check_preamble(struct vmm__snap *s)
 	uint64_t end;
 
 	if (memcmp(p->magic, VMM_SNAP_MAGIC, 8))
-		return vmm__err(VMM_EMAGIC, "not a libvmm snapshot (magic)");
+		return bad_magic(p->magic);
 	if (p->major > VMM_STREAM_MAJOR || p->major < VMM_STREAM_MAJOR_MIN)
 		return vmm__err(VMM_EVERSION, "snapshot format %u.%u, this library reads %u.x-%u.x",
 				p->major, p->minor, VMM_STREAM_MAJOR_MIN, VMM_STREAM_MAJOR);
@@ -155,7 +164,7 @@ int vmm__snap_open(const char *path, struct vmm__snap *s)
 			r = pread_all(s->fd, magic, 8, 0, "preamble");
 			if (!r)
 				r = memcmp(magic, VMM_SNAP_MAGIC, 8)
-					    ? vmm__err(VMM_EMAGIC, "not a libvmm snapshot (magic)")
+					    ? bad_magic(magic)
 					    : vmm__err(VMM_ETRUNCATED, "file ends inside the preamble");
 		}
 		goto fail;

@@ -2,13 +2,17 @@
  * down to its full base. Eager: RAM is read (and every page verified) into fresh memory.
  * Lazy: the base's RAM image is mapped copy-on-write, so restore time does not grow with
  * RAM; pages load from the file when the guest first touches them. */
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "libvmm/error_internal.h"
 #include "libvmm/opts.h"
+#include "migrate/snapshot_crypt.h"
 #include "migrate/snapshot_file.h"
 #include "migrate/snapshot_path.h"
 #include "migrate/stream.h"
@@ -93,6 +97,34 @@ static int build_vm(struct vmm__snap *base, const struct vmm_restore_opts *o, st
 	return lazy ? 0 : vmm__snap_read_ram(base, vmm__move_ram(*vm)->host, 1);
 }
 
+/* An encrypted file: decrypted and authenticated whole into a memfd first (nothing is
+ * built from a file that fails), then restored from there eagerly. */
+static int restore_encrypted(const char *path, struct vmm_restore_opts *o, struct vmm_vm **out)
+{
+	char plain[64];
+	int fd = open(path, O_RDONLY | O_CLOEXEC), pfd, r;
+
+	if (fd < 0)
+		return vmm__err_sys(errno == ENOENT ? VMM_ENOENT : VMM_EIO, path);
+	r = vmm__snap_is_encrypted(fd);
+	if (r != 1) {
+		close(fd);
+		return r < 0 ? vmm__err(VMM_ETRUNCATED, "%s: file ends inside the magic", path)
+			     : vmm__err(VMM_EKEY, "%s is not encrypted, but a key was given", path);
+	}
+	r = vmm__snap_decrypt(fd, o->key, &pfd);
+	close(fd);
+	if (r)
+		return r;
+	snprintf(plain, sizeof(plain), "/proc/self/fd/%d", pfd);
+	o->key = NULL;
+	o->key_len = 0;
+	o->mode = VMM_RESTORE_EAGER;
+	r = vmm_snapshot_restore(plain, o, out);
+	close(pfd);
+	return r;
+}
+
 int vmm_snapshot_restore(const char *path, const struct vmm_restore_opts *opts,
 			 struct vmm_vm **out)
 {
@@ -108,6 +140,11 @@ int vmm_snapshot_restore(const char *path, const struct vmm_restore_opts *opts,
 	r = VMM__OPTS_COPY(&o, opts, "vmm_restore_opts_init");
 	if (r)
 		return r;
+	r = vmm__snap_key_check_arg(o.key, o.key_len);
+	if (r)
+		return r;
+	if (o.key)
+		return restore_encrypted(path, &o, out);
 	memset(chain, 0, sizeof(chain));
 	r = open_chain(path, chain, &n);
 	if (!r)

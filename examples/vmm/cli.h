@@ -29,6 +29,13 @@ int cli_usage(const char *name);
  * it), destroys it and returns the process exit status. Takes ownership of vm. */
 int cli_run_foreground(struct vmm_vm *vm, const char *control_path);
 
+/* The sandbox (vmm/sandbox.h), on unless --no-sandbox: cli_sandbox_begin() before the VM
+ * is built asks the library to confine its own threads (a forbidden call is reported on
+ * stderr, then SIGSYS kills vmm); cli_run_foreground() confines the main thread (and the
+ * control server it starts) with the control filter once the VM runs. */
+extern int cli_sandbox;
+int cli_sandbox_begin(void);
+
 /* "512M", "2G", "4096K", or bytes. Returns 0 and *out, or -1 with *why (if why is not NULL)
  * saying what is wrong: not a size, negative, or too large for 64 bits. */
 int cli_parse_size(const char *s, uint64_t *out, const char **why);
@@ -40,6 +47,12 @@ int cli_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port
 void cli_format_size(uint64_t bytes, char *buf, size_t len);
 /* Prints "vmm: what: message (detail)" to stderr and returns 1. */
 int cli_fail(const char *what, int err);
+/* A snapshot key file: 32 raw bytes, or 64 hex digits (a trailing newline allowed), as
+ * `openssl rand 32 > F` or `openssl rand -hex 32 > F` make. Returns 0, or -1 with a
+ * message on stderr. */
+int cli_read_key(const char *path, uint8_t key[32]);
+/* 64 hex digits into key[32]; -1 on anything else. */
+int cli_parse_key_hex(const char *hex, size_t len, uint8_t key[32]);
 /* The process exit status for a finished VM. */
 int cli_exit_status(const struct vmm_exit *ex);
 /* vmm_serial_fn writing guest output unbuffered to stdout. */

@@ -151,3 +151,68 @@ void cli_log_stderr(void *opaque, int level, const char *msg)
 	if (level <= VMM_LOG_WARN || debug)
 		fprintf(stderr, "vmm: %s\n", msg);
 }
+
+int cli_parse_key_hex(const char *hex, size_t len, uint8_t key[32])
+{
+	if (len != 64)
+		return -1;
+	for (size_t i = 0; i < 32; i++) {
+		unsigned v = 0;
+
+		for (int j = 0; j < 2; j++) {
+			char c = hex[2 * i + j];
+
+			v <<= 4;
+			if (c >= '0' && c <= '9')
+				v |= (unsigned)(c - '0');
+			else if (c >= 'a' && c <= 'f')
+				v |= (unsigned)(c - 'a' + 10);
+			else if (c >= 'A' && c <= 'F')
+				v |= (unsigned)(c - 'A' + 10);
+			else
+				return -1;
+		}
+		key[i] = (uint8_t)v;
+	}
+	return 0;
+}
+
+int cli_read_key(const char *path, uint8_t key[32])
+{
+	char buf[80];
+	size_t n;
+	FILE *f = fopen(path, "rb");
+
+	if (!f) {
+		fprintf(stderr, "vmm: key file %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	if (n == 32) {
+		memcpy(key, buf, 32);
+		return 0;
+	}
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	if (!cli_parse_key_hex(buf, n, key))
+		return 0;
+	fprintf(stderr, "vmm: key file %s: want 32 bytes, or 64 hex digits\n", path);
+	return -1;
+}
+
+int cli_sandbox = 1;
+
+int cli_sandbox_begin(void)
+{
+	struct vmm_sandbox_opts o;
+	int r;
+
+	if (!cli_sandbox)
+		return 0;
+	vmm_sandbox_opts_init(&o);
+	o.kinds = VMM_SANDBOX_LIBRARY_THREADS;
+	o.report_fd = 2; /* the offending thread and call on stderr, then SIGSYS */
+	r = vmm_sandbox_enable(&o);
+	return r ? cli_fail("sandbox (--no-sandbox turns it off)", r) : 0;
+}

@@ -94,9 +94,12 @@ static int snapshot(int argc, char **argv)
 		{ "stop", no_argument, NULL, 's' },
 		{ "track", no_argument, NULL, 't' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "key-file", required_argument, NULL, 'k' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct json_object *req = json_object_new_object();
+	uint8_t key[32];
+	char hex[65];
 	char *file = NULL, *parent = NULL;
 	struct control_reply rep;
 	int c, json = 0, r = 2;
@@ -121,6 +124,15 @@ static int snapshot(int argc, char **argv)
 			break;
 		case 'j':
 			json = 1;
+			break;
+		case 'k':
+			/* The key travels as hex over the control socket (0600, this user's). */
+			if (cli_read_key(optarg, key))
+				goto out;
+			for (int i = 0; i < 32; i++)
+				snprintf(hex + 2 * i, 3, "%02x", key[i]);
+			json_object_object_add(req, "key", json_object_new_string(hex));
+			memset(key, 0, sizeof(key));
 			break;
 		default:
 			goto out;

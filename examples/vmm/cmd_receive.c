@@ -57,6 +57,7 @@ int cmd_receive(int argc, char **argv)
 		{ "tls-dir", required_argument, NULL, 'T' },
 		{ "psk-file", required_argument, NULL, 'K' },
 		{ "tls-peer", required_argument, NULL, 'N' },
+		{ "no-sandbox", no_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct cli_tls tls; /* big: not on the stack */
@@ -118,6 +119,9 @@ int cmd_receive(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'S':
+			cli_sandbox = 0;
+			break;
 		default:
 			return cli_usage("receive");
 		}
@@ -137,6 +141,8 @@ int cmd_receive(int argc, char **argv)
 	}
 	/* Scripts wait for this line before they start the migration. */
 	fprintf(stderr, "vmm: receiving on %s\n", argv[optind]);
+	if (cli_sandbox_begin())
+		return 1;
 	r = vmm_migrate_receive_at(host, port, &ro, &vm);
 	if (r == VMM_EINDOUBT) {
 		fprintf(stderr, "vmm: receive: in doubt: %s; the guest is paused here, never "

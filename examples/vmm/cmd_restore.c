@@ -13,8 +13,11 @@ int cmd_restore(int argc, char **argv)
 		{ "lazy", no_argument, NULL, 'l' },
 		{ "control", required_argument, NULL, 'C' },
 		{ "allow-cpu-mismatch", no_argument, NULL, 'M' },
+		{ "key-file", required_argument, NULL, 'k' },
+		{ "no-sandbox", no_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
+	uint8_t key[32];
 	struct vmm_restore_opts ropts;
 	const char *control = NULL;
 	struct vmm_vm *vm;
@@ -34,13 +37,25 @@ int cmd_restore(int argc, char **argv)
 		case 'M':
 			ropts.allow_cpu_mismatch = 1;
 			break;
+		case 'k':
+			if (cli_read_key(optarg, key))
+				return 1;
+			ropts.key = key;
+			ropts.key_len = sizeof(key);
+			break;
+		case 'S':
+			cli_sandbox = 0;
+			break;
 		default:
 			return 2;
 		}
 	}
 	if (optind != argc - 1)
 		return cli_usage("restore");
+	if (cli_sandbox_begin())
+		return 1;
 	r = vmm_snapshot_restore(argv[optind], &ropts, &vm);
+	memset(key, 0, sizeof(key));
 	if (r)
 		return cli_fail(argv[optind], r);
 	return cli_run_foreground(vm, control);

@@ -2,6 +2,7 @@
  * --control, serve the control API on a UNIX socket meanwhile. cli_run_foreground() is
  * shared with vmm restore. */
 #include <getopt.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,14 @@ int cli_run_foreground(struct vmm_vm *vm, const char *control_path)
 	signal(SIGTERM, on_signal);
 	/* Already running: a received VM whose in-doubt hand-over was resolved to run here. */
 	r = vmm_vm_run_state(vm) == VMM_VM_RUNNING ? 0 : vmm_vm_start(vm);
+	/* Setup is over: from here this thread (and the control server's threads, which
+	 * inherit its filter) only serves the VM. */
+	prctl(PR_SET_NAME, "vmm-control", 0, 0, 0); /* also the lists' tracer's marker */
+	if (!r && cli_sandbox) {
+		r = vmm_sandbox_apply(VMM_THREAD_CONTROL);
+		if (r)
+			vmm_vm_stop(vm);
+	}
 	if (r) {
 		vmm_vm_destroy(vm);
 		return cli_fail("run", r);
@@ -69,6 +78,7 @@ int cmd_run(int argc, char **argv)
 		{ "initrd", required_argument, NULL, 'i' },
 		{ "control", required_argument, NULL, 'C' },
 		{ "cpu", required_argument, NULL, 'p' },
+		{ "no-sandbox", no_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct vmm_vm_config cfg;
@@ -102,12 +112,17 @@ int cmd_run(int argc, char **argv)
 		case 'p':
 			cfg.cpu_model = optarg;
 			break;
+		case 'S':
+			cli_sandbox = 0;
+			break;
 		default:
 			return 2;
 		}
 	}
 	if (optind != argc - 1)
 		return cli_usage("run");
+	if (cli_sandbox_begin())
+		return 1;
 	r = vmm_vm_create(&cfg, &vm);
 	if (r)
 		return cli_fail("create VM", r);

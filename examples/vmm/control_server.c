@@ -16,6 +16,7 @@
 
 #include <microhttpd.h>
 
+#include "cli.h"
 #include "control_migrate.h"
 #include "control_server.h"
 
@@ -326,7 +327,7 @@ static int json_flag(struct json_object *v, const char *key, uint32_t flag, uint
 /* Unknown keys are refused rather than ignored: a misspelt "compres" must not silently
  * write an uncompressed file. */
 static int parse_snapshot_body(struct json_object *body, struct vmm_snapshot_opts *opts,
-			       const char **path, struct reply *rep)
+			       const char **path, uint8_t keybuf[32], struct reply *rep)
 {
 	static const struct {
 		const char *key;
@@ -346,6 +347,19 @@ static int parse_snapshot_body(struct json_object *body, struct vmm_snapshot_opt
 			if (!json_object_is_type(v, json_type_string) || !json_object_get_string_len(v))
 				goto bad_path;
 			*path = json_object_get_string(v);
+			continue;
+		}
+		if (!strcmp(key, "key")) { /* encryption at rest: 64 hex digits */
+			if (!json_object_is_type(v, json_type_string) ||
+			    cli_parse_key_hex(json_object_get_string(v),
+					      (size_t)json_object_get_string_len(v), keybuf)) {
+				reply_error(rep, MHD_HTTP_BAD_REQUEST, vmm_err_name(VMM_EINVAL),
+					    vmm_strerror(VMM_EINVAL),
+					    "\"key\" must be 64 hex digits (a 256-bit key)");
+				return -1;
+			}
+			opts->key = keybuf;
+			opts->key_len = 32;
 			continue;
 		}
 		if (!strcmp(key, "incremental")) {
@@ -385,14 +399,16 @@ static void handle_snapshot(struct control_server *srv, struct json_object *body
 {
 	struct vmm_snapshot_opts opts;
 	struct vmm_snapshot_stats stats;
+	uint8_t key[32];
 	const char *path;
 	int r;
 
 	vmm_snapshot_opts_init(&opts);
-	if (parse_snapshot_body(body, &opts, &path, rep) || migration_conflict(srv, rep))
+	if (parse_snapshot_body(body, &opts, &path, key, rep) || migration_conflict(srv, rep))
 		return;
 	memset(&stats, 0, sizeof(stats));
 	r = vmm_snapshot_save(srv->vm, path, &opts, &stats);
+	memset(key, 0, sizeof(key));
 	if (r) {
 		reply_vmm_error(rep, r);
 		return;

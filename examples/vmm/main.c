@@ -18,19 +18,24 @@ static const struct cli_command {
 	int control;          /* a client of a running vmm's control socket */
 } commands[] = {
 	{ "run", "[--memory SIZE] [--cpus N] [--cmdline STR] [--initrd FILE] [--cpu MODEL]"
-	  " [--control PATH] KERNEL",
+	  " [--control PATH] [--no-sandbox] KERNEL",
 	  "run a VM in the foreground, guest serial on stdout;\n"
 	  "exits with the status the guest wrote to port 0xf4;\n"
 	  "--cpu: host (default), x86-64-v2, x86-64-v3, x86-64-v4 (a psABI level,\n"
 	  "for guests that move between hosts of different CPUs);\n"
-	  "--control serves the control API (HTTP/JSON) on a UNIX socket",
+	  "--control serves the control API (HTTP/JSON) on a UNIX socket;\n"
+	  "every thread runs under its seccomp allow-list (vmm/sandbox.h): a\n"
+	  "forbidden system call is named on stderr and kills vmm by SIGSYS;\n"
+	  "--no-sandbox turns that off (so for restore and receive)",
 	  cmd_run, 0 },
-	{ "restore", "[--lazy] [--allow-cpu-mismatch] [--control PATH] FILE",
-	  "run a snapshot in the foreground, like run; --lazy maps its RAM;\n"
+	{ "restore", "[--lazy] [--allow-cpu-mismatch] [--key-file F] [--control PATH] [--no-sandbox] FILE",
+	  "run a snapshot in the foreground, like run; --lazy maps its RAM\n"
+	  "(an encrypted one is restored eagerly); --key-file: the key\n"
+	  "an encrypted snapshot was saved with (32 bytes or 64 hex digits);\n"
 	  "--allow-cpu-mismatch: restore even if this host lacks CPU features\n"
 	  "or the TSC rate the guest had (refused otherwise)", cmd_restore, 0 },
 	{ "receive", "[--control PATH] [--timeout-ms N] [--max-mem SIZE] [--max-cpus N]"
-	  " [--allow-cpu-mismatch] [--tls-dir DIR --tls-peer NAME | --psk-file F] ADDR:PORT",
+	  " [--allow-cpu-mismatch] [--tls-dir DIR --tls-peer NAME | --psk-file F] [--no-sandbox] ADDR:PORT",
 	  "wait for a live migration on ADDR:PORT ([ADDR]:PORT for IPv6),\n"
 	  "(with TLS 1.3: DIR holds ca.pem, cert.pem, key.pem and the source's\n"
 	  "certificate must carry NAME; or F holds IDENTITY:HEXKEY),\n"
@@ -47,8 +52,10 @@ static const struct cli_command {
 	{ "pause", "PATH", "pause the VM", cmd_control, 1 },
 	{ "resume", "PATH", "resume a paused VM", cmd_control, 1 },
 	{ "snapshot",
-	  "PATH FILE [--live] [--compress] [--incremental PARENT] [--stop] [--track] [--json]",
-	  "save the VM to FILE", cmd_control, 1 },
+	  "PATH FILE [--live] [--compress] [--incremental PARENT] [--stop] [--track] "
+	  "[--key-file F] [--json]",
+	  "save the VM to FILE; --key-file F encrypts it (AES-256-GCM)\n"
+	  "with the key in F (32 bytes or 64 hex digits)", cmd_control, 1 },
 	{ "shutdown", "PATH", "stop the VM; its vmm exits 0", cmd_control, 1 },
 	{ "migrate",
 	  "PATH HOST:PORT [--downtime-ms N] [--bandwidth MBPS] [--compress off|zstd|auto] "

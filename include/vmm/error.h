@@ -42,7 +42,8 @@ extern "C" {
 	XX(EINDOUBT, -28, "migration outcome unknown: guest paused on both sides")       \
 	XX(EJOB, -29, "a migration or snapshot in progress owns the VM")                 \
 	XX(EAUTH, -30, "the peer did not authenticate (certificate, name or key refused)") \
-	XX(ETLS, -31, "TLS on one side only, or a TLS failure")
+	XX(ETLS, -31, "TLS on one side only, or a TLS failure") \
+	XX(EKEY, -32, "wrong or missing key for an encrypted snapshot")
 
 enum vmm_errno {
 	VMM_OK = 0,

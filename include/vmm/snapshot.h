@@ -44,7 +44,17 @@ struct vmm_snapshot_opts {
 	 * VMM_EINVAL. The file has these from its creation, under its temporary name. */
 	uint32_t file_mode;
 	uint32_t reserved_pad;
-	uint64_t reserved[7];
+	/* Encryption at rest: a 32-byte AES-256 key (key_len 32), or NULL and 0 for a plain
+	 * file. The whole file (RAM, machine state, metadata) is sealed with AES-256-GCM in
+	 * 1 MiB chunks under a key derived from this one and a random per-file salt; restore
+	 * needs the same key. Compressed files can be encrypted (compress, then encrypt);
+	 * incremental ones cannot (VMM_EINVAL). The plain file is built in memory (a memfd,
+	 * never on disk) and encrypted after the guest is resumed: the save needs memory for
+	 * it (up to the snapshot's size, less for zero pages). The key is read during the
+	 * call only. */
+	const void *key;
+	size_t key_len;
+	uint64_t reserved[5];
 };
 
 struct vmm_snapshot_stats {
@@ -104,7 +114,16 @@ struct vmm_restore_opts {
 	 * guest using nested virtualization, whose state is not saved. 1: restore anyway,
 	 * with a warning through log (the guest may then fault on a missing instruction). */
 	int allow_cpu_mismatch;
-	uint64_t reserved[5];
+	/* The key an encrypted snapshot was saved with (32 bytes), else NULL and 0. An
+	 * encrypted file without it, or with another key, is VMM_EKEY; a plain file given a
+	 * key is VMM_EKEY too (it cannot be the file the caller encrypted: a swapped file is
+	 * refused, not run). Every chunk is authenticated before anything is restored, so a
+	 * damaged or altered file is VMM_ECORRUPT with nothing built. An encrypted file is
+	 * always restored eagerly (VMM_RESTORE_LAZY falls back to eager): it is decrypted into
+	 * memory first, and mapping that would save nothing. */
+	const void *key;
+	size_t key_len;
+	uint64_t reserved[3];
 };
 
 VMM_EXPORT void vmm_restore_opts_init(struct vmm_restore_opts *opts);
@@ -136,7 +155,7 @@ struct vmm_snapshot_info {
 };
 
 /* Reads a snapshot's metadata without restoring it; with verify, also checks every
- * checksum (RAM included). The caller sets info->size (VMM_EINVAL if it is too small for
+ * checksum (RAM included). An encrypted snapshot is VMM_EKEY: its metadata needs the key. The caller sets info->size (VMM_EINVAL if it is too small for
  * the fields before reserved); only that many bytes are written. Returns 0, or the reason
  * the file is unusable. */
 VMM_EXPORT int vmm_snapshot_info(const char *path, int verify, struct vmm_snapshot_info *info);

@@ -8,5 +8,6 @@
 #include "vmm/vm.h"
 #include "vmm/snapshot.h"
 #include "vmm/migrate.h"
+#include "vmm/sandbox.h"
 
 #endif

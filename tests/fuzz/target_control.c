@@ -38,10 +38,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (body) {
 		if (req.route->fn == handle_snapshot) {
 			struct vmm_snapshot_opts opts;
+			uint8_t key[32];
 			const char *path;
 
 			vmm_snapshot_opts_init(&opts);
-			parse_snapshot_body(body, &opts, &path, &req.rep);
+			parse_snapshot_body(body, &opts, &path, key, &req.rep);
 		} else if (req.route->fn == handle_migrate) {
 			struct control_migrate_req mr;
 			char why[400];

@@ -1,0 +1,72 @@
+/* The allow-lists per thread kind (vmm/sandbox.h). Learnt with strace -f on the emulated KVM
+ * host (tests/tools/sandbox_trace.sh), each thread told apart by the name libvmm gives it,
+ * then checked against the code paths; a call seen nowhere is not listed. */
+#include <linux/kvm.h>
+
+#include "libvmm/sandbox.h"
+
+#define LEN(a) (sizeof(a) / sizeof(a[0]))
+
+/* What any glibc thread needs to live and die: memory (malloc, free, thread stacks),
+ * locks and condition variables, clocks (the vDSO's fallbacks) and sleeps, signal masks
+ * (the kick signal and its return), pthread_kill (a stop or pause kicks the vCPUs), exit;
+ * sigaltstack: the sanitizers' per-thread signal stacks, taken down as a thread exits. */
+#define COMMON                                                                           \
+	"brk", "mmap", "munmap", "mprotect", "madvise", "futex", "clock_gettime",       \
+	"clock_nanosleep", "nanosleep", "gettid", "getpid", "tgkill", "rt_sigprocmask",   \
+	"rt_sigreturn", "restart_syscall", "sigaltstack", "exit", "exit_group"
+
+/* KVM_RUN and its exits. ioctl is further held to four requests (vcpu_ioctls, below); the
+ * embedder's serial and log callbacks write (the vmm command: stdout, stderr). Nothing
+ * that opens, maps a file, creates or connects. */
+static const char *const vcpu[] = {
+	COMMON, "ioctl", "write",
+};
+
+/* The auto-converge throttle: sleeps and holds vCPUs back. */
+static const char *const device[] = {
+	COMMON,
+};
+
+/* Migration connections (send and receive: their rings were set up by the thread that
+ * started them, so only io_uring_enter; a sender re-protects each chunk right before it
+ * reads it: ioctl, held to KVM_CLEAR_DIRTY_LOG) and snapshot encryption workers
+ * (positional reads and writes); write for the embedder's log callback. */
+static const char *const migration[] = {
+	COMMON, "io_uring_enter", "ioctl", "pread64", "pwrite64", "write",
+};
+
+/* The controlling thread after setup, and the threads it starts afterwards (the control
+ * server's, a migration's worker), which inherit its filter: every KVM call on a running
+ * VM (pause, state, dirty logs, stop), snapshots (files, memfd, io_uring, sync, rename,
+ * hole punching), migration (connect, socket options, SIOCOUTQNSD; poll for glibc's
+ * resolver when a host is named), the control server (a UNIX socket made 0600, epoll,
+ * eventfd), new threads (clone3, rseq, set_robust_list) and the library's own threads
+ * confining themselves (prctl, seccomp). Everything the other kinds allow, too: their
+ * filters stack on this one. */
+static const char *const control[] = {
+	COMMON,		"ioctl",	 "read",	  "write",	  "pread64",
+	"pwrite64",	"openat",	 "close",	  "newfstatat",	  "lseek",
+	"fcntl",	"ftruncate",	 "fallocate",	  "fdatasync",	  "fsync",
+	"rename",	"unlink",	 "chmod",	  "memfd_create", "getrandom",
+	"io_uring_setup", "io_uring_enter", "socket",	  "connect",	  "bind",
+	"listen",	"accept4",	 "getsockname",	  "getsockopt",	  "setsockopt",
+	"shutdown",	"sendmsg",	 "sendto",	  "recvfrom",	  "poll",
+	"epoll_create1", "epoll_ctl",	 "epoll_wait",	  "eventfd2",	  "clone3",
+	"rseq",		"set_robust_list", "prctl",	  "seccomp",
+};
+
+/* The only ioctl requests a vCPU thread may make: KVM_RUN; KVM_IRQ_LINE on the VM (the
+ * UART raising its interrupt from an exit); KVM_RESET_DIRTY_RINGS (a full dirty ring is
+ * harvested by its own vCPU); KVM_GET_REGS (an exit's error message). */
+static const unsigned long vcpu_ioctls[] = { KVM_RUN, KVM_IRQ_LINE, KVM_RESET_DIRTY_RINGS,
+					     KVM_GET_REGS };
+static const unsigned long migration_ioctls[] = { KVM_CLEAR_DIRTY_LOG };
+
+const struct vmm__sandbox_list vmm__sandbox_lists[VMM_THREAD_KINDS] = {
+	[VMM_THREAD_VCPU] = { vcpu, LEN(vcpu), vcpu_ioctls, LEN(vcpu_ioctls) },
+	[VMM_THREAD_DEVICE] = { device, LEN(device), NULL, 0 },
+	[VMM_THREAD_MIGRATION] = { migration, LEN(migration), migration_ioctls,
+				   LEN(migration_ioctls) },
+	[VMM_THREAD_CONTROL] = { control, LEN(control), NULL, 0 },
+};
