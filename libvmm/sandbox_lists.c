@@ -31,9 +31,13 @@ static const char *const device[] = {
 /* Migration connections (send and receive: their rings were set up by the thread that
  * started them, so only io_uring_enter; a sender re-protects each chunk right before it
  * reads it: ioctl, held to KVM_CLEAR_DIRTY_LOG) and snapshot encryption workers
- * (positional reads and writes); write for the embedder's log callback. */
+ * (positional reads and writes); write for the embedder's log callback. With TLS a
+ * connection's bytes go through OpenSSL instead (migrate/tls.c): read and write on the
+ * socket, poll for the timeout slices, and the SIGPIPE guard around each call
+ * (rt_sigpending, rt_sigtimedwait). */
 static const char *const migration[] = {
 	COMMON, "io_uring_enter", "ioctl", "pread64", "pwrite64", "write",
+	"read", "poll", "rt_sigpending", "rt_sigtimedwait",
 };
 
 /* The controlling thread after setup, and the threads it starts afterwards (the control
@@ -41,9 +45,9 @@ static const char *const migration[] = {
  * VM (pause, state, dirty logs, stop), snapshots (files, memfd, io_uring, sync, rename,
  * hole punching), migration (connect, socket options, SIOCOUTQNSD; poll for glibc's
  * resolver when a host is named), the control server (a UNIX socket made 0600, epoll,
- * eventfd), new threads (clone3, rseq, set_robust_list) and the library's own threads
- * confining themselves (prctl, seccomp). Everything the other kinds allow, too: their
- * filters stack on this one. */
+ * eventfd), new threads (clone3, rseq, set_robust_list), the library's own threads
+ * confining themselves (prctl, seccomp) and TLS's SIGPIPE guard (connection 0's TLS runs
+ * here). Everything the other kinds allow, too: their filters stack on this one. */
 static const char *const control[] = {
 	COMMON,		"ioctl",	 "read",	  "write",	  "pread64",
 	"pwrite64",	"openat",	 "close",	  "newfstatat",	  "lseek",
@@ -53,7 +57,8 @@ static const char *const control[] = {
 	"listen",	"accept4",	 "getsockname",	  "getsockopt",	  "setsockopt",
 	"shutdown",	"sendmsg",	 "sendto",	  "recvfrom",	  "poll",
 	"epoll_create1", "epoll_ctl",	 "epoll_wait",	  "eventfd2",	  "clone3",
-	"rseq",		"set_robust_list", "prctl",	  "seccomp",
+	"rseq",		"set_robust_list", "prctl",	  "seccomp",	  "rt_sigpending",
+	"rt_sigtimedwait",
 };
 
 /* The only ioctl requests a vCPU thread may make: KVM_RUN; KVM_IRQ_LINE on the VM (the
