@@ -306,6 +306,28 @@ static int reopen_direct(int fd, int flags)
 	return open(self, flags | O_DIRECT | O_CLOEXEC);
 }
 
+/* One whole pass, encrypting (enc) or decrypting every chunk from in_fd to out_fd; the
+ * encrypted side is also opened O_DIRECT where its file system allows. */
+static int crypt_file(int enc, int in_fd, int out_fd, const struct vmm__snap_enc_hdr *h,
+		      const uint8_t *keys, struct enc_entry *table)
+{
+	struct pass p;
+	int r;
+
+	memset(&p, 0, sizeof(p));
+	p.enc = enc;
+	p.in_fd = in_fd;
+	p.out_fd = out_fd;
+	p.direct_fd = reopen_direct(enc ? out_fd : in_fd, enc ? O_WRONLY : O_RDONLY);
+	p.hdr = h;
+	p.file_key = keys;
+	p.table = table;
+	r = run_pass(&p);
+	if (p.direct_fd >= 0)
+		close(p.direct_fd);
+	return r;
+}
+
 static uint64_t table_len(uint64_t nchunks)
 {
 	return nchunks * sizeof(struct enc_entry) + TAG_LEN;
@@ -315,7 +337,6 @@ int vmm__snap_encrypt(int plain_fd, uint64_t plain_len, int out_fd, const uint8_
 		      uint64_t *file_len)
 {
 	struct vmm__snap_enc_hdr h;
-	struct pass p;
 	uint8_t keys[64], iv[12], hdr_page[VMM_SNAP_ENC_DATA_OFF];
 	struct enc_entry *table = NULL;
 	EVP_CIPHER_CTX *c = NULL;
@@ -348,17 +369,7 @@ int vmm__snap_encrypt(int plain_fd, uint64_t plain_len, int out_fd, const uint8_
 				 "size the encrypted snapshot");
 		goto out;
 	}
-	memset(&p, 0, sizeof(p));
-	p.enc = 1;
-	p.in_fd = plain_fd;
-	p.out_fd = out_fd;
-	p.direct_fd = reopen_direct(out_fd, O_WRONLY);
-	p.hdr = &h;
-	p.file_key = keys;
-	p.table = table;
-	r = run_pass(&p);
-	if (p.direct_fd >= 0)
-		close(p.direct_fd);
+	r = crypt_file(1, plain_fd, out_fd, &h, keys, table);
 	if (r)
 		goto out;
 	c = cipher_new(keys, 1);
@@ -431,7 +442,6 @@ int vmm__snap_decrypt(int in_fd, const uint8_t *key, int *plain_fd)
 	struct enc_entry *table = NULL;
 	EVP_CIPHER_CTX *c = NULL;
 	uint8_t keys[64], iv[12];
-	struct pass p;
 	int out = -1, r;
 
 	*plain_fd = -1;
@@ -468,16 +478,7 @@ int vmm__snap_decrypt(int in_fd, const uint8_t *key, int *plain_fd)
 		r = vmm__err_sys(VMM_ENOMEM, "size the decrypted snapshot");
 		goto fail;
 	}
-	memset(&p, 0, sizeof(p));
-	p.in_fd = in_fd;
-	p.out_fd = out;
-	p.direct_fd = reopen_direct(in_fd, O_RDONLY);
-	p.hdr = &h;
-	p.file_key = keys;
-	p.table = table;
-	r = run_pass(&p);
-	if (p.direct_fd >= 0)
-		close(p.direct_fd);
+	r = crypt_file(0, in_fd, out, &h, keys, table);
 	if (r)
 		goto fail;
 	*plain_fd = out;
