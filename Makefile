@@ -8,6 +8,7 @@
 #   make check-emulated   the guest-running tests in the emulated KVM host, on any machine
 #   make install PREFIX=/some/dir
 #   make bench   benchmarks (figures, never pass/fail on time)
+#   make bench-tls   the tls phase of make bench alone (no /dev/kvm needed)
 
 PREFIX ?= /usr/local
 JOBS ?= $(shell nproc)
@@ -23,7 +24,7 @@ DEB_PACKAGES = gcc make cmake pkg-config python3 binutils \
 	libmicrohttpd-dev libjson-c-dev libcurl4-openssl-dev curl \
 	libssl-dev openssl
 
-.PHONY: all deps build check check-fast check-emulated check-asan check-tsan demo install bench clean
+.PHONY: all deps build check check-fast check-emulated check-asan check-tsan demo install bench bench-tls clean
 
 all: build
 
@@ -78,6 +79,10 @@ install: deps build
 # (in an optimised tree if $(BUILD) is a Debug one), so a broken unrelated target does not stop it.
 bench: deps
 	@bash tests/bench/run.sh $(BUILD)
+
+# The tls phase alone (libvmm's tls_bench and QEMU's TLS migration; no /dev/kvm needed).
+bench-tls: deps
+	@BENCH_ONLY=tls bash tests/bench/run.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
