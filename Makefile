@@ -9,6 +9,7 @@
 #   make install PREFIX=/some/dir
 #   make bench   benchmarks (figures, never pass/fail on time)
 #   make fuzz    libFuzzer on every target for FUZZ_SECONDS each (tests/fuzz/run.sh; clang)
+#   make bench-tls   the tls phase of make bench alone (no /dev/kvm needed)
 
 PREFIX ?= /usr/local
 JOBS ?= $(shell nproc)
@@ -26,7 +27,7 @@ DEB_PACKAGES = gcc make cmake pkg-config python3 binutils \
 # Only `make fuzz` needs these (libFuzzer comes with clang); make check does not.
 FUZZ_DEB_PACKAGES = clang llvm
 
-.PHONY: all deps deps-fuzz fuzz build check check-fast check-emulated check-asan check-tsan demo install bench clean
+.PHONY: all deps deps-fuzz fuzz build check check-fast check-emulated check-asan check-tsan demo install bench bench-tls clean
 
 all: build
 
@@ -81,6 +82,10 @@ install: deps build
 # (in an optimised tree if $(BUILD) is a Debug one), so a broken unrelated target does not stop it.
 bench: deps
 	@bash tests/bench/run.sh $(BUILD)
+
+# The tls phase alone (libvmm's tls_bench and QEMU's TLS migration; no /dev/kvm needed).
+bench-tls: deps
+	@BENCH_ONLY=tls bash tests/bench/run.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

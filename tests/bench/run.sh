@@ -1,6 +1,8 @@
 #!/bin/bash
 # make bench: libvmm against the physical limits and QEMU 7.2, measured in one run.
 #   bash tests/bench/run.sh [BUILD]      (BUILD: the CMake build tree, default build)
+#   BENCH_ONLY=tls bash tests/bench/run.sh [BUILD]   (make bench-tls: the tls phase only,
+#   libvmm's tls_bench and QEMU's TLS migration of a paused TCG guest: needs no /dev/kvm)
 # Installs what it needs (Debian, as root), builds vmm_bench and the guests, runs
 # tests/bench/bench.py. Output: BUILD/bench/report.md, report.json, *.png; logs in
 # BUILD/bench/logs. Figures only: it fails when a run fails, never on time.
@@ -35,7 +37,8 @@ if [ -n "$missing" ]; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
 . "$SRC/tests/vmhost/kvm_usable.sh"
-if ! kvm_usable; then
+ONLY=${BENCH_ONLY:-}
+if [ "$ONLY" != tls ] && ! kvm_usable; then
 	echo "run.sh: /dev/kvm cannot be opened read-write" >&2
 	exit 1
 fi
@@ -52,12 +55,13 @@ Release | RelWithDebInfo) OBJ=$BUILD ;;
 *)
 	OBJ=$OUT/obj
 	say "$BUILD is a $btype build; benchmarking an optimised (RelWithDebInfo) build in $OBJ"
-	cmake -S "$SRC" -B "$OBJ" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF >/dev/null
+	# BUILD_TESTING stays on: tls_bench links the test utilities (only the targets below are built)
+	cmake -S "$SRC" -B "$OBJ" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	;;
 esac
 built=0
 for attempt in 1 2 3 4 5 6 7 8 9 10; do
-	if cmake --build "$OBJ" --target vmm_bench guests -j"$(nproc)" >"$OUT/build.log" 2>&1; then
+	if cmake --build "$OBJ" --target vmm_bench tls_bench guests -j"$(nproc)" >"$OUT/build.log" 2>&1; then
 		built=1
 		break
 	fi
@@ -88,7 +92,7 @@ trap cleanup EXIT INT TERM HUP
 rm -rf "$OUT/tmp" "$OUT/logs"
 setsid "$PY" "$SRC/tests/bench/bench.py" --build "$OBJ" --out "$OUT" \
 	--vmm-bench "$OBJ/tests/bench/vmm_bench" --guests "$OBJ/tests/guests" \
-	${BENCH_ARGS:-} > >(tee "$OUT/bench.log") 2>&1 &
+	${ONLY:+--only "$ONLY"} ${BENCH_ARGS:-} > >(tee "$OUT/bench.log") 2>&1 &
 pid=$!
 # Bounded: every wait inside is bounded too; this is the backstop.
 deadline=$(( $(date +%s) + ${BENCH_TIMEOUT:-3600} ))
@@ -107,8 +111,12 @@ pid=""
 say "done (exit $rc): $OUT/report.md"
 # Snapshot encryption at rest (fake kernel; needs the test targets, absent in a
 # BUILD_TESTING=OFF tree).
-if [ "$OBJ" = "$BUILD" ]; then
+if [ "$OBJ" = "$BUILD" ] && [ "$ONLY" != tls ]; then
 	bash "$SRC/tests/bench/snapshot_crypt.sh" "$BUILD" || say "snapshot_crypt.sh failed"
 fi
-[ -f "$OUT/report.md" ] && sed -n '/^## Headline/,/^## Physical/p' "$OUT/report.md" | head -n -1
+if [ "$ONLY" = tls ]; then
+	[ -f "$OUT/report.md" ] && sed -n '/^## TLS/,$p' "$OUT/report.md"
+else
+	[ -f "$OUT/report.md" ] && sed -n '/^## Headline/,/^## Physical/p' "$OUT/report.md" | head -n -1
+fi
 exit "$rc"

@@ -4,6 +4,9 @@
  * line per run on stdout; the destination's memory is compared page by page.
  *
  *   tls_bench --mem MiB --pattern random|text --tls off|cert|psk --conns N
+ *   tls_bench --mem MiB --pattern random|text --dump FILE
+ * --dump writes the memory content to FILE and exits: the bench loads that same content
+ * into QEMU's RAM for its peer rows (tests/bench/vmmbench/peers_qemu_tls.py).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -38,14 +41,41 @@ static void fill(uint8_t *buf, size_t len, const char *pattern)
 	}
 }
 
+/* The content fill() gives, written to a file (written under a temporary name, renamed). */
+static int dump_content(const char *path, size_t len, const char *pattern)
+{
+	char tmp[4096];
+	uint8_t *buf = malloc(len);
+	FILE *f;
+	int bad;
+
+	snprintf(tmp, sizeof(tmp), "%s.part", path);
+	if (!buf || !(f = fopen(tmp, "wb"))) {
+		perror(path);
+		free(buf);
+		return 1;
+	}
+	fill(buf, len, pattern);
+	bad = fwrite(buf, 1, len, f) != len;
+	bad |= fclose(f) != 0;
+	free(buf);
+	if (bad || rename(tmp, path)) {
+		perror(path);
+		remove(tmp);
+		return 1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "mem", required_argument, NULL, 'm' }, { "pattern", required_argument, NULL, 'p' },
 		{ "tls", required_argument, NULL, 't' }, { "conns", required_argument, NULL, 'c' },
+		{ "dump", required_argument, NULL, 'd' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *pattern = "random", *mode = "off";
+	const char *pattern = "random", *mode = "off", *dump = NULL;
 	unsigned mem = 256, conns = 1;
 	char dir[256], ca[512], dcert[512], dkey[512], scert[512], skey[512];
 	struct vmm_tls_opts rt, st;
@@ -67,10 +97,14 @@ int main(int argc, char **argv)
 			mode = optarg;
 		else if (c == 'c')
 			conns = (unsigned)atoi(optarg);
+		else if (c == 'd')
+			dump = optarg;
 		else
 			return 2;
 	}
 	len = (size_t)mem << 20;
+	if (dump)
+		return dump_content(dump, len, pattern);
 	fake_vm_setup(NULL);
 	if (tc_make(dir, sizeof(dir)))
 		return 1;

@@ -2,6 +2,7 @@
 from .plumbing import *  # noqa: F401,F403 (stdlib modules, constants, helpers)
 from . import plumbing
 from .peers import *  # noqa: F401,F403
+from .peers_qemu_tls import make_qemu_certs, qemu_tls_migrate
 
 # --------------------------------------------------------------------------- phases
 
@@ -433,27 +434,51 @@ def phase_memcheck():
 def phase_tls(mem_mib=1024):
     """TLS on the migration stream: off, on over 1 connection, on over several, with
     certificates and with a PSK, on the fake kernel (tls_bench: the memory-only path, no
-    guest runs, so it needs no KVM); and the physical limit, `openssl speed -evp
-    aes-128-gcm` at 16 KiB records per core times the cores."""
-    log("tls: off / on 1 connection / on several, and openssl speed")
+    guest runs, so it needs no KVM); QEMU's own migration of the same content, plain and
+    with tls-creds-x509 (one stream, multifd 2 and 4), a paused TCG guest (peers_qemu_tls);
+    and the physical limit, `openssl speed -evp aes-128-gcm` at 16 KiB records per core
+    times the cores. libvmm and QEMU rows alternate within each run."""
+    log("tls: off / on 1 connection / on several, libvmm and QEMU, and openssl speed")
     exe = os.path.join(plumbing.CTX.build, "tests", "bench", "tls_bench")
     cases = [("off", 1), ("off", 2), ("cert", 1), ("psk", 1), ("cert", 2), ("cert", 4)]
-    for r in range(plumbing.CTX.runs):
-        for pattern in ("random", "text"):
-            for mode, conns in cases:
-                rc, out, err = run([exe, "--mem", str(mem_mib), "--pattern", pattern, "--tls", mode,
-                                    "--conns", str(conns)], 300)
+    qcases = [(False, 0), (False, 2), (True, 0), (True, 2), (True, 4)]
+    certs = make_qemu_certs(os.path.join(plumbing.CTX.tmp, "qemu-tls-certs"))
+    fill = os.path.join(plumbing.CTX.tmp, "tls-fill.bin")
+    try:
+        for r in range(plumbing.CTX.runs):
+            for pattern in ("random", "text"):
+                rc, out, err = run([exe, "--mem", str(mem_mib), "--pattern", pattern,
+                                    "--dump", fill], 300)
                 if rc != 0:
-                    raise BenchError("tls_bench: " + (err or out)[-300:])
-                e = json.loads(out.strip().splitlines()[-1])
-                e["run"] = r
-                plumbing.CTX.add("tls", "%s_%s_%d" % (pattern, mode, conns), e)
-        rc, out, err = run(["openssl", "speed", "-evp", "aes-128-gcm", "-seconds", "2"], 120)
-        m = re.search(r"AES-128-GCM(?:\s+[\d.]+k){5}\s+([\d.]+)k", out)
-        if rc == 0 and m:
-            per_core = float(m.group(1)) * 1000 / 1e6
-            plumbing.CTX.add("tls", "aes128gcm_mb_s_per_core", {"run": r, "mb_s": per_core,
-                                                                 "cores": os.cpu_count()})
+                    raise BenchError("tls_bench --dump: " + (err or out)[-300:])
+                for i in range(max(len(cases), len(qcases))):
+                    if i < len(cases):
+                        mode, conns = cases[i]
+                        rc, out, err = run([exe, "--mem", str(mem_mib), "--pattern", pattern,
+                                            "--tls", mode, "--conns", str(conns)], 300)
+                        if rc != 0:
+                            raise BenchError("tls_bench: " + (err or out)[-300:])
+                        e = json.loads(out.strip().splitlines()[-1])
+                        e["run"] = r
+                        plumbing.CTX.add("tls", "%s_%s_%d" % (pattern, mode, conns), e)
+                    if i < len(qcases):
+                        tls, channels = qcases[i]
+                        e = qemu_tls_migrate(fill, mem_mib, tls, channels, certs)
+                        e["run"], e["pattern"] = r, pattern
+                        log("tls: QEMU %s %s %s: %s MB/s" % (pattern, e["tls"],
+                            "multifd %d" % channels if channels else "1 stream", e["mbps"]))
+                        plumbing.CTX.add("tls_qemu", "%s_%s_%s" % (
+                            pattern, e["tls"], "multifd%d" % channels if channels else "1"), e)
+                rm(fill)
+            rc, out, err = run(["openssl", "speed", "-evp", "aes-128-gcm", "-seconds", "2"], 120)
+            m = re.search(r"AES-128-GCM(?:\s+[\d.]+k){5}\s+([\d.]+)k", out)
+            if rc == 0 and m:
+                per_core = float(m.group(1)) * 1000 / 1e6
+                plumbing.CTX.add("tls", "aes128gcm_mb_s_per_core", {"run": r, "mb_s": per_core,
+                                                                     "cores": os.cpu_count()})
+    finally:
+        rm(fill)
+        shutil.rmtree(certs, ignore_errors=True)
     ktls = os.path.exists("/proc/sys/net/ipv4/tcp_available_ulp") and \
         "tls" in open("/proc/sys/net/ipv4/tcp_available_ulp").read().split()
     plumbing.CTX.results.setdefault("tls", {})["ktls_available"] = ktls
