@@ -150,6 +150,22 @@ class Qmp:
             pass
 
 
+def quit_qemu(q):
+    """Ends a QEMU peer (its process q.p, QMP q.qmp, stderr file q.err, socket q.sock):
+    a polite quit, then a kill if it has not gone in 10 s."""
+    try:
+        q.qmp.cmd("quit")
+    except Exception:
+        pass
+    try:
+        q.p.wait(10)
+    except subprocess.TimeoutExpired:
+        kill_proc(q.p)
+    q.qmp.close()
+    q.err.close()
+    rm(q.sock)
+
+
 class SerialFile:
     """A peer whose guest serial port goes to the file self.serial."""
     FAILURES = ("EXCEPTION", "CORRUPT", "FAILED", "too big")
@@ -259,17 +275,7 @@ class Qemu(SerialFile):
             time.sleep(poll)
 
     def quit(self):
-        try:
-            self.qmp.cmd("quit")
-        except Exception:
-            pass
-        try:
-            self.p.wait(10)
-        except subprocess.TimeoutExpired:
-            kill_proc(self.p)
-        self.qmp.close()
-        self.err.close()
-        rm(self.sock)
+        quit_qemu(self)
 
     def remove(self):
         self.quit()

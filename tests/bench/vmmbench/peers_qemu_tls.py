@@ -7,7 +7,7 @@ is compared with that file in sampled chunks (pmemsave) after every migration.
 """
 from .plumbing import *  # noqa: F401,F403 (stdlib modules, constants, helpers)
 from . import plumbing
-from .peers import Qmp
+from .peers import Qmp, quit_qemu
 
 TLS_HOST = "localhost"
 # TLS 1.3 AES-128-GCM only, the suite libvmm negotiates, so both rows pay the same cipher.
@@ -82,17 +82,7 @@ class PausedQemu:
         self.qmp.cmd("migrate-set-parameters", **params)
 
     def quit(self):
-        try:
-            self.qmp.cmd("quit")
-        except Exception:
-            pass
-        try:
-            self.p.wait(10)
-        except subprocess.TimeoutExpired:
-            kill_proc(self.p)
-        self.qmp.close()
-        self.err.close()
-        rm(self.sock)
+        quit_qemu(self)
 
 
 def check_dest(dst, fill_file, fill_bytes, chunks=8, chunk=4 * MIB):
