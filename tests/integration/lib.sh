@@ -80,3 +80,22 @@ http() { # sock method endpoint [curl args...]
   curl -s -m $((10 * slow)) -o "$tmp/body" -w '%{http_code}' --unix-socket "$sock" -X "$method" "$@" \
     "http://localhost/api/v1/$ep"
 }
+
+# The stock Linux guest (tests/guests/linux): sets $kernel and $initrd, fetching Debian's
+# packages once; fails (never skips) when they cannot be had. Needs use_tmp first.
+linux_guest() {
+  if ! bash "$VMM_SOURCE_DIR/tests/guests/linux/build.sh" >"$tmp/paths" 2>"$tmp/build.err"; then
+    cat "$tmp/build.err"
+    echo "FAIL: the stock Linux guest could not be prepared (Debian's kernel and busybox-static through apt-get download)"
+    exit 1
+  fi
+  kernel=$(sed -n 1p "$tmp/paths") initrd=$(sed -n 2p "$tmp/paths")
+}
+
+# Its kernel command line for CPUS vCPUs hashing WORK numbers (init checks the md5).
+# quiet: every console byte is a VM exit; no_timer_check: the I/O APIC timer test costs
+# time and proves nothing here; tsc=reliable: no clocksource watchdog on an emulated host.
+linux_cmdline() { # cpus work
+  echo "console=ttyS0 quiet panic=-1 tsc=reliable no_timer_check guest_cpus=$1" \
+    "guest_work=$2 guest_md5=$(seq 1 "$2" | md5sum | cut -d' ' -f1)"
+}

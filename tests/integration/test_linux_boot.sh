@@ -13,16 +13,8 @@ use_tmp /tmp/vmm-linux-boot.XXXXXX
 cpus=2
 boots=${VMM_LINUX_BOOTS:-3}
 
-if ! bash "$VMM_SOURCE_DIR/tests/guests/linux/build.sh" >"$tmp/paths" 2>"$tmp/build.err"; then
-  cat "$tmp/build.err"
-  echo "FAIL: the stock Linux guest could not be prepared (Debian's kernel and busybox-static through apt-get download)"
-  exit 1
-fi
-kernel=$(sed -n 1p "$tmp/paths") initrd=$(sed -n 2p "$tmp/paths")
-# quiet: every console byte is a VM exit; no_timer_check: the I/O APIC timer test costs
-# time and proves nothing here; tsc=reliable: no clocksource watchdog on an emulated host.
-cmdline="console=ttyS0 quiet panic=-1 tsc=reliable no_timer_check guest_cpus=$cpus"
-cmdline+=" guest_work=20000 guest_md5=$(seq 1 20000 | md5sum | cut -d' ' -f1)"
+linux_guest
+cmdline=$(linux_cmdline "$cpus" 20000)
 
 for i in $(seq "$boots"); do
   start=$(date +%s%N)

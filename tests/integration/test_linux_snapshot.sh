@@ -10,14 +10,8 @@ require_kvm
 use_tmp /tmp/vmm-linux-snap.XXXXXX
 cpus=2 n=30
 
-if ! bash "$VMM_SOURCE_DIR/tests/guests/linux/build.sh" >"$tmp/paths" 2>"$tmp/build.err"; then
-  cat "$tmp/build.err"
-  echo "FAIL: the stock Linux guest could not be prepared (Debian's kernel and busybox-static through apt-get download)"
-  exit 1
-fi
-kernel=$(sed -n 1p "$tmp/paths") initrd=$(sed -n 2p "$tmp/paths")
-cmdline="console=ttyS0 quiet panic=-1 tsc=reliable no_timer_check guest_cpus=$cpus guest_count=$n"
-cmdline+=" guest_work=5000 guest_md5=$(seq 1 5000 | md5sum | cut -d' ' -f1)"
+linux_guest
+cmdline="$(linux_cmdline "$cpus" 5000) guest_count=$n"
 
 clean() { tr -d '\r' <"$1"; }
 # The count lines of the run before the snapshot and of one after it, joined.
