@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
@@ -127,25 +128,115 @@ static int psk_find_cb(SSL *ssl, const unsigned char *id, size_t idlen, SSL_SESS
 	return *sess ? 1 : 0;
 }
 
-static int load_certs(struct vmm__tls *t, const struct vmm_tls_opts *o)
+/* A key with a passphrase fails to load instead of OpenSSL asking on the terminal: a
+ * library never reads its embedder's terminal. */
+static int no_passphrase(char *buf, int size, int rwflag, void *asked)
+{
+	(void)buf, (void)size, (void)rwflag;
+	if (asked)
+		*(int *)asked = 1;
+	return 0;
+}
+
+#define LOCKED_KEY "protected by a passphrase (libvmm takes an unencrypted key: keep it " \
+		   "readable by its owner only)"
+
+static int load_cert_files(struct vmm__tls *t, const struct vmm_tls_opts *o)
 {
 	char e[256];
+	int asked = 0, r;
 
-	if (!o->ca_file || !o->cert_file || !o->key_file)
-		return vmm__err(VMM_EINVAL, "TLS: certificates need ca_file, cert_file and key_file "
-				"(or a psk instead)");
 	if (SSL_CTX_load_verify_file(t->ctx, o->ca_file) != 1)
 		return vmm__err(VMM_EINVAL, "TLS: CA file %s: %s", o->ca_file,
 				ssl_errtext(e, sizeof(e)));
 	if (SSL_CTX_use_certificate_chain_file(t->ctx, o->cert_file) != 1)
 		return vmm__err(VMM_EINVAL, "TLS: certificate %s: %s", o->cert_file,
 				ssl_errtext(e, sizeof(e)));
-	if (SSL_CTX_use_PrivateKey_file(t->ctx, o->key_file, SSL_FILETYPE_PEM) != 1)
+	SSL_CTX_set_default_passwd_cb_userdata(t->ctx, &asked);
+	r = SSL_CTX_use_PrivateKey_file(t->ctx, o->key_file, SSL_FILETYPE_PEM);
+	SSL_CTX_set_default_passwd_cb_userdata(t->ctx, NULL);
+	if (r != 1)
 		return vmm__err(VMM_EINVAL, "TLS: key %s: %s", o->key_file,
-				ssl_errtext(e, sizeof(e)));
+				asked ? LOCKED_KEY : ssl_errtext(e, sizeof(e)));
+	return 0;
+}
+
+/* Every certificate in pem, in order, to add(ctx, x, i); 0 if there were none. */
+static int each_pem_cert(const char *pem, int (*add)(SSL_CTX *, X509 *, int), SSL_CTX *ctx)
+{
+	BIO *b = BIO_new_mem_buf(pem, -1);
+	X509 *x;
+	int n = 0;
+
+	while (b && (x = PEM_read_bio_X509(b, NULL, no_passphrase, NULL))) {
+		int ok = add(ctx, x, n++);
+
+		X509_free(x);
+		if (!ok) {
+			n = -1;
+			break;
+		}
+	}
+	BIO_free(b);
+	if (n >= 0)
+		ERR_clear_error(); /* the end of the text reads as an error */
+	return n;
+}
+
+static int add_ca(SSL_CTX *ctx, X509 *x, int i)
+{
+	(void)i;
+	return X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), x) == 1;
+}
+
+/* The first certificate is this side's, the rest its chain. */
+static int add_own(SSL_CTX *ctx, X509 *x, int i)
+{
+	return (i ? SSL_CTX_add1_chain_cert(ctx, x) : SSL_CTX_use_certificate(ctx, x)) == 1;
+}
+
+static int load_cert_pems(struct vmm__tls *t, const struct vmm_tls_opts *o)
+{
+	BIO *b;
+	EVP_PKEY *k;
+	char e[256];
+	int asked = 0, r;
+
+	r = each_pem_cert(o->ca_pem, add_ca, t->ctx);
+	if (r <= 0)
+		return vmm__err(VMM_EINVAL, "TLS: ca_pem: %s",
+				r ? ssl_errtext(e, sizeof(e)) : "no PEM certificate in it");
+	r = each_pem_cert(o->cert_pem, add_own, t->ctx);
+	if (r <= 0)
+		return vmm__err(VMM_EINVAL, "TLS: cert_pem: %s",
+				r ? ssl_errtext(e, sizeof(e)) : "no PEM certificate in it");
+	b = BIO_new_mem_buf(o->key_pem, -1);
+	k = b ? PEM_read_bio_PrivateKey(b, NULL, no_passphrase, &asked) : NULL;
+	BIO_free(b);
+	r = k && SSL_CTX_use_PrivateKey(t->ctx, k) == 1;
+	EVP_PKEY_free(k);
+	if (!r)
+		return vmm__err(VMM_EINVAL, "TLS: key_pem: %s",
+				asked && !k ? LOCKED_KEY : ssl_errtext(e, sizeof(e)));
+	return 0;
+}
+
+static int load_certs(struct vmm__tls *t, const struct vmm_tls_opts *o)
+{
+	int files = !!o->ca_file + !!o->cert_file + !!o->key_file;
+	int pems = !!o->ca_pem + !!o->cert_pem + !!o->key_pem;
+	int r;
+
+	if (!((files == 3 && !pems) || (pems == 3 && !files)))
+		return vmm__err(VMM_EINVAL, "TLS: certificates need ca_file, cert_file and key_file, "
+				"or ca_pem, cert_pem and key_pem (or a psk instead)");
+	SSL_CTX_set_default_passwd_cb(t->ctx, no_passphrase);
+	r = files ? load_cert_files(t, o) : load_cert_pems(t, o);
+	if (r)
+		return r;
 	if (SSL_CTX_check_private_key(t->ctx) != 1)
-		return vmm__err(VMM_EINVAL, "TLS: key %s does not match certificate %s",
-				o->key_file, o->cert_file);
+		return vmm__err(VMM_EINVAL, "TLS: the key does not match the certificate%s%s",
+				files ? " " : "", files ? o->cert_file : "");
 	return 0;
 }
 
@@ -154,7 +245,8 @@ static int configure(struct vmm__tls *t, const struct vmm_tls_opts *o, const cha
 	const char *peer = o->peer_name ? o->peer_name : t->server ? NULL : default_peer;
 
 	t->psk_mode = o->psk != NULL || o->psk_len || o->psk_identity;
-	if (t->psk_mode && (o->ca_file || o->cert_file || o->key_file))
+	if (t->psk_mode && (o->ca_file || o->cert_file || o->key_file || o->ca_pem ||
+			    o->cert_pem || o->key_pem))
 		return vmm__err(VMM_EINVAL, "TLS: certificates or a PSK, not both");
 	if (t->psk_mode) {
 		if (!o->psk || o->psk_len < PSK_MIN || o->psk_len > PSK_MAX)

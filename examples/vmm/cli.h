@@ -29,12 +29,25 @@ int cli_usage(const char *name);
  * it), destroys it and returns the process exit status. Takes ownership of vm. */
 int cli_run_foreground(struct vmm_vm *vm, const char *control_path);
 
+/* The control socket when it was bound before a jail (cli_jail_enter_bound()), else -1:
+ * cli_run_foreground() and receive's in-doubt wait then serve on it. */
+extern int cli_control_fd;
+struct cli_jail;
+/* Binds control_path (if not NULL) where the caller asked, then enters the jail: step 2's
+ * end and step 3 of cli_jail.h. Returns 0, or -1 after printing why. No jail: 0. */
+int cli_jail_enter_bound(const struct cli_jail *j, const char *control_path);
+
 /* The sandbox (vmm/sandbox.h), on unless --no-sandbox: cli_sandbox_begin() before the VM
  * is built asks the library to confine its own threads (a forbidden call is reported on
  * stderr, then SIGSYS kills vmm); cli_run_foreground() confines the main thread (and the
  * control server it starts) with the control filter once the VM runs. */
 extern int cli_sandbox;
 int cli_sandbox_begin(void);
+
+/* A socket file nobody accepts on: left over from a vmm that was killed (or has ended in a
+ * jail, which cannot remove it). Anything else at path (a live server, a regular file) is
+ * not stale. */
+int cli_socket_is_stale(const char *path);
 
 /* "512M", "2G", "4096K", or bytes. Returns 0 and *out, or -1 with *why (if why is not NULL)
  * saying what is wrong: not a size, negative, or too large for 64 bits. */

@@ -2,22 +2,34 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli_tls.h"
 
-static int path_in(char *out, size_t cap, const char *dir, const char *name, char *why,
+/* DIR/name, whole, into out as a string. */
+static int read_in(char *out, size_t cap, const char *dir, const char *name, char *why,
 		   size_t len)
 {
-	if ((size_t)snprintf(out, cap, "%s/%s", dir, name) >= cap) {
+	char path[4096];
+	FILE *f;
+	size_t n;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path)) {
 		snprintf(why, len, "TLS directory path too long");
 		return -1;
 	}
-	if (access(out, R_OK)) {
+	f = fopen(path, "re");
+	if (!f) {
 		snprintf(why, len, "%s: not readable (a TLS directory holds ca.pem, cert.pem, "
-			 "key.pem)", out);
+			 "key.pem)", path);
 		return -1;
 	}
+	n = fread(out, 1, cap, f);
+	fclose(f);
+	if (n == cap) {
+		snprintf(why, len, "%s: larger than %zu bytes", path, cap - 1);
+		return -1;
+	}
+	out[n] = 0;
 	return 0;
 }
 
@@ -27,9 +39,9 @@ int cli_tls_dir(struct cli_tls *t, const char *dir, char *why, size_t len)
 		snprintf(why, len, "a TLS directory or a PSK file, not both");
 		return -1;
 	}
-	if (path_in(t->ca, sizeof(t->ca), dir, "ca.pem", why, len) ||
-	    path_in(t->cert, sizeof(t->cert), dir, "cert.pem", why, len) ||
-	    path_in(t->key, sizeof(t->key), dir, "key.pem", why, len))
+	if (read_in(t->ca, sizeof(t->ca), dir, "ca.pem", why, len) ||
+	    read_in(t->cert, sizeof(t->cert), dir, "cert.pem", why, len) ||
+	    read_in(t->key, sizeof(t->key), dir, "key.pem", why, len))
 		return -1;
 	t->set = 1;
 	return 0;
@@ -103,9 +115,9 @@ const struct vmm_tls_opts *cli_tls_opts(struct cli_tls *t)
 		t->o.psk_len = t->psk_len;
 		t->o.psk_identity = t->identity;
 	} else {
-		t->o.ca_file = t->ca;
-		t->o.cert_file = t->cert;
-		t->o.key_file = t->key;
+		t->o.ca_pem = t->ca;
+		t->o.cert_pem = t->cert;
+		t->o.key_pem = t->key;
 		t->o.peer_name = t->peer[0] ? t->peer : NULL;
 	}
 	return &t->o;

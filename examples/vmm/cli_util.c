@@ -3,6 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -215,4 +218,21 @@ int cli_sandbox_begin(void)
 	o.report_fd = 2; /* the offending thread and call on stderr, then SIGSYS */
 	r = vmm_sandbox_enable(&o);
 	return r ? cli_fail("sandbox (--no-sandbox turns it off)", r) : 0;
+}
+
+int cli_socket_is_stale(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd, stale;
+
+	if (strlen(path) >= sizeof(sa.sun_path) || lstat(path, &st) || !S_ISSOCK(st.st_mode))
+		return 0;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	stale = connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) < 0 && errno == ECONNREFUSED;
+	close(fd);
+	return stale;
 }

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "cli_jail.h"
 #include "cli_tls.h"
 #include "control_server.h"
 
@@ -33,7 +34,7 @@ static int wait_resolution(struct vmm_vm *vm, const char *control)
 
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
-	if (control_server_start(vm, control, &srv))
+	if (control_server_start(vm, control, cli_control_fd, &srv))
 		return -1;
 	while (vmm_vm_in_doubt(vm) && !stop_signal)
 		nanosleep(&tick, NULL);
@@ -58,9 +59,11 @@ int cmd_receive(int argc, char **argv)
 		{ "psk-file", required_argument, NULL, 'K' },
 		{ "tls-peer", required_argument, NULL, 'N' },
 		{ "no-sandbox", no_argument, NULL, 'S' },
+		CLI_JAIL_OPTIONS,
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct cli_tls tls; /* big: not on the stack */
+	struct cli_jail jail;
 	char tls_why[512];
 	struct vmm_receive_opts ro;
 	const char *control = NULL, *why = NULL;
@@ -71,6 +74,7 @@ int cmd_receive(int argc, char **argv)
 	long ms;
 	int c, r;
 
+	cli_jail_init(&jail);
 	vmm_receive_opts_init(&ro);
 	ro.serial_out = cli_serial_stdout;
 	ro.log = cli_log_stderr;
@@ -122,6 +126,13 @@ int cmd_receive(int argc, char **argv)
 		case 'S':
 			cli_sandbox = 0;
 			break;
+		case CLI_JAIL_OPT_DIR:
+		case CLI_JAIL_OPT_UID:
+		case CLI_JAIL_OPT_GID:
+		case CLI_JAIL_OPT_NETNS:
+			if (cli_jail_option(&jail, c, optarg))
+				return 2;
+			break;
 		default:
 			return cli_usage("receive");
 		}
@@ -139,10 +150,13 @@ int cmd_receive(int argc, char **argv)
 			argv[optind]);
 		return 2;
 	}
+	if (cli_jail_check(&jail))
+		return 2;
+	if (cli_jail_fork(&jail, control) || cli_sandbox_begin() ||
+	    cli_jail_enter_bound(&jail, control))
+		return 1;
 	/* Scripts wait for this line before they start the migration. */
 	fprintf(stderr, "vmm: receiving on %s\n", argv[optind]);
-	if (cli_sandbox_begin())
-		return 1;
 	r = vmm_migrate_receive_at(host, port, &ro, &vm);
 	if (r == VMM_EINDOUBT) {
 		fprintf(stderr, "vmm: receive: in doubt: %s; the guest is paused here, never "

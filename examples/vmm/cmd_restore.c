@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_jail.h"
 #include "control_server.h"
 
 int cmd_restore(int argc, char **argv)
@@ -15,14 +16,17 @@ int cmd_restore(int argc, char **argv)
 		{ "allow-cpu-mismatch", no_argument, NULL, 'M' },
 		{ "key-file", required_argument, NULL, 'k' },
 		{ "no-sandbox", no_argument, NULL, 'S' },
+		CLI_JAIL_OPTIONS,
 		{ NULL, 0, NULL, 0 },
 	};
+	struct cli_jail jail;
 	uint8_t key[32];
 	struct vmm_restore_opts ropts;
 	const char *control = NULL;
 	struct vmm_vm *vm;
 	int c, r;
 
+	cli_jail_init(&jail);
 	vmm_restore_opts_init(&ropts);
 	ropts.serial_out = cli_serial_stdout;
 	ropts.log = cli_log_stderr;
@@ -46,17 +50,32 @@ int cmd_restore(int argc, char **argv)
 		case 'S':
 			cli_sandbox = 0;
 			break;
+		case CLI_JAIL_OPT_DIR:
+		case CLI_JAIL_OPT_UID:
+		case CLI_JAIL_OPT_GID:
+		case CLI_JAIL_OPT_NETNS:
+			if (cli_jail_option(&jail, c, optarg))
+				return 2;
+			break;
 		default:
 			return 2;
 		}
 	}
 	if (optind != argc - 1)
 		return cli_usage("restore");
-	if (cli_sandbox_begin())
+	if (cli_jail_check(&jail))
+		return 2;
+	if (cli_jail_fork(&jail, control) || cli_sandbox_begin())
 		return 1;
+	/* A lazy restore keeps the snapshot file open and maps it: a jail entered after it
+	 * still reads it. */
 	r = vmm_snapshot_restore(argv[optind], &ropts, &vm);
 	memset(key, 0, sizeof(key));
 	if (r)
 		return cli_fail(argv[optind], r);
+	if (cli_jail_enter_bound(&jail, control)) {
+		vmm_vm_destroy(vm);
+		return 1;
+	}
 	return cli_run_foreground(vm, control);
 }

@@ -8,9 +8,21 @@
 #include <stdlib.h>
 
 #include "cli.h"
+#include "cli_jail.h"
 #include "control_server.h"
 
 static volatile sig_atomic_t stop_signal;
+
+int cli_control_fd = -1;
+
+int cli_jail_enter_bound(const struct cli_jail *j, const char *control_path)
+{
+	if (!j->dir)
+		return 0;
+	if (control_path && (cli_control_fd = control_server_listen(control_path)) < 0)
+		return -1;
+	return cli_jail_enter(j);
+}
 
 static void on_signal(int sig)
 {
@@ -54,7 +66,7 @@ int cli_run_foreground(struct vmm_vm *vm, const char *control_path)
 		return cli_fail("run", r);
 	}
 	/* Served only once the VM runs, so that a client never sees it half-started. */
-	if (control_path && control_server_start(vm, control_path, &srv)) {
+	if (control_path && control_server_start(vm, control_path, cli_control_fd, &srv)) {
 		vmm_vm_stop(vm);
 		vmm_vm_wait(vm, -1, NULL);
 		vmm_vm_destroy(vm);
@@ -79,13 +91,16 @@ int cmd_run(int argc, char **argv)
 		{ "control", required_argument, NULL, 'C' },
 		{ "cpu", required_argument, NULL, 'p' },
 		{ "no-sandbox", no_argument, NULL, 'S' },
+		CLI_JAIL_OPTIONS,
 		{ NULL, 0, NULL, 0 },
 	};
+	struct cli_jail jail;
 	struct vmm_vm_config cfg;
 	struct vmm_vm *vm;
 	const char *initrd = NULL, *control = NULL, *why;
 	int c, r;
 
+	cli_jail_init(&jail);
 	vmm_vm_config_init(&cfg);
 	cfg.serial_out = cli_serial_stdout;
 	cfg.log = cli_log_stderr;
@@ -115,13 +130,22 @@ int cmd_run(int argc, char **argv)
 		case 'S':
 			cli_sandbox = 0;
 			break;
+		case CLI_JAIL_OPT_DIR:
+		case CLI_JAIL_OPT_UID:
+		case CLI_JAIL_OPT_GID:
+		case CLI_JAIL_OPT_NETNS:
+			if (cli_jail_option(&jail, c, optarg))
+				return 2;
+			break;
 		default:
 			return 2;
 		}
 	}
 	if (optind != argc - 1)
 		return cli_usage("run");
-	if (cli_sandbox_begin())
+	if (cli_jail_check(&jail))
+		return 2;
+	if (cli_jail_fork(&jail, control) || cli_sandbox_begin())
 		return 1;
 	r = vmm_vm_create(&cfg, &vm);
 	if (r)
@@ -130,6 +154,10 @@ int cmd_run(int argc, char **argv)
 	if (r) {
 		vmm_vm_destroy(vm);
 		return cli_fail(argv[optind], r);
+	}
+	if (cli_jail_enter_bound(&jail, control)) {
+		vmm_vm_destroy(vm);
+		return 1;
 	}
 	return cli_run_foreground(vm, control);
 }

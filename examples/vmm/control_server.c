@@ -34,6 +34,7 @@ struct control_server {
 	pthread_cond_t idle;
 	unsigned inflight;    /* requests begun and not yet completed (response sent or failed) */
 	int busy;             /* a handler is running */
+	int own_socket;       /* bound here, so closed and removed here */
 };
 
 struct reply {
@@ -599,24 +600,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	vfprintf(stderr, fmt, ap);
 }
 
-/* A socket file nobody accepts on is left over from a vmm that was killed. Anything else
- * at path (a live server, a regular file) is not ours to remove. */
-static int is_stale_socket(const struct sockaddr_un *sa)
-{
-	struct stat st;
-	int fd, stale;
-
-	if (lstat(sa->sun_path, &st) || !S_ISSOCK(st.st_mode))
-		return 0;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return 0;
-	stale = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) < 0 && errno == ECONNREFUSED;
-	close(fd);
-	return stale;
-}
-
-static int listen_unix(const char *path)
+int control_server_listen(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd, r;
@@ -631,7 +615,7 @@ static int listen_unix(const char *path)
 	if (fd < 0)
 		goto fail;
 	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-	if (r < 0 && errno == EADDRINUSE && is_stale_socket(&sa) && !unlink(path))
+	if (r < 0 && errno == EADDRINUSE && cli_socket_is_stale(path) && !unlink(path))
 		r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	if (r < 0)
 		goto fail;
@@ -660,7 +644,8 @@ static void server_free(struct control_server *srv)
 	free(srv);
 }
 
-int control_server_start(struct vmm_vm *vm, const char *path, struct control_server **out)
+int control_server_start(struct vmm_vm *vm, const char *path, int listen_fd,
+			 struct control_server **out)
 {
 	struct control_server *srv = calloc(1, sizeof(*srv));
 	int fd;
@@ -682,7 +667,8 @@ int control_server_start(struct vmm_vm *vm, const char *path, struct control_ser
 		return -1;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &srv->started);
-	fd = listen_unix(path);
+	srv->own_socket = listen_fd < 0;
+	fd = srv->own_socket ? control_server_listen(path) : listen_fd;
 	if (fd < 0) {
 		server_free(srv);
 		return -1;
@@ -699,8 +685,10 @@ int control_server_start(struct vmm_vm *vm, const char *path, struct control_ser
 				    MHD_OPTION_END);
 	if (!srv->mhd) {
 		fprintf(stderr, "vmm: control socket %s: cannot start the HTTP server\n", path);
-		close(fd);
-		unlink(path);
+		if (srv->own_socket) {
+			close(fd);
+			unlink(path);
+		}
 		server_free(srv);
 		return -1;
 	}
@@ -736,8 +724,12 @@ void control_server_stop(struct control_server *srv)
 	}
 	pthread_mutex_unlock(&srv->lock);
 	MHD_stop_daemon(srv->mhd);
-	if (fd != MHD_INVALID_SOCKET)
-		close(fd);
-	unlink(srv->path);
+	/* A socket bound by the caller stays the caller's, open and in place, for the next
+	 * server (a received VM served while in doubt, then while it runs). */
+	if (srv->own_socket) {
+		if (fd != MHD_INVALID_SOCKET)
+			close(fd);
+		unlink(srv->path);
+	}
 	server_free(srv);
 }

@@ -18,7 +18,7 @@ static const struct cli_command {
 	int control;          /* a client of a running vmm's control socket */
 } commands[] = {
 	{ "run", "[--memory SIZE] [--cpus N] [--cmdline STR] [--initrd FILE] [--cpu MODEL]"
-	  " [--control PATH] [--no-sandbox] KERNEL",
+	  " [--control PATH] [--no-sandbox] [--jail DIR --uid U --gid G [--netns PATH]] KERNEL",
 	  "run a VM in the foreground, guest serial on stdout;\n"
 	  "exits with the status the guest wrote to port 0xf4;\n"
 	  "--cpu: host (default), x86-64-v2, x86-64-v3, x86-64-v4 (a psABI level,\n"
@@ -26,16 +26,23 @@ static const struct cli_command {
 	  "--control serves the control API (HTTP/JSON) on a UNIX socket;\n"
 	  "every thread runs under its seccomp allow-list (vmm/sandbox.h): a\n"
 	  "forbidden system call is named on stderr and kills vmm by SIGSYS;\n"
-	  "--no-sandbox turns that off (so for restore and receive)",
+	  "--no-sandbox turns that off (so for restore and receive);\n"
+	  "--jail: vmm runs as U:G with DIR as its root, in its own PID, mount,\n"
+	  "IPC and UTS namespaces (and the network namespace PATH), seeing one\n"
+	  "device, /dev/kvm; the kernel and files on the command line are read\n"
+	  "first, paths given later (control API snapshots) are inside DIR\n"
+	  "(so for restore and receive)",
 	  cmd_run, 0 },
-	{ "restore", "[--lazy] [--allow-cpu-mismatch] [--key-file F] [--control PATH] [--no-sandbox] FILE",
+	{ "restore", "[--lazy] [--allow-cpu-mismatch] [--key-file F] [--control PATH] [--no-sandbox]"
+	  " [--jail DIR --uid U --gid G [--netns PATH]] FILE",
 	  "run a snapshot in the foreground, like run; --lazy maps its RAM\n"
 	  "(an encrypted one is restored eagerly); --key-file: the key\n"
 	  "an encrypted snapshot was saved with (32 bytes or 64 hex digits);\n"
 	  "--allow-cpu-mismatch: restore even if this host lacks CPU features\n"
 	  "or the TSC rate the guest had (refused otherwise)", cmd_restore, 0 },
 	{ "receive", "[--control PATH] [--timeout-ms N] [--max-mem SIZE] [--max-cpus N]"
-	  " [--allow-cpu-mismatch] [--tls-dir DIR --tls-peer NAME | --psk-file F] [--no-sandbox] ADDR:PORT",
+	  " [--allow-cpu-mismatch] [--tls-dir DIR --tls-peer NAME | --psk-file F] [--no-sandbox]"
+	  " [--jail DIR --uid U --gid G [--netns PATH]] ADDR:PORT",
 	  "wait for a live migration on ADDR:PORT ([ADDR]:PORT for IPv6),\n"
 	  "(with TLS 1.3: DIR holds ca.pem, cert.pem, key.pem and the source's\n"
 	  "certificate must carry NAME; or F holds IDENTITY:HEXKEY),\n"

@@ -83,8 +83,10 @@ struct vmm_migrate_stats {
 };
 
 /* TLS 1.3 with mutual authentication on every connection of a migration (OpenSSL).
- * Either certificates (ca_file, cert_file, key_file: PEM) or a pre-shared key (psk,
- * psk_identity: TLS 1.3 external PSK), not both. Each side refuses a peer that does not
+ * Either certificates (ca_file, cert_file, key_file: PEM files; or the same PEM text in
+ * memory, ca_pem, cert_pem, key_pem, e.g. read before the process dropped the rights to
+ * read the files) or a pre-shared key (psk, psk_identity: TLS 1.3 external PSK), not both.
+ * A key protected by a passphrase is refused (VMM_EINVAL), never asked for. Each side refuses a peer that does not
  * authenticate, before it reads the peer's hello: nothing is built for a stranger.
  * - Certificates: the peer's chain must lead to ca_file, be valid now, and carry
  *   peer_name (a DNS or IP subjectAltName; the CN only without SANs). One certificate per
@@ -106,7 +108,12 @@ struct vmm_tls_opts {
 	const uint8_t *psk;
 	size_t psk_len;
 	const char *psk_identity;
-	uint64_t reserved[6];
+	/* NUL-terminated PEM text instead of the three files (all three, files or text):
+	 * the CA certificates, this side's certificate and its chain, its private key. */
+	const char *ca_pem;
+	const char *cert_pem;
+	const char *key_pem;
+	uint64_t reserved[3];
 };
 
 VMM_EXPORT void vmm_tls_opts_init(struct vmm_tls_opts *opts);

@@ -324,6 +324,110 @@ static void tls_source_plain_receiver(void **state)
 	refused_then_ok(NULL, psk(&bad, "vmm-test", 1), VMM_ETLS, "does not use TLS", NULL);
 }
 
+/* The whole of a credentials file, NUL-terminated; the test owns it. */
+static char *slurp(const char *name)
+{
+	FILE *f = fopen(tc_path(dir, name), "r");
+	char *text = calloc(1, 64 << 10);
+	size_t n;
+
+	assert_non_null(f);
+	assert_non_null(text);
+	n = fread(text, 1, (64 << 10) - 1, f);
+	fclose(f);
+	assert_true(n > 0);
+	return text;
+}
+
+/* Certificates as PEM text in memory (what a process keeps after it can no longer read
+ * the files: the vmm command in its jail): the same checks as from files. */
+struct pems {
+	char *ca, *cert, *key;
+};
+
+static struct creds *certs_in_memory(struct creds *c, struct pems *p, const char *ca,
+				     const char *base, const char *peer)
+{
+	char name[64];
+
+	vmm_tls_opts_init(&c->o);
+	p->ca = slurp(ca);
+	snprintf(name, sizeof(name), "%s.pem", base);
+	p->cert = slurp(name);
+	snprintf(name, sizeof(name), "%s.key", base);
+	p->key = slurp(name);
+	c->o.ca_pem = p->ca, c->o.cert_pem = p->cert, c->o.key_pem = p->key;
+	c->o.peer_name = peer;
+	return c;
+}
+
+static void pems_free(struct pems *p)
+{
+	free(p->ca), free(p->cert), free(p->key);
+}
+
+static void certificates_in_memory(void **state)
+{
+	struct creds rx, tx, bad, good;
+	struct pems prx, ptx, pbad;
+	struct rxlog log;
+	struct mu_rx x;
+	struct vmm_vm *vm = source_vm();
+
+	(void)state;
+	rx_start(&x, &log, certs_in_memory(&rx, &prx, "ca.pem", "dest", TC_SRC_NAME));
+	migrate_ok(&x, vm, certs_in_memory(&tx, &ptx, "ca.pem", "src", NULL), 2);
+	vmm_vm_destroy(vm);
+	/* The other CA's certificate, in memory, is refused as from a file. */
+	certs(&good, "ca.pem", "src", TC_DEST_NAME);
+	refused_then_ok(&rx, certs_in_memory(&bad, &pbad, "ca.pem", "src-ca2", TC_DEST_NAME),
+			VMM_EAUTH, "VMM_EAUTH", &good);
+	pems_free(&prx), pems_free(&ptx), pems_free(&pbad);
+}
+
+/* Files and text mixed, text that holds no certificate, a key that is not the
+ * certificate's, and a key under a passphrase (refused, never asked for): VMM_EINVAL
+ * before anything listens or connects. */
+static void bad_certificates_in_memory(void **state)
+{
+	struct creds c;
+	struct pems p;
+	struct vmm_receive_opts o;
+	struct vmm_vm *out;
+	char *other_key, *locked;
+	int lfd;
+	uint16_t port;
+
+	(void)state;
+	lfd = mu_listen(&port);
+	vmm_receive_opts_init(&o);
+	o.tls = &certs_in_memory(&c, &p, "ca.pem", "dest", TC_SRC_NAME)->o;
+	c.o.ca_file = c.ca; /* and a file */
+	snprintf(c.ca, sizeof(c.ca), "%s", tc_path(dir, "ca.pem"));
+	assert_int_equal(vmm_migrate_receive(lfd, &o, &out), VMM_EINVAL);
+	print_message("    %s\n", vmm_last_error());
+	c.o.ca_file = NULL;
+	c.o.ca_pem = "not a certificate";
+	assert_int_equal(vmm_migrate_receive(lfd, &o, &out), VMM_EINVAL);
+	print_message("    %s\n", vmm_last_error());
+	c.o.ca_pem = p.ca;
+	other_key = slurp("src.key");
+	c.o.key_pem = other_key;
+	assert_int_equal(vmm_migrate_receive(lfd, &o, &out), VMM_EINVAL);
+	print_message("    %s\n", vmm_last_error());
+	assert_non_null(strstr(vmm_last_error(), "mismatch"));
+	locked = tc_locked_key(p.key, "secret");
+	assert_non_null(locked);
+	assert_non_null(strstr(locked, "ENCRYPTED"));
+	c.o.key_pem = locked;
+	assert_int_equal(vmm_migrate_receive(lfd, &o, &out), VMM_EINVAL);
+	print_message("    %s\n", vmm_last_error());
+	assert_non_null(strstr(vmm_last_error(), "passphrase"));
+	close(lfd);
+	free(other_key), free(locked);
+	pems_free(&p);
+}
+
 static void receiver_needs_peer_name(void **state)
 {
 	struct creds rx;
@@ -460,6 +564,8 @@ int main(void)
 		cmocka_unit_test_setup(receiver_needs_peer_name, fake_vm_setup),
 		cmocka_unit_test_setup(hostile_authenticated_peer, fake_vm_setup),
 		cmocka_unit_test_setup(sandboxed_migrations, fake_vm_setup),
+		cmocka_unit_test_setup(certificates_in_memory, fake_vm_setup),
+		cmocka_unit_test_setup(bad_certificates_in_memory, fake_vm_setup),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -171,3 +171,24 @@ void tc_remove(const char *dir)
 		remove(tc_path(dir, files[i]));
 	rmdir(dir);
 }
+
+char *tc_locked_key(const char *key_pem, const char *passphrase)
+{
+	BIO *in = BIO_new_mem_buf(key_pem, -1), *out = BIO_new(BIO_s_mem());
+	EVP_PKEY *k = in ? PEM_read_bio_PrivateKey(in, NULL, NULL, NULL) : NULL;
+	char *text = NULL, *data;
+	long len;
+
+	if (k && out &&
+	    PEM_write_bio_PKCS8PrivateKey(out, k, EVP_aes_256_cbc(), passphrase,
+					  (int)strlen(passphrase), NULL, NULL) == 1) {
+		len = BIO_get_mem_data(out, &data);
+		text = calloc(1, (size_t)len + 1);
+		if (text)
+			memcpy(text, data, (size_t)len);
+	}
+	EVP_PKEY_free(k);
+	BIO_free(in);
+	BIO_free(out);
+	return text;
+}

@@ -25,6 +25,9 @@
 int tc_make(char *dir, size_t len);
 /* The path of a file in dir (static buffer, one at a time per call site: copy it). */
 const char *tc_path(const char *dir, const char *name);
+/* key_pem (a private key as PEM text) encrypted under passphrase (AES-256-CBC), as new
+ * PEM text the caller frees; NULL on failure. */
+char *tc_locked_key(const char *key_pem, const char *passphrase);
 /* Removes the directory and everything tc_make wrote. */
 void tc_remove(const char *dir);
 

@@ -19,6 +19,7 @@ def main():
     ap.add_argument("--contents", default="random,text,halfzero")
     ap.add_argument("--migrate-contents", default="random,text,halfzero,none")
     ap.add_argument("--lazy-sizes", default="256,2048,8192")
+    ap.add_argument("--tls-mib", type=int, default=2048, help="memory moved per TLS row (issue 12: 2 GiB)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--report-only", action="store_true",
                     help="rebuild report.md and the plots from <out>/report.json")
@@ -62,7 +63,7 @@ def main():
         ("clone", lambda: phase_clone(lazy_files[min(lazy_files)]) if lazy_files else None),
         ("migrate", lambda: phase_migrate(args.migrate_contents.split(","))),
         ("memcheck", phase_memcheck),
-        ("tls", phase_tls),
+        ("tls", lambda: phase_tls(args.tls_mib)),
     ]
     try:
         for name, fn in phases:

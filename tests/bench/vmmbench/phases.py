@@ -431,7 +431,7 @@ def phase_memcheck():
             (r, s["total_ms"], s["rounds"], s["downtime_ms"], qr["wall_ms"], qr["rounds"], qr["downtime_ms"]))
 
 
-def phase_tls(mem_mib=1024):
+def phase_tls(mem_mib=2048):
     """TLS on the migration stream: off, on over 1 connection, on over several, with
     certificates and with a PSK, on the fake kernel (tls_bench: the memory-only path, no
     guest runs, so it needs no KVM); QEMU's own migration of the same content, plain and
