@@ -34,10 +34,11 @@ static const char *const device[] = {
  * (positional reads and writes); write for the embedder's log callback. With TLS a
  * connection's bytes go through OpenSSL instead (migrate/tls.c): read and write on the
  * socket, poll for the timeout slices, and the SIGPIPE guard around each call
- * (rt_sigpending, rt_sigtimedwait). */
+ * (rt_sigpending, rt_sigtimedwait); OpenSSL's random generator reseeding (getrandom) and
+ * glibc's qsort under OpenSSL's sorted stacks, which asks the memory size (sysinfo). */
 static const char *const migration[] = {
 	COMMON, "io_uring_enter", "ioctl", "pread64", "pwrite64", "write",
-	"read", "poll", "rt_sigpending", "rt_sigtimedwait",
+	"read", "poll", "rt_sigpending", "rt_sigtimedwait", "getrandom", "sysinfo",
 };
 
 /* The controlling thread after setup, and the threads it starts afterwards (the control
@@ -58,7 +59,7 @@ static const char *const control[] = {
 	"shutdown",	"sendmsg",	 "sendto",	  "recvfrom",	  "poll",
 	"epoll_create1", "epoll_ctl",	 "epoll_wait",	  "eventfd2",	  "clone3",
 	"rseq",		"set_robust_list", "prctl",	  "seccomp",	  "rt_sigpending",
-	"rt_sigtimedwait",
+	"rt_sigtimedwait", "sysinfo",
 };
 
 /* The only ioctl requests a vCPU thread may make: KVM_RUN; KVM_IRQ_LINE on the VM (the

@@ -198,39 +198,6 @@ static void full_migration_psk(void **state)
  * connections' reads and writes into OpenSSL (read, write, poll, its SIGPIPE guard), and
  * those must be on the migration threads' list. In a child, since the sandbox is for good:
  * a missing call kills it by SIGSYS and names the call on stderr. */
-static void sandboxed_migrations(void **state)
-{
-	struct vmm_sandbox_opts so;
-	pid_t pid;
-	int ws;
-
-	(void)state;
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		struct creds rx, tx;
-		struct rxlog log;
-		struct mu_rx x;
-		struct vmm_vm *vm = source_vm();
-
-		vmm_sandbox_opts_init(&so);
-		so.report_fd = 2;
-		if (vmm_sandbox_enable(&so))
-			_exit(3);
-		rx_start(&x, &log, certs(&rx, "ca.pem", "dest", TC_SRC_NAME));
-		migrate_ok(&x, vm, certs(&tx, "ca.pem", "src", NULL), 2);
-		vmm_vm_destroy(vm);
-		vm = source_vm();
-		rx_start(&x, &log, psk(&rx, "vmm-test", 1));
-		migrate_ok(&x, vm, psk(&tx, "vmm-test", 1), 3);
-		vmm_vm_destroy(vm);
-		_exit(0);
-	}
-	assert_int_equal(waitpid(pid, &ws, 0), pid);
-	if (WIFSIGNALED(ws))
-		fail_msg("the sandboxed migrations died by signal %d", WTERMSIG(ws));
-	assert_int_equal(WEXITSTATUS(ws), 0);
-}
 
 /* A bad source (or a source that refuses the receiver) fails at once with `want`, its VM
  * running on; the receiver logs why it dropped the connection (log_has) and still takes
@@ -428,6 +395,58 @@ static void bad_certificates_in_memory(void **state)
 	pems_free(&p);
 }
 
+/* The body of sandboxed_migrations, in a fresh process (this program executed again), so
+ * that OpenSSL starts inside the sandbox as it does in the vmm command: its first use
+ * (configuration, providers, the random generator) happens on a confined thread. The
+ * main thread is under the control filter, as cli_run_foreground() puts the command's
+ * main thread (which serves the control API and runs vm.migrate's worker); credentials
+ * from files, from memory (as the command passes them) and a PSK. */
+static int sandboxed_child(const char *creds_dir)
+{
+	struct vmm_sandbox_opts so;
+	struct creds rx, tx;
+	struct pems prx, ptx;
+	struct rxlog log;
+	struct mu_rx x;
+	struct vmm_vm *vm, *vm2, *vm3;
+
+	snprintf(dir, sizeof(dir), "%s", creds_dir);
+	fake_vm_setup(NULL);
+	vm = source_vm(), vm2 = source_vm(), vm3 = source_vm();
+	vmm_sandbox_opts_init(&so);
+	so.report_fd = 2;
+	if (vmm_sandbox_enable(&so) || vmm_sandbox_apply(VMM_THREAD_CONTROL))
+		return 3;
+	rx_start(&x, &log, certs(&rx, "ca.pem", "dest", TC_SRC_NAME));
+	migrate_ok(&x, vm, certs(&tx, "ca.pem", "src", NULL), 2);
+	vmm_vm_destroy(vm);
+	rx_start(&x, &log, psk(&rx, "vmm-test", 1));
+	migrate_ok(&x, vm2, psk(&tx, "vmm-test", 1), 3);
+	vmm_vm_destroy(vm2);
+	rx_start(&x, &log, certs_in_memory(&rx, &prx, "ca.pem", "dest", TC_SRC_NAME));
+	migrate_ok(&x, vm3, certs_in_memory(&tx, &ptx, "ca.pem", "src", NULL), 2);
+	vmm_vm_destroy(vm3);
+	return 0;
+}
+
+static void sandboxed_migrations(void **state)
+{
+	pid_t pid;
+	int ws;
+
+	(void)state;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execl("/proc/self/exe", "test_tls", "--sandboxed-child", dir, (char *)NULL);
+		_exit(127);
+	}
+	assert_int_equal(waitpid(pid, &ws, 0), pid);
+	if (WIFSIGNALED(ws))
+		fail_msg("the sandboxed migrations died by signal %d", WTERMSIG(ws));
+	assert_int_equal(WEXITSTATUS(ws), 0);
+}
+
 static void receiver_needs_peer_name(void **state)
 {
 	struct creds rx;
@@ -550,7 +569,7 @@ static int group_teardown(void **state)
 	return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(full_migration_certificates, fake_vm_setup),
@@ -568,5 +587,7 @@ int main(void)
 		cmocka_unit_test_setup(bad_certificates_in_memory, fake_vm_setup),
 	};
 
+	if (argc == 3 && !strcmp(argv[1], "--sandboxed-child"))
+		return sandboxed_child(argv[2]);
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
