@@ -1,4 +1,5 @@
 /* RAM batch encoding (sender) and decoding (receiver). */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
@@ -252,6 +253,66 @@ struct vmm__ram_rx {
 	struct iovec iov[VMM_BATCH_PAGES];
 };
 
+/* The decoding buffers of one receiver that has been freed (zstd context, staging and
+ * compressed-data buffers: about 2 MiB), kept for the next vmm__ram_rx_new while
+ * vmm__ram_rx_keep_idle is on. A lock, not a lock-free slot: receivers are made and freed
+ * a few times per migration or snapshot, from any thread. */
+static struct {
+	pthread_mutex_t lock;
+	int on;
+	ZSTD_DCtx *dctx;
+	uint8_t *stage;
+	uint8_t *zbuf;
+} idle = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void idle_take(struct vmm__ram_rx *rx)
+{
+	pthread_mutex_lock(&idle.lock);
+	if (idle.dctx) {
+		rx->dctx = idle.dctx, rx->stage = idle.stage, rx->zbuf = idle.zbuf;
+		idle.dctx = NULL, idle.stage = NULL, idle.zbuf = NULL;
+	}
+	pthread_mutex_unlock(&idle.lock);
+	/* A new frame resets a context anyway; this also drops anything a failed frame of
+	 * the previous owner left. */
+	if (rx->dctx)
+		ZSTD_DCtx_reset(rx->dctx, ZSTD_reset_session_and_parameters);
+}
+
+/* 1 if rx's buffers were parked (they are the idle ones now), 0 if the caller frees them. */
+static int idle_park(struct vmm__ram_rx *rx)
+{
+	int parked = 0;
+
+	if (!rx->dctx || !rx->stage || !rx->zbuf)
+		return 0;
+	pthread_mutex_lock(&idle.lock);
+	if (idle.on && !idle.dctx) {
+		idle.dctx = rx->dctx, idle.stage = rx->stage, idle.zbuf = rx->zbuf;
+		parked = 1;
+	}
+	pthread_mutex_unlock(&idle.lock);
+	return parked;
+}
+
+void vmm__ram_rx_keep_idle(int on)
+{
+	ZSTD_DCtx *dctx;
+	uint8_t *stage, *zbuf;
+
+	pthread_mutex_lock(&idle.lock);
+	idle.on = on;
+	dctx = on ? NULL : idle.dctx;
+	stage = on ? NULL : idle.stage;
+	zbuf = on ? NULL : idle.zbuf;
+	if (!on)
+		idle.dctx = NULL, idle.stage = NULL, idle.zbuf = NULL;
+	pthread_mutex_unlock(&idle.lock);
+	ZSTD_freeDCtx(dctx);
+	free(stage);
+	free(zbuf);
+}
+
 int vmm__ram_rx_new(uint8_t *ram, uint64_t npages, int fresh, struct vmm__ram_rx **out)
 {
 	struct vmm__ram_rx *rx = calloc(1, sizeof(*rx));
@@ -268,10 +329,13 @@ int vmm__ram_rx_new(uint8_t *ram, uint64_t npages, int fresh, struct vmm__ram_rx
 			return vmm__err(VMM_ENOMEM, "RAM receiver bitmap");
 		}
 	}
-	rx->dctx = ZSTD_createDCtx();
-	rx->stage = malloc(VMM_BATCH_PAGES * PAGE);
 	rx->zcap = ZSTD_compressBound(VMM_BATCH_PAGES * PAGE);
-	rx->zbuf = malloc(rx->zcap);
+	idle_take(rx);
+	if (!rx->dctx) {
+		rx->dctx = ZSTD_createDCtx();
+		rx->stage = malloc(VMM_BATCH_PAGES * PAGE);
+		rx->zbuf = malloc(rx->zcap);
+	}
 	if (!rx->dctx || !rx->stage || !rx->zbuf) {
 		vmm__ram_rx_free(rx);
 		return vmm__err(VMM_ENOMEM, "RAM receiver buffers");
@@ -284,9 +348,11 @@ void vmm__ram_rx_free(struct vmm__ram_rx *rx)
 {
 	if (!rx)
 		return;
-	ZSTD_freeDCtx(rx->dctx);
-	free(rx->stage);
-	free(rx->zbuf);
+	if (!idle_park(rx)) {
+		ZSTD_freeDCtx(rx->dctx);
+		free(rx->stage);
+		free(rx->zbuf);
+	}
 	free(rx->written);
 	free(rx);
 }

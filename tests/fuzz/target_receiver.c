@@ -47,8 +47,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	Vmm__Stream__Hello *h;
 	int sv[2], big = 64 << 20;
 
-	if (!hello_len)
+	if (!hello_len) {
 		make_hello();
+		vmm__ram_rx_keep_idle(1);
+	}
 	if (size > INPUT_MAX)
 		return 0;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
