@@ -125,10 +125,12 @@ const struct vmm__ram_tx_stats *vmm__ram_tx_stats(const struct vmm__ram_tx *tx)
 	return &tx->stats;
 }
 
-/* Appends page p to the iovec list, merging with the previous vector when adjacent. */
-static int iov_add(struct iovec *iov, int n, const uint8_t *p)
+/* Appends page p to the iovec list, merging with the previous vector when adjacent; the
+ * first `first` vectors are headers, never merged into (the sender's are filled in after
+ * its pages: comparing against them did arithmetic on a NULL base, clang's UBSan says). */
+static int iov_add(struct iovec *iov, int n, int first, const uint8_t *p)
 {
-	if (n && (const uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == p) {
+	if (n > first && (const uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == p) {
 		iov[n - 1].iov_len += PAGE;
 		return n;
 	}
@@ -175,7 +177,7 @@ static int send_batch(struct vmm__ram_tx *tx, struct vmm__xport *xp)
 		if (tx->stage)
 			memcpy(tx->stage + raw, p, PAGE);
 		else
-			niov = iov_add(tx->iov, niov, p);
+			niov = iov_add(tx->iov, niov, 4, p);
 		raw += PAGE;
 	}
 	XXH3_64bits_reset(&hs);
@@ -463,7 +465,7 @@ int vmm__ram_rx_apply(struct vmm__ram_rx *rx, struct vmm__xport *xp, uint32_t re
 
 		if (!rx->ram) {
 			if (!(bm[i / 8] & (1u << (i % 8))) && !(bh.flags & VMM_BATCH_ZSTD)) {
-				niov = iov_add(rx->iov, niov, dst);
+				niov = iov_add(rx->iov, niov, 0, dst);
 				k++;
 			}
 			continue;
@@ -481,7 +483,7 @@ int vmm__ram_rx_apply(struct vmm__ram_rx *rx, struct vmm__xport *xp, uint32_t re
 		if (bh.flags & VMM_BATCH_ZSTD) {
 			memcpy(dst, rx->stage + (size_t)k++ * PAGE, PAGE);
 		} else {
-			niov = iov_add(rx->iov, niov, dst);
+			niov = iov_add(rx->iov, niov, 0, dst);
 		}
 	}
 	if (niov) {
