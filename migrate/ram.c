@@ -1,4 +1,5 @@
 /* RAM batch encoding (sender) and decoding (receiver). */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
@@ -124,10 +125,12 @@ const struct vmm__ram_tx_stats *vmm__ram_tx_stats(const struct vmm__ram_tx *tx)
 	return &tx->stats;
 }
 
-/* Appends page p to the iovec list, merging with the previous vector when adjacent. */
-static int iov_add(struct iovec *iov, int n, const uint8_t *p)
+/* Appends page p to the iovec list, merging with the previous vector when adjacent; the
+ * first `first` vectors are headers, never merged into (the sender's are filled in after
+ * its pages: comparing against them did arithmetic on a NULL base, clang's UBSan says). */
+static int iov_add(struct iovec *iov, int n, int first, const uint8_t *p)
 {
-	if (n && (const uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == p) {
+	if (n > first && (const uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == p) {
 		iov[n - 1].iov_len += PAGE;
 		return n;
 	}
@@ -174,7 +177,7 @@ static int send_batch(struct vmm__ram_tx *tx, struct vmm__xport *xp)
 		if (tx->stage)
 			memcpy(tx->stage + raw, p, PAGE);
 		else
-			niov = iov_add(tx->iov, niov, p);
+			niov = iov_add(tx->iov, niov, 4, p);
 		raw += PAGE;
 	}
 	XXH3_64bits_reset(&hs);
@@ -252,6 +255,66 @@ struct vmm__ram_rx {
 	struct iovec iov[VMM_BATCH_PAGES];
 };
 
+/* The decoding buffers of one receiver that has been freed (zstd context, staging and
+ * compressed-data buffers: about 2 MiB), kept for the next vmm__ram_rx_new while
+ * vmm__ram_rx_keep_idle is on. A lock, not a lock-free slot: receivers are made and freed
+ * a few times per migration or snapshot, from any thread. */
+static struct {
+	pthread_mutex_t lock;
+	int on;
+	ZSTD_DCtx *dctx;
+	uint8_t *stage;
+	uint8_t *zbuf;
+} idle = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void idle_take(struct vmm__ram_rx *rx)
+{
+	pthread_mutex_lock(&idle.lock);
+	if (idle.dctx) {
+		rx->dctx = idle.dctx, rx->stage = idle.stage, rx->zbuf = idle.zbuf;
+		idle.dctx = NULL, idle.stage = NULL, idle.zbuf = NULL;
+	}
+	pthread_mutex_unlock(&idle.lock);
+	/* A new frame resets a context anyway; this also drops anything a failed frame of
+	 * the previous owner left. */
+	if (rx->dctx)
+		ZSTD_DCtx_reset(rx->dctx, ZSTD_reset_session_and_parameters);
+}
+
+/* 1 if rx's buffers were parked (they are the idle ones now), 0 if the caller frees them. */
+static int idle_park(struct vmm__ram_rx *rx)
+{
+	int parked = 0;
+
+	if (!rx->dctx || !rx->stage || !rx->zbuf)
+		return 0;
+	pthread_mutex_lock(&idle.lock);
+	if (idle.on && !idle.dctx) {
+		idle.dctx = rx->dctx, idle.stage = rx->stage, idle.zbuf = rx->zbuf;
+		parked = 1;
+	}
+	pthread_mutex_unlock(&idle.lock);
+	return parked;
+}
+
+void vmm__ram_rx_keep_idle(int on)
+{
+	ZSTD_DCtx *dctx;
+	uint8_t *stage, *zbuf;
+
+	pthread_mutex_lock(&idle.lock);
+	idle.on = on;
+	dctx = on ? NULL : idle.dctx;
+	stage = on ? NULL : idle.stage;
+	zbuf = on ? NULL : idle.zbuf;
+	if (!on)
+		idle.dctx = NULL, idle.stage = NULL, idle.zbuf = NULL;
+	pthread_mutex_unlock(&idle.lock);
+	ZSTD_freeDCtx(dctx);
+	free(stage);
+	free(zbuf);
+}
+
 int vmm__ram_rx_new(uint8_t *ram, uint64_t npages, int fresh, struct vmm__ram_rx **out)
 {
 	struct vmm__ram_rx *rx = calloc(1, sizeof(*rx));
@@ -268,10 +331,13 @@ int vmm__ram_rx_new(uint8_t *ram, uint64_t npages, int fresh, struct vmm__ram_rx
 			return vmm__err(VMM_ENOMEM, "RAM receiver bitmap");
 		}
 	}
-	rx->dctx = ZSTD_createDCtx();
-	rx->stage = malloc(VMM_BATCH_PAGES * PAGE);
 	rx->zcap = ZSTD_compressBound(VMM_BATCH_PAGES * PAGE);
-	rx->zbuf = malloc(rx->zcap);
+	idle_take(rx);
+	if (!rx->dctx) {
+		rx->dctx = ZSTD_createDCtx();
+		rx->stage = malloc(VMM_BATCH_PAGES * PAGE);
+		rx->zbuf = malloc(rx->zcap);
+	}
 	if (!rx->dctx || !rx->stage || !rx->zbuf) {
 		vmm__ram_rx_free(rx);
 		return vmm__err(VMM_ENOMEM, "RAM receiver buffers");
@@ -284,9 +350,11 @@ void vmm__ram_rx_free(struct vmm__ram_rx *rx)
 {
 	if (!rx)
 		return;
-	ZSTD_freeDCtx(rx->dctx);
-	free(rx->stage);
-	free(rx->zbuf);
+	if (!idle_park(rx)) {
+		ZSTD_freeDCtx(rx->dctx);
+		free(rx->stage);
+		free(rx->zbuf);
+	}
 	free(rx->written);
 	free(rx);
 }
@@ -397,7 +465,7 @@ int vmm__ram_rx_apply(struct vmm__ram_rx *rx, struct vmm__xport *xp, uint32_t re
 
 		if (!rx->ram) {
 			if (!(bm[i / 8] & (1u << (i % 8))) && !(bh.flags & VMM_BATCH_ZSTD)) {
-				niov = iov_add(rx->iov, niov, dst);
+				niov = iov_add(rx->iov, niov, 0, dst);
 				k++;
 			}
 			continue;
@@ -415,7 +483,7 @@ int vmm__ram_rx_apply(struct vmm__ram_rx *rx, struct vmm__xport *xp, uint32_t re
 		if (bh.flags & VMM_BATCH_ZSTD) {
 			memcpy(dst, rx->stage + (size_t)k++ * PAGE, PAGE);
 		} else {
-			niov = iov_add(rx->iov, niov, dst);
+			niov = iov_add(rx->iov, niov, 0, dst);
 		}
 	}
 	if (niov) {

@@ -56,7 +56,9 @@ struct vmm__xport {
 	int deferred_err;
 	struct vmm__tls_conn *tls; /* set: sequential I/O goes through TLS, not io_uring */
 	uint8_t *tlsbuf;           /* gathers a writev into full TLS records */
-	struct pending slots[VMM_XPORT_QD];
+	/* The queue (260 KiB), made by the first queued I/O: a socket's transport never
+	 * queues, and a receiver opens one per connection (the receiver fuzzer, per input). */
+	struct pending *slots;
 };
 
 /* 64 KiB per SSL_write: four full 16 KiB records per call, so a RAM batch of 4 KiB pages
@@ -89,6 +91,7 @@ void vmm__xport_free(struct vmm__xport *xp)
 		return;
 	vmm__xport_drain(xp);
 	io_uring_queue_exit(&xp->ring);
+	free(xp->slots);
 	vmm__tls_conn_free(xp->tls);
 	free(xp->tlsbuf);
 	free(xp);
@@ -465,6 +468,8 @@ static int queue_io(struct vmm__xport *xp, uint64_t off, const struct iovec *iov
 
 	if (iovcnt > MAX_IOV)
 		return vmm__err(VMM_EINVAL, "queued I/O of %d vectors", iovcnt);
+	if (!xp->slots && !(xp->slots = calloc(VMM_XPORT_QD, sizeof(*xp->slots))))
+		return vmm__err(VMM_ENOMEM, "transport queue");
 	while (!p) {
 		if (xp->deferred_err)
 			return xp->deferred_err;
