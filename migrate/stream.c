@@ -68,8 +68,10 @@ int vmm__stream_read_hdr(struct vmm__xport *xp, struct vmm__rec_hdr *h)
 		return vmm__err(VMM_EPROTO, "bad record header (magic 0x%x, type %u) at byte %llu",
 				h->magic, h->type,
 				(unsigned long long)(vmm__xport_bytes(xp) - sizeof(*h)));
-	if (h->len > VMM_REC_MAX_LEN || ((h->type == VMM_REC_END || h->type == VMM_REC_SYNC ||
-					 h->type == VMM_REC_GO) && h->len))
+	if (h->len > VMM_REC_MAX_LEN ||
+	    (h->type != VMM_REC_RAM && h->type != VMM_REC_STATE && h->len > VMM_REC_SMALL_MAX) ||
+	    ((h->type == VMM_REC_END || h->type == VMM_REC_SYNC || h->type == VMM_REC_GO) &&
+	     h->len))
 		return vmm__err(VMM_EPROTO, "%s record claims %u bytes", vmm__rec_name(h->type),
 				h->len);
 	return 0;

@@ -49,6 +49,9 @@ enum vmm__rec_type {
 };
 
 #define VMM_REC_MAX_LEN (64u << 20)
+/* Every record but RAM and STATE is a small message (the largest, HELLO, is a few KiB):
+ * a header claiming more is refused before anything is allocated for it. */
+#define VMM_REC_SMALL_MAX (1u << 20)
 #define VMM_REC_HDR_MAGIC 0x564du /* "MV" */
 
 struct vmm__rec_hdr {

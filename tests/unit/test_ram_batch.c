@@ -247,6 +247,40 @@ static void preamble(void **state)
 	close(fd);
 }
 
+/* The length a record header claims, before any of its bytes arrive: RAM and STATE may be
+ * large (up to VMM_REC_MAX_LEN), every other record is a small message and may not claim
+ * more than VMM_REC_SMALL_MAX, so a hostile peer cannot make the receiver allocate 64 MiB
+ * for a ROUND or an ERROR. */
+static int claim(int fd, struct vmm__xport *xp, unsigned type, uint32_t len)
+{
+	struct vmm__rec_hdr h = { VMM_REC_HDR_MAGIC, (uint8_t)type, 0, len }, got;
+
+	assert_int_equal(pwrite(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+	vmm__xport_seek(xp, 0);
+	return vmm__stream_read_hdr(xp, &got);
+}
+
+static void claimed_lengths(void **state)
+{
+	static const unsigned small[] = { VMM_REC_HELLO, VMM_REC_HELLO_REPLY, VMM_REC_ROUND,
+					  VMM_REC_COMPLETE, VMM_REC_ERROR, VMM_REC_READY,
+					  VMM_REC_STARTED };
+	int fd = memfd_create("hdr", 0);
+	struct vmm__xport *xp = xport(fd);
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(small) / sizeof(small[0]); i++) {
+		assert_int_equal(claim(fd, xp, small[i], VMM_REC_SMALL_MAX), 0);
+		assert_int_equal(claim(fd, xp, small[i], VMM_REC_SMALL_MAX + 1), VMM_EPROTO);
+		assert_int_equal(claim(fd, xp, small[i], 64u << 20), VMM_EPROTO);
+	}
+	assert_int_equal(claim(fd, xp, VMM_REC_RAM, VMM_REC_MAX_LEN), 0);
+	assert_int_equal(claim(fd, xp, VMM_REC_STATE, VMM_REC_MAX_LEN), 0);
+	assert_int_equal(claim(fd, xp, VMM_REC_RAM, VMM_REC_MAX_LEN + 1), VMM_EPROTO);
+	vmm__xport_free(xp);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -255,6 +289,7 @@ int main(void)
 		cmocka_unit_test(kept_buffers),
 		cmocka_unit_test(bad_pages),
 		cmocka_unit_test(preamble),
+		cmocka_unit_test(claimed_lengths),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
