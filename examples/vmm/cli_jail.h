@@ -45,7 +45,8 @@ struct cli_jail {
 
 void cli_jail_init(struct cli_jail *j);
 /* Takes one jail option (opt is one of CLI_JAIL_OPT_*). Returns 0, or -1 after printing
- * why to stderr. */
+ * why to stderr, or -1 silently for any other opt (an option getopt_long already refused),
+ * so a command's getopt loop can end in `default: if (cli_jail_option(...)) return 2;`. */
 int cli_jail_option(struct cli_jail *j, int opt, const char *arg);
 /* Checks the options as a whole once they are all read: --uid and --gid are needed with
  * --jail (and mean nothing without it), uid 0 is no jail, DIR must be a directory, the

@@ -130,15 +130,10 @@ int cmd_run(int argc, char **argv)
 		case 'S':
 			cli_sandbox = 0;
 			break;
-		case CLI_JAIL_OPT_DIR:
-		case CLI_JAIL_OPT_UID:
-		case CLI_JAIL_OPT_GID:
-		case CLI_JAIL_OPT_NETNS:
+		default: /* a jail option (cli_jail.h), or one getopt refused */
 			if (cli_jail_option(&jail, c, optarg))
 				return 2;
 			break;
-		default:
-			return 2;
 		}
 	}
 	if (optind != argc - 1)
