@@ -10,11 +10,14 @@
 /* What any glibc thread needs to live and die: memory (malloc, free, thread stacks),
  * locks and condition variables, clocks (the vDSO's fallbacks) and sleeps, signal masks
  * (the kick signal and its return), pthread_kill (a stop or pause kicks the vCPUs), exit;
- * sigaltstack: the sanitizers' per-thread signal stacks, taken down as a thread exits. */
+ * sigaltstack: the sanitizers' per-thread signal stacks, taken down as a thread exits;
+ * sched_getaffinity: glibc's get_nprocs(), which malloc asks once more than 8 arenas
+ * exist (many threads allocating at once) and ASan asks as it starts its own work. */
 #define COMMON                                                                           \
 	"brk", "mmap", "munmap", "mprotect", "madvise", "futex", "clock_gettime",       \
 	"clock_nanosleep", "nanosleep", "gettid", "getpid", "tgkill", "rt_sigprocmask",   \
-	"rt_sigreturn", "restart_syscall", "sigaltstack", "exit", "exit_group"
+	"rt_sigreturn", "restart_syscall", "sigaltstack", "exit", "exit_group",          \
+	"sched_getaffinity"
 
 /* KVM_RUN and its exits. ioctl is further held to four requests (vcpu_ioctls, below); the
  * embedder's serial and log callbacks write (the vmm command: stdout, stderr). Nothing

@@ -142,13 +142,16 @@ static void supervise(pid_t pid, const char *control_path)
 		}
 	if (control_path && cli_socket_is_stale(control_path))
 		unlink(control_path);
+	/* _exit: nothing of the supervisor's is left to flush (it forked right after
+	 * fflush), and atexit work would run in a process whose PID namespace for children
+	 * has just died (LeakSanitizer's tracer cannot start there). */
 	if (WIFEXITED(status))
-		exit(WEXITSTATUS(status));
+		_exit(WEXITSTATUS(status));
 	/* Dies as the jailed process did (a sandbox kill stays a SIGSYS to the caller). */
 	signal(WTERMSIG(status), SIG_DFL);
 	prctl(PR_SET_DUMPABLE, 0); /* no core file of the supervisor for its child's crash */
 	raise(WTERMSIG(status));
-	exit(128 + WTERMSIG(status));
+	_exit(128 + WTERMSIG(status));
 }
 
 int cli_jail_fork(const struct cli_jail *j, const char *control_path)
