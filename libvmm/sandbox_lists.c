@@ -17,10 +17,14 @@
 	"rt_sigreturn", "restart_syscall", "sigaltstack", "exit", "exit_group"
 
 /* KVM_RUN and its exits. ioctl is further held to four requests (vcpu_ioctls, below); the
- * embedder's serial and log callbacks write (the vmm command: stdout, stderr). Nothing
- * that opens, maps a file, creates or connects. */
+ * embedder's serial and log callbacks write (the vmm command: stdout, stderr). The virtio
+ * devices serve their queues on the notifying vCPU (devices/virtio_mmio.c): disk reads,
+ * writes and flushes on the already open image, getrandom for virtio-rng, and guest RAM
+ * copies that go through process_vm_readv/writev where RAM is a lazily restored file.
+ * Nothing that opens, maps a file, creates or connects. */
 static const char *const vcpu[] = {
-	COMMON, "ioctl", "write",
+	COMMON, "ioctl", "write", "pread64", "pwrite64", "fdatasync", "getrandom",
+	"process_vm_readv", "process_vm_writev",
 };
 
 /* The auto-converge throttle: sleeps and holds vCPUs back. */
