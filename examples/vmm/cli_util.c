@@ -216,3 +216,19 @@ int cli_sandbox_begin(void)
 	r = vmm_sandbox_enable(&o);
 	return r ? cli_fail("sandbox (--no-sandbox turns it off)", r) : 0;
 }
+
+int cli_parse_disk(const char *s, char *path, size_t pathlen, int *read_only)
+{
+	size_t n = strlen(s);
+
+	*read_only = 0;
+	if (n > 3 && !strcmp(s + n - 3, ",ro"))
+		*read_only = 1, n -= 3;
+	else if (n > 3 && !strcmp(s + n - 3, ",rw"))
+		n -= 3;
+	if (!n || n >= pathlen)
+		return -1;
+	memcpy(path, s, n);
+	path[n] = 0;
+	return 0;
+}
