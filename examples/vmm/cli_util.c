@@ -222,9 +222,9 @@ int cli_parse_disk(const char *s, char *path, size_t pathlen, int *read_only)
 	size_t n = strlen(s);
 
 	*read_only = 0;
-	if (n > 3 && !strcmp(s + n - 3, ",ro"))
+	if (n >= 3 && !strcmp(s + n - 3, ",ro"))
 		*read_only = 1, n -= 3;
-	else if (n > 3 && !strcmp(s + n - 3, ",rw"))
+	else if (n >= 3 && !strcmp(s + n - 3, ",rw"))
 		n -= 3;
 	if (!n || n >= pathlen)
 		return -1;
