@@ -352,9 +352,12 @@ static int vm_ioctl(struct vm *vm, unsigned long req, void *arg)
 
 		if (c->chip_id > 2)
 			return fail(EINVAL);
-		if (req == KVM_GET_IRQCHIP)
-			*c = vm->chip[c->chip_id];
-		else
+		if (req == KVM_GET_IRQCHIP) {
+			uint32_t id = c->chip_id; /* KVM keeps the caller's chip_id */
+
+			*c = vm->chip[id];
+			c->chip_id = id;
+		} else
 			vm->chip[c->chip_id] = *c;
 		return 0;
 	}
