@@ -3,9 +3,14 @@
  * 0xd0000000 + 4 KiB x n with interrupt 16 + n on the I/O APIC (level-triggered; the MP
  * table says so), n the order in which they were added (at most 8 devices).
  *
- * Adding a device appends "virtio_mmio.device=4K@<base>:<irq>" to the VM's kernel
- * command line (vmm_vm_cmdline()), which is how Linux (CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES)
- * finds it; so add devices before vmm_vm_load_kernel().
+ * A Linux guest learns of them two ways, so add devices before vmm_vm_load_kernel():
+ *   - ACPI: the Linux loader writes an RSDP, XSDT, hardware-reduced FADT and a DSDT with
+ *     one "LNRO0005" device per window (its memory and interrupt), which is what
+ *     distribution kernels such as Debian's use (they lack the command-line option);
+ *     a VM without virtio devices gets no ACPI tables at all;
+ *   - the command line: each device appends "virtio_mmio.device=4K@<base>:<irq>" to the
+ *     VM's kernel command line (vmm_vm_cmdline()), for kernels built with
+ *     CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES and without ACPI.
  *
  * A restored or received VM needs the same devices, added in the same order, from the
  * restore's or receive's prepare callback (before the state loads): the state carries
