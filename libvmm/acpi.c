@@ -1,14 +1,16 @@
-/* The ACPI tables (ACPI 6.4): RSDP -> XSDT -> FADT -> DSDT, nothing more.
+/* The ACPI tables (ACPI 6.4): RSDP -> XSDT -> FADT -> DSDT, and the MADT.
  *   - The FADT says "hardware-reduced ACPI" (no PM1 blocks, SCI, PM timer or FACS to
  *     emulate): Linux then skips the 8259 PIC and the PIT (acpi_generic_reduced_hw_init)
  *     and keeps time with kvmclock and the TSC-deadline LAPIC timer; the loader masks the
  *     in-kernel PIC to match (loader_linux.c).
- *   - No MADT: Linux takes its CPUs and I/O APIC from the MP table (mptable.c), exactly as
- *     without ACPI.
+ *   - The MADT lists what the MP table does (mptable.c): one LAPIC per vCPU (APIC ID i),
+ *     the I/O APIC (ID ncpus, GSI base 0) and NMI on every LINT1; no 8259 (PCAT_COMPAT
+ *     clear). Linux ignores the MP table once ACPI is there ("No APIC-table, disabling
+ *     MPS"), so without a MADT it would boot one CPU. ISA IRQs are GSIs 0-15, edge.
  *   - The DSDT has one device per virtio-mmio window under \_SB: _HID "LNRO0005", _UID n,
  *     _CRS = Memory32Fixed(base, size) + Interrupt(level, active high) { irq }. Linux
- *     turns it into the platform device virtio_mmio binds to; with no MADT the GSI is the
- *     IRQ number, which the MP table's entry for that pin set up. */
+ *     turns it into the platform device virtio_mmio binds to, the GSI into an I/O APIC
+ *     pin programmed level-triggered. */
 #include <string.h>
 
 #include "libvmm/acpi.h"
@@ -16,8 +18,9 @@
 
 #define HDR_LEN 36
 #define RSDP_LEN 36
-#define XSDT_LEN (HDR_LEN + 8)
+#define XSDT_LEN (HDR_LEN + 16) /* the FADT and the MADT */
 #define FADT_LEN 276
+#define MADT_LEN(ncpus) (HDR_LEN + 8 + (ncpus) * 8 + 12 + 6)
 #define DEV_AML_MAX 80 /* one Device() below, with room */
 #define MAX_DEVS 32 /* the DSDT's scope stays under 4 KiB, a 2-byte PkgLength */
 
@@ -120,30 +123,60 @@ static size_t device_aml(uint8_t *out, uint32_t n, const struct vmm__acpi_mmio *
 	return c + len;
 }
 
-size_t vmm__acpi_size(uint32_t n)
+size_t vmm__acpi_size(uint32_t ncpus, uint32_t n)
 {
-	return RSDP_LEN + 4 /* align */ + XSDT_LEN + FADT_LEN + HDR_LEN + 8 + n * DEV_AML_MAX;
+	return RSDP_LEN + 4 /* align */ + XSDT_LEN + FADT_LEN + MADT_LEN(ncpus) + HDR_LEN + 8 +
+	       n * DEV_AML_MAX;
 }
 
-int vmm__acpi_write(uint8_t *dst, size_t room, uint64_t gpa, const struct vmm__acpi_mmio *devs,
-		    uint32_t n)
+static void madt(uint8_t *t, uint32_t ncpus)
 {
-	size_t xsdt_off = 40, fadt_off = xsdt_off + XSDT_LEN, dsdt_off = fadt_off + FADT_LEN;
+	uint8_t *p = t + HDR_LEN;
+
+	header(t, "APIC", MADT_LEN(ncpus), 4);
+	put32(p, 0xfee00000u); /* local APIC address */
+	put32(p + 4, 0);       /* flags: no PCAT_COMPAT, there is no 8259 */
+	p += 8;
+	for (uint32_t i = 0; i < ncpus; i++, p += 8) {
+		p[0] = 0, p[1] = 8; /* processor local APIC */
+		p[2] = (uint8_t)i;  /* processor UID */
+		p[3] = (uint8_t)i;  /* APIC ID, as cpu_init.c gives vCPU i */
+		put32(p + 4, 1);    /* enabled */
+	}
+	p[0] = 1, p[1] = 12; /* I/O APIC: after the CPUs' IDs, as in the MP table */
+	p[2] = (uint8_t)ncpus;
+	put32(p + 4, 0xfec00000u);
+	put32(p + 8, 0); /* GSI base */
+	p += 12;
+	p[0] = 4, p[1] = 6; /* local APIC NMI: every processor's LINT1 */
+	p[2] = 0xff;
+	p[5] = 1;
+	finish(t);
+}
+
+int vmm__acpi_write(uint8_t *dst, size_t room, uint64_t gpa, uint32_t ncpus,
+		    const struct vmm__acpi_mmio *devs, uint32_t n)
+{
+	size_t xsdt_off = 40, fadt_off = xsdt_off + XSDT_LEN, madt_off = fadt_off + FADT_LEN;
+	size_t dsdt_off = madt_off + MADT_LEN(ncpus);
 	uint8_t *rsdp = dst, *xsdt = dst + xsdt_off, *fadt = dst + fadt_off, *dsdt = dst + dsdt_off;
 	uint8_t devaml[MAX_DEVS * DEV_AML_MAX], *p;
 	size_t aml = 0, scope_len, dsdt_len;
 
 	if (n > MAX_DEVS)
 		return vmm__err(VMM_EINVAL, "ACPI tables for %u devices (at most %d)", n, MAX_DEVS);
-	if (vmm__acpi_size(n) > room)
+	if (ncpus < 1 || ncpus > 254)
+		return vmm__err(VMM_EINVAL, "ACPI tables for %u vCPUs (1-254)", ncpus);
+	if (vmm__acpi_size(ncpus, n) > room)
 		return vmm__err(VMM_ETOOBIG, "ACPI tables of %zu bytes do not fit in %zu",
-				vmm__acpi_size(n), room);
+				vmm__acpi_size(ncpus, n), room);
 	for (uint32_t i = 0; i < n; i++) {
 		if (devs[i].base + devs[i].size > 0x100000000ull)
 			return vmm__err(VMM_EINVAL, "ACPI device window above 4 GiB");
 		aml += device_aml(devaml + aml, i, &devs[i]);
 	}
-	memset(dst, 0, vmm__acpi_size(n));
+	memset(dst, 0, vmm__acpi_size(ncpus, n));
+	madt(dst + madt_off, ncpus);
 
 	/* DSDT: Scope (\_SB) { devices }. */
 	p = dsdt + HDR_LEN;
@@ -166,6 +199,7 @@ int vmm__acpi_write(uint8_t *dst, size_t room, uint64_t gpa, const struct vmm__a
 
 	header(xsdt, "XSDT", XSDT_LEN, 1);
 	put64(xsdt + HDR_LEN, gpa + fadt_off);
+	put64(xsdt + HDR_LEN + 8, gpa + madt_off);
 	finish(xsdt);
 
 	memcpy(rsdp, "RSD PTR ", 8);

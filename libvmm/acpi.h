@@ -19,11 +19,12 @@ struct vmm__acpi_mmio {
 	uint32_t irq; /* I/O APIC pin: level-triggered, active high */
 };
 
-/* Bytes the tables take for n devices. */
-size_t vmm__acpi_size(uint32_t n);
-/* Writes the RSDP at dst (guest address gpa) and the XSDT, FADT and DSDT after it. room:
- * bytes available. VMM_ETOOBIG if they do not fit; VMM_EINVAL for more than 32 devices. */
-int vmm__acpi_write(uint8_t *dst, size_t room, uint64_t gpa, const struct vmm__acpi_mmio *devs,
-		    uint32_t n);
+/* Bytes the tables take for ncpus vCPUs and n devices. */
+size_t vmm__acpi_size(uint32_t ncpus, uint32_t n);
+/* Writes the RSDP at dst (guest address gpa) and the XSDT, FADT, MADT (ncpus vCPUs) and
+ * DSDT after it. room: bytes available. VMM_ETOOBIG if they do not fit; VMM_EINVAL for
+ * more than 32 devices or a vCPU count outside 1-254. */
+int vmm__acpi_write(uint8_t *dst, size_t room, uint64_t gpa, uint32_t ncpus,
+		    const struct vmm__acpi_mmio *devs, uint32_t n);
 
 #endif

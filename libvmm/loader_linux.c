@@ -106,7 +106,7 @@ static int write_acpi(struct vmm_vm *vm)
 	for (uint32_t i = 0; i < vm->nvirtio; i++)
 		devs[i] = (struct vmm__acpi_mmio){ VMM_VIRTIO_MMIO_BASE + i * VMM_VIRTIO_MMIO_SIZE,
 						   VMM_VIRTIO_MMIO_SIZE, VMM_VIRTIO_IRQ_BASE + i };
-	r = vmm__acpi_write(p, VMM_ACPI_ROOM, VMM_BOOT_ACPI, devs, vm->nvirtio);
+	r = vmm__acpi_write(p, VMM_ACPI_ROOM, VMM_BOOT_ACPI, vm->nvcpus, devs, vm->nvirtio);
 	for (uint32_t chip = 0; chip < 2 && !r; chip++) {
 		struct kvm_irqchip c = { .chip_id = chip };
 

@@ -29,7 +29,7 @@ fi
 rc=$?
 expect "a second vmm on the image: exit 1 (got $rc), disk locked" \
   bash -c '[ "$0" = 1 ] && grep -q "locked" "$1"' "$rc" "$tmp/second.err" || cat "$tmp/second.err"
-wait_exit "$vmpid" 90
+wait_exit "$vmpid" 60
 if expect "vmm run exits 0 (got $rc)" [ "$rc" = 0 ] &&
   expect "guest verdict ok" grep -q '^linux-guest: verdict ok' <(clean "$tmp/out") &&
   expect "virtio-rng is the guest's hwrng" grep -q '^linux-guest: rng virtio_rng' <(clean "$tmp/out") &&

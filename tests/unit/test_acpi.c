@@ -93,8 +93,48 @@ static void check_dsdt(const uint8_t *dsdt, const struct vmm__acpi_mmio *devs, u
 	assert_ptr_equal(p, end);
 }
 
-static void check_tables(const uint8_t *buf, uint64_t gpa, const struct vmm__acpi_mmio *devs,
-			 uint32_t n)
+/* One LAPIC per vCPU (UID and APIC ID i, enabled), the I/O APIC with ID ncpus at GSI 0,
+ * NMI on every LINT1, no 8259. */
+static void check_madt(const uint8_t *t, uint32_t ncpus)
+{
+	const uint8_t *p = t + 44, *end = t + rd32(t + 4);
+	uint32_t cpus = 0, ioapics = 0, nmis = 0;
+
+	assert_int_equal(rd32(t + 36), 0xfee00000u);
+	assert_int_equal(rd32(t + 40), 0);
+	while (p < end) {
+		assert_true(p[1] >= 2 && p + p[1] <= end);
+		switch (p[0]) {
+		case 0:
+			assert_int_equal(p[2], cpus);
+			assert_int_equal(p[3], cpus);
+			assert_int_equal(rd32(p + 4), 1);
+			cpus++;
+			break;
+		case 1:
+			assert_int_equal(p[2], ncpus);
+			assert_int_equal(rd32(p + 4), 0xfec00000u);
+			assert_int_equal(rd32(p + 8), 0);
+			ioapics++;
+			break;
+		case 4:
+			assert_int_equal(p[2], 0xff);
+			assert_int_equal(p[5], 1);
+			nmis++;
+			break;
+		default:
+			fail_msg("MADT entry type %u", p[0]);
+		}
+		p += p[1];
+	}
+	assert_ptr_equal(p, end);
+	assert_int_equal(cpus, ncpus);
+	assert_int_equal(ioapics, 1);
+	assert_int_equal(nmis, 1);
+}
+
+static void check_tables(const uint8_t *buf, uint64_t gpa, uint32_t ncpus,
+			 const struct vmm__acpi_mmio *devs, uint32_t n)
 {
 	const uint8_t *xsdt, *fadt, *dsdt;
 
@@ -103,7 +143,8 @@ static void check_tables(const uint8_t *buf, uint64_t gpa, const struct vmm__acp
 	assert_int_equal(sum(buf, 36), 0);
 	assert_int_equal(buf[15], 2);
 	xsdt = table(buf, gpa, rd64(buf + 24), "XSDT");
-	assert_int_equal(rd32(xsdt + 4), 44); /* one entry */
+	assert_int_equal(rd32(xsdt + 4), 52); /* FADT, MADT */
+	check_madt(table(buf, gpa, rd64(xsdt + 44), "APIC"), ncpus);
 	fadt = table(buf, gpa, rd64(xsdt + 36), "FACP");
 	assert_int_equal(rd32(fadt + 4), 276);
 	assert_int_equal(fadt[8], 6);
@@ -122,14 +163,18 @@ static void tables(void **state)
 	for (uint32_t i = 0; i < 32; i++)
 		devs[i] = (struct vmm__acpi_mmio){ 0xd0000000ull + i * 0x1000, 0x1000, 16 + i };
 	for (uint32_t n = 0; n <= 32; n++) {
+		uint32_t cpus = n % 3 ? n + 1 : 254;
+
 		memset(buf, 0xa5, sizeof(buf));
-		assert_int_equal(vmm__acpi_write(buf, sizeof(buf), 0xe0000, devs, n), 0);
-		check_tables(buf, 0xe0000, devs, n);
+		assert_int_equal(vmm__acpi_write(buf, sizeof(buf), 0xe0000, cpus, devs, n), 0);
+		check_tables(buf, 0xe0000, cpus, devs, n);
 	}
-	assert_int_equal(vmm__acpi_write(buf, sizeof(buf), 0xe0000, devs, 33), VMM_EINVAL);
-	assert_int_equal(vmm__acpi_write(buf, 100, 0xe0000, devs, 1), VMM_ETOOBIG);
+	assert_int_equal(vmm__acpi_write(buf, sizeof(buf), 0xe0000, 1, devs, 33), VMM_EINVAL);
+	assert_int_equal(vmm__acpi_write(buf, sizeof(buf), 0xe0000, 0, devs, 1), VMM_EINVAL);
+	assert_int_equal(vmm__acpi_write(buf, sizeof(buf), 0xe0000, 255, devs, 1), VMM_EINVAL);
+	assert_int_equal(vmm__acpi_write(buf, 100, 0xe0000, 1, devs, 1), VMM_ETOOBIG);
 	devs[0].base = 0xfffff800ull;
-	assert_int_equal(vmm__acpi_write(buf, sizeof(buf), 0xe0000, devs, 1), VMM_EINVAL);
+	assert_int_equal(vmm__acpi_write(buf, sizeof(buf), 0xe0000, 1, devs, 1), VMM_EINVAL);
 }
 
 static uint8_t pic_imr(struct vmm_vm *vm, uint32_t chip)
@@ -162,7 +207,7 @@ static void loader(void **state)
 		assert_int_equal(vmm_vm_load_kernel_image(vm, img, len, NULL, 0), 0);
 		assert_int_equal(vmm_vm_mem_read(vm, VMM_BOOT_ACPI, low, sizeof(low)), 0);
 		if (with) {
-			check_tables(low, VMM_BOOT_ACPI, devs, 2);
+			check_tables(low, VMM_BOOT_ACPI, 2, devs, 2);
 			assert_int_equal(pic_imr(vm, 0), 0xff);
 			assert_int_equal(pic_imr(vm, 1), 0xff);
 		} else {
