@@ -6,7 +6,11 @@
  *   - The MADT lists what the MP table does (mptable.c): one LAPIC per vCPU (APIC ID i),
  *     the I/O APIC (ID ncpus, GSI base 0) and NMI on every LINT1; no 8259 (PCAT_COMPAT
  *     clear). Linux ignores the MP table once ACPI is there ("No APIC-table, disabling
- *     MPS"), so without a MADT it would boot one CPU. ISA IRQs are GSIs 0-15, edge.
+ *     MPS"), so without a MADT it would boot one CPU. ISA IRQs 1 and 3-15 get an
+ *     interrupt source override to the same GSI (edge, as ISA says): with no 8259 Linux
+ *     maps no ISA IRQ by itself (mp_config_acpi_legacy_irqs() covers nr_legacy_irqs(),
+ *     0 then), and the UART's IRQ 4 would have no handler: its console would still
+ *     print the kernel's messages (polled) but refuse init's /dev/console.
  *   - The DSDT has one device per virtio-mmio window under \_SB: _HID "LNRO0005", _UID n,
  *     _CRS = Memory32Fixed(base, size) + Interrupt(level, active high) { irq }. Linux
  *     turns it into the platform device virtio_mmio binds to, the GSI into an I/O APIC
@@ -20,7 +24,8 @@
 #define RSDP_LEN 36
 #define XSDT_LEN (HDR_LEN + 16) /* the FADT and the MADT */
 #define FADT_LEN 276
-#define MADT_LEN(ncpus) (HDR_LEN + 8 + (ncpus) * 8 + 12 + 6)
+#define ISA_OVERRIDES 14 /* ISA IRQs 1 and 3-15 */
+#define MADT_LEN(ncpus) (HDR_LEN + 8 + (ncpus) * 8 + 12 + ISA_OVERRIDES * 10 + 6)
 #define DEV_AML_MAX 80 /* one Device() below, with room */
 #define MAX_DEVS 32 /* the DSDT's scope stays under 4 KiB, a 2-byte PkgLength */
 
@@ -148,6 +153,14 @@ static void madt(uint8_t *t, uint32_t ncpus)
 	put32(p + 4, 0xfec00000u);
 	put32(p + 8, 0); /* GSI base */
 	p += 12;
+	for (uint8_t irq = 1; irq < 16; irq++) {
+		if (irq == 2)
+			continue; /* the cascade: no ISA device has it */
+		p[0] = 2, p[1] = 10; /* interrupt source override: ISA bus */
+		p[2] = 0, p[3] = irq;
+		put32(p + 4, irq); /* the same GSI; flags 0: as the bus says (edge, high) */
+		p += 10;
+	}
 	p[0] = 4, p[1] = 6; /* local APIC NMI: every processor's LINT1 */
 	p[2] = 0xff;
 	p[5] = 1;

@@ -98,7 +98,7 @@ static void check_dsdt(const uint8_t *dsdt, const struct vmm__acpi_mmio *devs, u
 static void check_madt(const uint8_t *t, uint32_t ncpus)
 {
 	const uint8_t *p = t + 44, *end = t + rd32(t + 4);
-	uint32_t cpus = 0, ioapics = 0, nmis = 0;
+	uint32_t cpus = 0, ioapics = 0, nmis = 0, isa = 0;
 
 	assert_int_equal(rd32(t + 36), 0xfee00000u);
 	assert_int_equal(rd32(t + 40), 0);
@@ -117,6 +117,15 @@ static void check_madt(const uint8_t *t, uint32_t ncpus)
 			assert_int_equal(rd32(p + 8), 0);
 			ioapics++;
 			break;
+		case 2: /* ISA IRQ n to GSI n, bus defaults; never the cascade or the timer */
+			assert_int_equal(p[1], 10);
+			assert_int_equal(p[2], 0);
+			assert_true(p[3] != 0 && p[3] != 2 && p[3] < 16);
+			assert_int_equal(rd32(p + 4), p[3]);
+			assert_int_equal(p[8] | p[9], 0);
+			assert_false(isa & (1u << p[3]));
+			isa |= 1u << p[3];
+			break;
 		case 4:
 			assert_int_equal(p[2], 0xff);
 			assert_int_equal(p[5], 1);
@@ -131,6 +140,7 @@ static void check_madt(const uint8_t *t, uint32_t ncpus)
 	assert_int_equal(cpus, ncpus);
 	assert_int_equal(ioapics, 1);
 	assert_int_equal(nmis, 1);
+	assert_int_equal(isa, 0xfffau); /* 1, 3-15: the UART's 4 among them */
 }
 
 static void check_tables(const uint8_t *buf, uint64_t gpa, uint32_t ncpus,
