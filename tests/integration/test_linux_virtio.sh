@@ -17,7 +17,8 @@ img=$tmp/disk.img
 truncate -s $((nblk * 4096)) "$img"
 yes "host seed block" | head -c 4096 | dd of="$img" bs=4096 seek=$seedblk conv=notrunc 2>/dev/null
 seedmd5=$(dd if="$img" bs=4096 skip=$seedblk count=1 2>/dev/null | md5sum | cut -d' ' -f1)
-cmdline="$(linux_cmdline "$cpus" 2000) guest_virtio=1 guest_rng=1 guest_disk=$blocks guest_seed=$seedblk:$seedmd5"
+# guest_kmsg: init prints through the kernel's log (tests/guests/linux/init says why).
+cmdline="$(linux_cmdline "$cpus" 2000) loglevel=5 guest_kmsg=1 guest_virtio=1 guest_rng=1 guest_disk=$blocks guest_seed=$seedblk:$seedmd5"
 clean() { tr -d '\r' <"$1"; }
 
 if ! start_vm "$tmp/v.sock" "$tmp/out" --memory 256M --cpus "$cpus" --rng --disk "$img" \
@@ -31,12 +32,12 @@ expect "a second vmm on the image: exit 1 (got $rc), disk locked" \
   bash -c '[ "$0" = 1 ] && grep -q "locked" "$1"' "$rc" "$tmp/second.err" || cat "$tmp/second.err"
 wait_exit "$vmpid" 60
 if expect "vmm run exits 0 (got $rc)" [ "$rc" = 0 ] &&
-  expect "guest verdict ok" grep -q '^linux-guest: verdict ok' <(clean "$tmp/out") &&
-  expect "virtio-rng is the guest's hwrng" grep -q '^linux-guest: rng virtio_rng' <(clean "$tmp/out") &&
+  expect "guest verdict ok" grep -q 'linux-guest: verdict ok' <(clean "$tmp/out") &&
+  expect "virtio-rng is the guest's hwrng" grep -q 'linux-guest: rng virtio_rng' <(clean "$tmp/out") &&
   expect "virtio-blk: $((nblk * 8)) sectors, serial libvmm-disk1" \
-    grep -q "^linux-guest: disk $((nblk * 8)) sectors, serial libvmm-disk1" <(clean "$tmp/out") &&
+    grep -q "linux-guest: disk $((nblk * 8)) sectors, serial libvmm-disk1" <(clean "$tmp/out") &&
   expect "guest wrote and read back $blocks blocks" \
-    grep -q "^linux-guest: disk wrote $blocks blocks" <(clean "$tmp/out"); then
+    grep -q "linux-guest: disk wrote $blocks blocks" <(clean "$tmp/out"); then
   :
 else
   tail -n 40 "$tmp/out"; cat "$tmp/out.err"
