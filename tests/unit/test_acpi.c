@@ -62,7 +62,7 @@ static void check_dsdt(const uint8_t *dsdt, const struct vmm__acpi_mmio *devs, u
 	p += 5;
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *dev, *crs;
-		char name[5];
+		char name[16];
 
 		assert_int_equal(p[0], 0x5b);
 		assert_int_equal(p[1], 0x82);
