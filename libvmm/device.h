@@ -10,6 +10,9 @@
 /* The embedder's device (device_ext.c): its hooks are called without the VM's lock and
  * left out of a migration's state rehearsal. */
 #define VMM__DEV_EMBEDDER 1u
+/* A device the guest was given (a virtio disk): a saved state without it, or a VM
+ * without it restoring a state that has it, is refused; never left as it is. */
+#define VMM__DEV_REQUIRED 2u
 /* Saved-state names of embedder devices start with this; the built-in ones never do. */
 #define VMM__DEV_EMBEDDER_PREFIX "ext/"
 

@@ -4,6 +4,7 @@
 #ifndef VMM_DEVICE_HOST_H
 #define VMM_DEVICE_HOST_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "vmm/vm.h"
@@ -20,6 +21,13 @@ struct vmm__device_host {
 			     const char *detail);
 	/* Diagnostics through the embedder's log callback, if any. */
 	void (*log)(void *ctx, int level, const char *msg);
+	/* Guest RAM for devices that do DMA (virtio): 0 when all of [gpa, gpa + len) is RAM,
+	 * else VMM_ERANGE (error set). The copies never touch anything but RAM, and a write is
+	 * marked dirty for snapshots and migration (the guest's own writes are logged by KVM,
+	 * a device's are not). 0, or an error code already set. Any thread. */
+	int (*mem_check)(void *ctx, uint64_t gpa, uint64_t len);
+	int (*mem_read)(void *ctx, uint64_t gpa, void *buf, size_t len);
+	int (*mem_write)(void *ctx, uint64_t gpa, const void *buf, size_t len);
 
 	/* Where a device registers at creation, before the VM starts. */
 	struct vmm__devices *devices; /* its saved state */

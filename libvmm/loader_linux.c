@@ -5,7 +5,9 @@
 #include <elf.h>
 #include <string.h>
 
+#include "libvmm/acpi.h"
 #include "libvmm/boot.h"
+#include "libvmm/devices/virtio_mmio.h"
 #include "libvmm/error_internal.h"
 #include "libvmm/kvm.h"
 #include "libvmm/loader.h"
@@ -86,6 +88,37 @@ static int write_mptable(struct vmm_vm *vm)
 	return vmm__mptable_write(p, room, VMM_BOOT_MPTABLE, vm->nvcpus, sig, features);
 }
 
+/* With virtio devices: the ACPI tables that describe them (acpi.h says why ACPI), and
+ * the in-kernel 8259s masked, as a hardware-reduced ACPI platform has none: Linux then
+ * never programs them, and unmasked and unprogrammed they would pass ISA interrupts
+ * (the UART's) to the boot CPU's LINT0 as ExtINT with vectors 0-15. Without devices the
+ * guest sees no ACPI at all, as before. */
+static int write_acpi(struct vmm_vm *vm)
+{
+	struct vmm__acpi_mmio devs[VMM_VIRTIO_SLOTS];
+	uint8_t *p = vmm__memory_gpa(&vm->mem, VMM_BOOT_ACPI, VMM_ACPI_ROOM);
+	int r;
+
+	if (!vm->nvirtio)
+		return 0;
+	if (!p)
+		return vmm__err(VMM_ETOOBIG, "no RAM for the ACPI tables");
+	for (uint32_t i = 0; i < vm->nvirtio; i++)
+		devs[i] = (struct vmm__acpi_mmio){ VMM_VIRTIO_MMIO_BASE + i * VMM_VIRTIO_MMIO_SIZE,
+						   VMM_VIRTIO_MMIO_SIZE, VMM_VIRTIO_IRQ_BASE + i };
+	r = vmm__acpi_write(p, VMM_ACPI_ROOM, VMM_BOOT_ACPI, vm->nvcpus, devs, vm->nvirtio);
+	for (uint32_t chip = 0; chip < 2 && !r; chip++) {
+		struct kvm_irqchip c = { .chip_id = chip };
+
+		if (vmm__ioctl(vm->fd, KVM_GET_IRQCHIP, &c) < 0)
+			return vmm__err_sys(VMM_EKVM, "KVM_GET_IRQCHIP (PIC)");
+		c.chip.pic.imr = 0xff;
+		if (vmm__ioctl(vm->fd, KVM_SET_IRQCHIP, &c) < 0)
+			return vmm__err_sys(VMM_EKVM, "KVM_SET_IRQCHIP (PIC)");
+	}
+	return r;
+}
+
 /* Fills the zero page: command line, initrd, e820. hdr/hdr_len: the image's setup header
  * to copy in (bzImage), or NULL (ELF64) for a minimal one. */
 static int build_boot_params(struct vmm_vm *vm, const uint8_t *hdr, size_t hdr_len,
@@ -101,6 +134,8 @@ static int build_boot_params(struct vmm_vm *vm, const uint8_t *hdr, size_t hdr_l
 	if (!bp || !cmdline)
 		return vmm__err(VMM_ETOOBIG, "no RAM for boot_params");
 	r = write_mptable(vm);
+	if (!r)
+		r = write_acpi(vm);
 	if (r)
 		return r;
 	memset(bp, 0, 4096);

@@ -5,7 +5,9 @@
  * Linux scans for the floating pointer:
  *   floating pointer "_MP_" (16 bytes) -> configuration table "PCMP" (44-byte header), then
  *   one processor entry per vCPU, the ISA bus, the I/O APIC, one I/O interrupt entry per
- *   ISA IRQ 0-15 and the two local interrupt entries (LINT0 ExtINT, LINT1 NMI).
+ *   ISA IRQ 0-15 (edge, as ISA says), one for each of pins 16-23 (level-triggered, active
+ *   high: the virtio devices' lines) and the two local interrupt entries (LINT0 ExtINT,
+ *   LINT1 NMI). Without an entry Linux maps no IRQ to a pin above 15.
  * The routing matches KVM's default GSI routing for its in-kernel irqchip: ISA IRQ n is
  * I/O APIC pin n (and PIC input n), so the in-kernel PIT (GSI 0) arrives on pin 0. */
 #include <string.h>
@@ -28,11 +30,12 @@ enum { MP_INT, MP_NMI, MP_SMI, MP_EXTINT };
 #define IOAPIC_ENABLED 0x01
 #define ISA_BUS_ID 0
 #define ALL_LAPICS 0xff
+#define INT_LEVEL_HIGH 0x0d /* polarity 01 active high, trigger 11 level (MP spec 4.3.4) */
 
 size_t vmm__mptable_size(uint32_t ncpus)
 {
 	return VMM_MPF_LEN + MPC_HEADER_LEN + ncpus * MPC_CPU_LEN +
-	       (2 + VMM_MP_ISA_IRQS + 2) * MPC_ENTRY_LEN;
+	       (2 + VMM_MP_IRQS + 2) * MPC_ENTRY_LEN;
 }
 
 static uint8_t checksum(const uint8_t *p, size_t len)
@@ -56,12 +59,12 @@ static void put32(uint8_t *p, uint32_t v)
 
 /* An 8-byte interrupt entry: type, interrupt type, flags (0: as the bus says, which for
  * ISA is edge-triggered, active high), source bus and IRQ, destination and its input. */
-static uint8_t *put_int(uint8_t *p, uint8_t type, uint8_t irqtype, uint8_t irq, uint8_t dst,
-			uint8_t pin)
+static uint8_t *put_int(uint8_t *p, uint8_t type, uint8_t irqtype, uint16_t flags, uint8_t irq,
+			uint8_t dst, uint8_t pin)
 {
 	p[0] = type;
 	p[1] = irqtype;
-	put16(p + 2, 0);
+	put16(p + 2, flags);
 	p[4] = ISA_BUS_ID;
 	p[5] = irq;
 	p[6] = dst;
@@ -95,7 +98,7 @@ int vmm__mptable_write(uint8_t *dst, size_t room, uint64_t gpa, uint32_t ncpus,
 	mpc[6] = 4;
 	memcpy(mpc + 8, "LIBVMM  ", 8);       /* OEM ID */
 	memcpy(mpc + 16, "KVM GUEST   ", 12); /* product ID */
-	put16(mpc + 34, (uint16_t)(ncpus + 2 + VMM_MP_ISA_IRQS + 2));
+	put16(mpc + 34, (uint16_t)(ncpus + 2 + VMM_MP_IRQS + 2));
 	put32(mpc + 36, VMM_MP_LAPIC_ADDR);
 
 	p = mpc + MPC_HEADER_LEN;
@@ -117,11 +120,12 @@ int vmm__mptable_write(uint8_t *dst, size_t room, uint64_t gpa, uint32_t ncpus,
 	p[3] = IOAPIC_ENABLED;
 	put32(p + 4, VMM_MP_IOAPIC_ADDR);
 	p += MPC_ENTRY_LEN;
-	for (uint8_t irq = 0; irq < VMM_MP_ISA_IRQS; irq++)
-		p = put_int(p, MP_INTSRC, MP_INT, irq, ioapic_id, irq);
+	for (uint8_t irq = 0; irq < VMM_MP_IRQS; irq++)
+		p = put_int(p, MP_INTSRC, MP_INT, irq < VMM_MP_ISA_IRQS ? 0 : INT_LEVEL_HIGH, irq,
+			    ioapic_id, irq);
 	/* The PIC's output reaches the boot CPU's LINT0 (ExtINT); NMI goes to every LINT1. */
-	p = put_int(p, MP_LINTSRC, MP_EXTINT, 0, 0, 0);
-	put_int(p, MP_LINTSRC, MP_NMI, 0, ALL_LAPICS, 1);
+	p = put_int(p, MP_LINTSRC, MP_EXTINT, 0, 0, 0, 0);
+	put_int(p, MP_LINTSRC, MP_NMI, 0, 0, ALL_LAPICS, 1);
 
 	mpc[7] = checksum(mpc, len - VMM_MPF_LEN);
 	mpf[10] = checksum(mpf, VMM_MPF_LEN);

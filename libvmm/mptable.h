@@ -9,6 +9,9 @@
 
 #define VMM_MPF_LEN 16                /* the floating pointer */
 #define VMM_MP_ISA_IRQS 16            /* I/O interrupt entries: ISA IRQ n on I/O APIC pin n */
+/* Then pins 16-23 (the virtio devices' lines, virtio_mmio.h): IRQ n on pin n, level-
+ * triggered, active high, as those devices hold their line while an interrupt is due. */
+#define VMM_MP_IRQS 24
 #define VMM_MP_LAPIC_ADDR 0xfee00000u /* where KVM's LAPICs and I/O APIC live */
 #define VMM_MP_IOAPIC_ADDR 0xfec00000u
 

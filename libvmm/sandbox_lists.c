@@ -20,10 +20,14 @@
 	"sched_getaffinity"
 
 /* KVM_RUN and its exits. ioctl is further held to four requests (vcpu_ioctls, below); the
- * embedder's serial and log callbacks write (the vmm command: stdout, stderr). Nothing
- * that opens, maps a file, creates or connects. */
+ * embedder's serial and log callbacks write (the vmm command: stdout, stderr). The virtio
+ * devices serve their queues on the notifying vCPU (devices/virtio_mmio.c): disk reads,
+ * writes and flushes on the already open image, getrandom for virtio-rng, and guest RAM
+ * copies that go through process_vm_readv/writev where RAM is a lazily restored file.
+ * Nothing that opens, maps a file, creates or connects. */
 static const char *const vcpu[] = {
-	COMMON, "ioctl", "write",
+	COMMON, "ioctl", "write", "pread64", "pwrite64", "fdatasync", "getrandom",
+	"process_vm_readv", "process_vm_writev",
 };
 
 /* The auto-converge throttle: sleeps and holds vCPUs back. */
@@ -50,8 +54,9 @@ static const char *const migration[] = {
  * hole punching), migration (connect, socket options, SIOCOUTQNSD; poll for glibc's
  * resolver when a host is named), the control server (a UNIX socket made 0600, epoll,
  * eventfd), new threads (clone3, rseq, set_robust_list), the library's own threads
- * confining themselves (prctl, seccomp) and TLS's SIGPIPE guard (connection 0's TLS runs
- * here). Everything the other kinds allow, too: their filters stack on this one. */
+ * confining themselves (prctl, seccomp), TLS's SIGPIPE guard (connection 0's TLS runs
+ * here) and guest RAM copies of a lazily restored VM (process_vm_readv/writev).
+ * Everything the other kinds allow, too: their filters stack on this one. */
 static const char *const control[] = {
 	COMMON,		"ioctl",	 "read",	  "write",	  "pread64",
 	"pwrite64",	"openat",	 "close",	  "newfstatat",	  "lseek",
@@ -62,7 +67,7 @@ static const char *const control[] = {
 	"shutdown",	"sendmsg",	 "sendto",	  "recvfrom",	  "poll",
 	"epoll_create1", "epoll_ctl",	 "epoll_wait",	  "eventfd2",	  "clone3",
 	"rseq",		"set_robust_list", "prctl",	  "seccomp",	  "rt_sigpending",
-	"rt_sigtimedwait", "sysinfo",
+	"rt_sigtimedwait", "sysinfo", "process_vm_readv", "process_vm_writev",
 };
 
 /* The only ioctl requests a vCPU thread may make: KVM_RUN; KVM_IRQ_LINE on the VM (the

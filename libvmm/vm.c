@@ -123,6 +123,26 @@ static void host_log(void *ctx, int level, const char *msg)
 	vmm__log(ctx, level, "%s", msg);
 }
 
+static int host_mem_check(void *ctx, uint64_t gpa, uint64_t len)
+{
+	struct vmm_vm *vm = ctx;
+
+	if (gpa + len < gpa || !vmm__memory_gpa(&vm->mem, gpa, len))
+		return vmm__err(VMM_ERANGE, "guest range 0x%llx+0x%llx is not RAM",
+				(unsigned long long)gpa, (unsigned long long)len);
+	return 0;
+}
+
+static int host_mem_read(void *ctx, uint64_t gpa, void *buf, size_t len)
+{
+	return vmm_vm_mem_read(ctx, gpa, buf, len);
+}
+
+static int host_mem_write(void *ctx, uint64_t gpa, const void *buf, size_t len)
+{
+	return vmm_vm_mem_write(ctx, gpa, buf, len);
+}
+
 /* KVM_EXIT_DIRTY_RING_FULL on a vCPU: harvest its ring into the tracker. */
 static int vcpu_dirty_ring_full(struct vmm__vcpu *vcpu)
 {
@@ -205,6 +225,9 @@ static int create_machine(struct vmm_vm *vm, const struct vmm__mem_backing *back
 		.irq_line = host_irq_line,
 		.request_stop = host_request_stop,
 		.log = host_log,
+		.mem_check = host_mem_check,
+		.mem_read = host_mem_read,
+		.mem_write = host_mem_write,
 		.devices = &vm->devices,
 		.pio = &vm->pio,
 		.mmio = &vm->mmio,

@@ -33,6 +33,7 @@ struct vmm_vm {
 	struct vmm__bus pio;
 	struct vmm__bus mmio;
 	struct vmm__devices devices;
+	uint32_t nvirtio; /* virtio-mmio slots taken (vm_devices.c) */
 	/* Dirty-page tracking (dirty.h): the vCPUs' rings, and the tracker while one runs. */
 	struct vmm__dirty_ctx dirty;
 

@@ -140,6 +140,19 @@ static int state_check(struct vmm_vm *vm, const struct vmm__machine_state *ms)
 					"from the restore's or receive's prepare callback)", name + pre);
 		return vmm__err(VMM_ESTATEDATA, "saved state has unknown device '%s'", name);
 	}
+	for (uint32_t j = 0; j < vm->devices.n; j++) {
+		const struct vmm__device_ops *ops = vm->devices.items[j].ops;
+		uint32_t i = 0;
+
+		if (!(ops->flags & VMM__DEV_REQUIRED))
+			continue;
+		while (i < ms->ndevs && strcmp(ms->devs[i].name, ops->name))
+			i++;
+		if (i == ms->ndevs)
+			return vmm__err(VMM_ESTATEDATA,
+					"this VM has device '%s' and the saved state does not: "
+					"a restore needs the devices the guest was saved with", ops->name);
+	}
 	return 0;
 }
 

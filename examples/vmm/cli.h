@@ -56,6 +56,26 @@ int cli_parse_size(const char *s, uint64_t *out, const char **why);
  * ambiguous), port 1..65535. Returns 0 with host (NUL-terminated) and *port, -1 on garbage
  * or a host that does not fit hostlen. */
 int cli_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
+/* "PATH", "PATH,ro" or "PATH,rw" (--disk): the path into path (NUL-terminated) and
+ * whether it is read-only. -1 for an empty path or one that does not fit pathlen. */
+int cli_parse_disk(const char *s, char *path, size_t pathlen, int *read_only);
+
+/* The virtio devices of vmm run and vmm restore (--disk PATH[,ro], --rng), in the order
+ * given: a restore must name them in the order the guest was started with. */
+#define CLI_DEVICES_MAX 8
+struct cli_devices {
+	unsigned n;
+	struct {
+		int rng;
+		int read_only;
+		char path[4096];
+	} d[CLI_DEVICES_MAX];
+};
+/* Adds a --disk (spec) or an --rng (spec NULL); -1 with a message on stderr. */
+int cli_devices_parse(struct cli_devices *devs, const char *spec);
+/* Adds them to vm (a vmm_prepare_fn for restore: opaque is the struct cli_devices). */
+int cli_devices_add(void *opaque, struct vmm_vm *vm);
+
 /* "512 B", "4.0 KiB", "1.5 GiB" into buf. */
 void cli_format_size(uint64_t bytes, char *buf, size_t len);
 /* Prints "vmm: what: message (detail)" to stderr and returns 1. */

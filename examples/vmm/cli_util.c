@@ -236,3 +236,19 @@ int cli_socket_is_stale(const char *path)
 	close(fd);
 	return stale;
 }
+
+int cli_parse_disk(const char *s, char *path, size_t pathlen, int *read_only)
+{
+	size_t n = strlen(s);
+
+	*read_only = 0;
+	if (n >= 3 && !strcmp(s + n - 3, ",ro"))
+		*read_only = 1, n -= 3;
+	else if (n >= 3 && !strcmp(s + n - 3, ",rw"))
+		n -= 3;
+	if (!n || n >= pathlen)
+		return -1;
+	memcpy(path, s, n);
+	path[n] = 0;
+	return 0;
+}

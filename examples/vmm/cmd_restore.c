@@ -16,10 +16,13 @@ int cmd_restore(int argc, char **argv)
 		{ "allow-cpu-mismatch", no_argument, NULL, 'M' },
 		{ "key-file", required_argument, NULL, 'k' },
 		{ "no-sandbox", no_argument, NULL, 'S' },
+		{ "disk", required_argument, NULL, 'D' },
+		{ "rng", no_argument, NULL, 'R' },
 		CLI_JAIL_OPTIONS,
 		{ NULL, 0, NULL, 0 },
 	};
 	struct cli_jail jail;
+	static struct cli_devices devs;
 	uint8_t key[32];
 	struct vmm_restore_opts ropts;
 	const char *control = NULL;
@@ -28,6 +31,10 @@ int cmd_restore(int argc, char **argv)
 
 	cli_jail_init(&jail);
 	vmm_restore_opts_init(&ropts);
+	/* The devices the guest was started with, in the same order, before its state loads
+	 * (the state does not carry disk paths: vmm/devices.h). */
+	ropts.prepare = cli_devices_add;
+	ropts.prepare_opaque = &devs;
 	ropts.serial_out = cli_serial_stdout;
 	ropts.log = cli_log_stderr;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -49,6 +56,11 @@ int cmd_restore(int argc, char **argv)
 			break;
 		case 'S':
 			cli_sandbox = 0;
+			break;
+		case 'D':
+		case 'R':
+			if (cli_devices_parse(&devs, c == 'D' ? optarg : NULL))
+				return 2;
 			break;
 		default: /* a jail option (cli_jail.h), or one getopt refused */
 			if (cli_jail_option(&jail, c, optarg))

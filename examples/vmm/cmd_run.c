@@ -91,10 +91,13 @@ int cmd_run(int argc, char **argv)
 		{ "control", required_argument, NULL, 'C' },
 		{ "cpu", required_argument, NULL, 'p' },
 		{ "no-sandbox", no_argument, NULL, 'S' },
+		{ "disk", required_argument, NULL, 'D' },
+		{ "rng", no_argument, NULL, 'R' },
 		CLI_JAIL_OPTIONS,
 		{ NULL, 0, NULL, 0 },
 	};
 	struct cli_jail jail;
+	static struct cli_devices devs; /* 32 KiB of paths: not on the stack */
 	struct vmm_vm_config cfg;
 	struct vmm_vm *vm;
 	const char *initrd = NULL, *control = NULL, *why;
@@ -130,6 +133,11 @@ int cmd_run(int argc, char **argv)
 		case 'S':
 			cli_sandbox = 0;
 			break;
+		case 'D':
+		case 'R':
+			if (cli_devices_parse(&devs, c == 'D' ? optarg : NULL))
+				return 2;
+			break;
 		default: /* a jail option (cli_jail.h), or one getopt refused */
 			if (cli_jail_option(&jail, c, optarg))
 				return 2;
@@ -145,6 +153,11 @@ int cmd_run(int argc, char **argv)
 	r = vmm_vm_create(&cfg, &vm);
 	if (r)
 		return cli_fail("create VM", r);
+	/* Before the kernel: each device announces itself on the command line. */
+	if (cli_devices_add(&devs, vm)) {
+		vmm_vm_destroy(vm);
+		return 1;
+	}
 	r = vmm_vm_load_kernel(vm, argv[optind], initrd);
 	if (r) {
 		vmm_vm_destroy(vm);

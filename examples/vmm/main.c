@@ -18,9 +18,12 @@ static const struct cli_command {
 	int control;          /* a client of a running vmm's control socket */
 } commands[] = {
 	{ "run", "[--memory SIZE] [--cpus N] [--cmdline STR] [--initrd FILE] [--cpu MODEL]"
-	  " [--control PATH] [--no-sandbox] [--jail DIR --uid U --gid G [--netns PATH]] KERNEL",
+	  " [--disk PATH[,ro]]... [--rng] [--control PATH] [--no-sandbox]"
+	  " [--jail DIR --uid U --gid G [--netns PATH]] KERNEL",
 	  "run a VM in the foreground, guest serial on stdout;\n"
 	  "exits with the status the guest wrote to port 0xf4;\n"
+	  "--disk: a virtio-blk disk on a raw image (locked while in use), --rng:\n"
+	  "a virtio-rng; each adds virtio_mmio.device=... to the command line;\n"
 	  "--cpu: host (default), x86-64-v2, x86-64-v3, x86-64-v4 (a psABI level,\n"
 	  "for guests that move between hosts of different CPUs);\n"
 	  "--control serves the control API (HTTP/JSON) on a UNIX socket;\n"
@@ -33,9 +36,10 @@ static const struct cli_command {
 	  "first, paths given later (control API snapshots) are inside DIR\n"
 	  "(so for restore and receive)",
 	  cmd_run, 0 },
-	{ "restore", "[--lazy] [--allow-cpu-mismatch] [--key-file F] [--control PATH] [--no-sandbox]"
-	  " [--jail DIR --uid U --gid G [--netns PATH]] FILE",
-	  "run a snapshot in the foreground, like run; --lazy maps its RAM\n"
+	{ "restore", "[--lazy] [--allow-cpu-mismatch] [--key-file F] [--disk PATH[,ro]]... [--rng]"
+	  " [--control PATH] [--no-sandbox] [--jail DIR --uid U --gid G [--netns PATH]] FILE",
+	  "run a snapshot in the foreground, like run; --disk and --rng: the\n"
+	  "guest's devices, given again in the order of its run; --lazy maps its RAM\n"
 	  "(an encrypted one is restored eagerly); --key-file: the key\n"
 	  "an encrypted snapshot was saved with (32 bytes or 64 hex digits);\n"
 	  "--allow-cpu-mismatch: restore even if this host lacks CPU features\n"

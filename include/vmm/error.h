@@ -43,7 +43,8 @@ extern "C" {
 	XX(EJOB, -29, "a migration or snapshot in progress owns the VM")                 \
 	XX(EAUTH, -30, "the peer did not authenticate (certificate, name or key refused)") \
 	XX(ETLS, -31, "TLS on one side only, or a TLS failure") \
-	XX(EKEY, -32, "wrong or missing key for an encrypted snapshot")
+	XX(EKEY, -32, "wrong or missing key for an encrypted snapshot") \
+	XX(ELOCKED, -33, "the disk image is locked by another user (another VMM has it open)")
 
 enum vmm_errno {
 	VMM_OK = 0,

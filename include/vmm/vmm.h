@@ -6,6 +6,7 @@
 #include "vmm/version.h"
 #include "vmm/error.h"
 #include "vmm/vm.h"
+#include "vmm/devices.h"
 #include "vmm/snapshot.h"
 #include "vmm/migrate.h"
 #include "vmm/sandbox.h"

@@ -78,12 +78,33 @@ static void hostports(void **state)
 	assert_int_equal(cli_parse_hostport("abcd:1", host, 4, &port), -1);
 }
 
+static void disks(void **state)
+{
+	char path[16];
+	int ro = -1;
+
+	(void)state;
+	assert_int_equal(cli_parse_disk("a.img", path, sizeof(path), &ro), 0);
+	assert_string_equal(path, "a.img");
+	assert_int_equal(ro, 0);
+	assert_int_equal(cli_parse_disk("/x/a.img,ro", path, sizeof(path), &ro), 0);
+	assert_string_equal(path, "/x/a.img");
+	assert_int_equal(ro, 1);
+	assert_int_equal(cli_parse_disk("b,c,rw", path, sizeof(path), &ro), 0);
+	assert_string_equal(path, "b,c");
+	assert_int_equal(ro, 0);
+	assert_int_equal(cli_parse_disk(",ro", path, sizeof(path), &ro), -1);
+	assert_int_equal(cli_parse_disk("", path, sizeof(path), &ro), -1);
+	assert_int_equal(cli_parse_disk("0123456789abcdef", path, sizeof(path), &ro), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(sizes),
 		cmocka_unit_test(bad_sizes),
 		cmocka_unit_test(hostports),
+		cmocka_unit_test(disks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

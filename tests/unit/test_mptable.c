@@ -91,7 +91,7 @@ static void check_table(uint32_t n, int bzimage)
 	size_t len = bzimage ? fake_bzimage(img, code, sizeof(code))
 			     : fake_elf64(img, 0x200000, 0x200000, code, sizeof(code));
 	uint32_t mpf, mpc, count, cpus = 0, buses = 0, ioapics = 0, ints = 0, lints = 0;
-	uint32_t pin_of[VMM_MP_ISA_IRQS], boot = 0, seen_ids = 0;
+	uint32_t pin_of[VMM_MP_IRQS], boot = 0, seen_ids = 0;
 	uint8_t ioapic_id = 0;
 	const uint8_t *p, *end;
 
@@ -154,7 +154,9 @@ static void check_table(uint32_t n, int bzimage)
 		case 3: /* I/O interrupt: INT, from the ISA bus, to the I/O APIC */
 			assert_int_equal(p[1], 0);
 			assert_int_equal(p[4], 0);
-			assert_true(p[5] < VMM_MP_ISA_IRQS);
+			assert_true(p[5] < VMM_MP_IRQS);
+			/* ISA IRQs as the bus says (edge); pins 16-23 level, active high */
+			assert_int_equal(rd16(p + 2), p[5] < VMM_MP_ISA_IRQS ? 0 : 0x0d);
 			assert_int_equal(p[6], ioapic_id);
 			assert_int_equal(pin_of[p[5]], 0xffffffffu); /* each IRQ once */
 			pin_of[p[5]] = p[7];
@@ -180,10 +182,10 @@ static void check_table(uint32_t n, int bzimage)
 		assert_int_equal(seen_ids, (1u << n) - 1);
 	assert_int_equal(buses, 1);
 	assert_int_equal(ioapics, 1);
-	assert_int_equal(ints, VMM_MP_ISA_IRQS);
+	assert_int_equal(ints, VMM_MP_IRQS);
 	assert_int_equal(lints, 2);
 	/* KVM's default routing: GSI n on I/O APIC pin n (the in-kernel PIT is GSI 0). */
-	for (uint32_t irq = 0; irq < VMM_MP_ISA_IRQS; irq++)
+	for (uint32_t irq = 0; irq < VMM_MP_IRQS; irq++)
 		assert_int_equal(pin_of[irq], irq);
 }
 

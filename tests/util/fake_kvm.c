@@ -60,6 +60,8 @@ struct vm {
 	struct kvm_irqchip chip[3];
 	struct kvm_pit_state2 pit;
 	uint64_t clock;
+	uint8_t irq_level[32]; /* KVM_IRQ_LINE: each line's last level */
+	uint32_t irq_raises[32]; /* how often each went from 0 to 1 */
 	struct vcpu vcpus[MAX_VCPUS];
 };
 
@@ -311,8 +313,17 @@ static int vm_ioctl(struct vm *vm, unsigned long req, void *arg)
 	case KVM_SET_TSS_ADDR:
 	case KVM_CREATE_IRQCHIP:
 	case KVM_CREATE_PIT2:
-	case KVM_IRQ_LINE:
 		return 0;
+	case KVM_IRQ_LINE: {
+		const struct kvm_irq_level *l = arg;
+
+		if (l->irq >= 32)
+			return fail(EINVAL);
+		if (l->level && !vm->irq_level[l->irq])
+			vm->irq_raises[l->irq]++;
+		vm->irq_level[l->irq] = !!l->level;
+		return 0;
+	}
 	case KVM_SET_USER_MEMORY_REGION:
 		return set_region(vm, arg);
 	case KVM_CREATE_VCPU:
@@ -343,9 +354,12 @@ static int vm_ioctl(struct vm *vm, unsigned long req, void *arg)
 
 		if (c->chip_id > 2)
 			return fail(EINVAL);
-		if (req == KVM_GET_IRQCHIP)
-			*c = vm->chip[c->chip_id];
-		else
+		if (req == KVM_GET_IRQCHIP) {
+			uint32_t id = c->chip_id; /* KVM keeps the caller's chip_id */
+
+			*c = vm->chip[id];
+			c->chip_id = id;
+		} else
 			vm->chip[c->chip_id] = *c;
 		return 0;
 	}
@@ -828,4 +842,16 @@ int fake_kvm_vcpu_cpuid(uint32_t id, uint32_t leaf, uint32_t sub, struct kvm_cpu
 		}
 	pthread_mutex_unlock(&lock);
 	return r;
+}
+
+int fake_kvm_irq_level(uint32_t irq, uint32_t *raises)
+{
+	int level;
+
+	pthread_mutex_lock(&lock);
+	level = newest >= 0 && irq < 32 ? vms[newest].irq_level[irq] : -1;
+	if (raises)
+		*raises = newest >= 0 && irq < 32 ? vms[newest].irq_raises[irq] : 0;
+	pthread_mutex_unlock(&lock);
+	return level;
 }

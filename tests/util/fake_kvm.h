@@ -39,6 +39,10 @@ void fake_kvm_no_tsc_scaling(uint32_t host_khz);
  * 0, or -1 if it has none. */
 int fake_kvm_vcpu_cpuid(uint32_t id, uint32_t leaf, uint32_t sub, struct kvm_cpuid_entry2 *out);
 
+/* The newest VM's interrupt line irq (KVM_IRQ_LINE): its level, and in *raises (may be
+ * NULL) how many times it went from 0 to 1. */
+int fake_kvm_irq_level(uint32_t irq, uint32_t *raises);
+
 /* The call log: every ioctl in order, with the fd it was made on. */
 struct fake_kvm_call {
 	int fd;

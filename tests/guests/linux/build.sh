@@ -5,7 +5,8 @@
 # no root, no loop mounts). Everything lands in DIR (default $VMM_LINUX_DIR, else
 # /var/tmp/libvmm-linux: outside the checkout, so clones on one machine share it):
 #   DIR/vmlinuz         the kernel
-#   DIR/initramfs.cpio  busybox + init
+#   DIR/initramfs.cpio  busybox + init + the kernel's virtio modules (virtio, virtio_ring,
+#                       virtio_mmio, virtio_blk, virtio-rng: Debian builds them as modules)
 # Reuses the packages the emulated KVM host already fetched (/var/tmp/libvmm-vmhost/debs).
 # A no-op while the stamp is current. Prints the two paths, one a line, on stdout; fails
 # with a message naming what could not be fetched.
@@ -60,8 +61,13 @@ BB=$X/bb/bin/busybox
 
 # The initramfs: busybox and /init. Applets are linked by init itself (--install).
 R=$X/root
-mkdir -p "$R/bin" "$R/dev" "$R/proc" "$R/sys" "$R/tmp"
+mkdir -p "$R/bin" "$R/dev" "$R/proc" "$R/sys" "$R/tmp" "$R/lib/modules"
 cp "$BB" "$R/bin/busybox"
+K=$X/kernel/lib/modules/$KVER/kernel
+for m in virtio/virtio virtio/virtio_ring virtio/virtio_mmio; do
+	cp "$K/drivers/$m.ko" "$R/lib/modules/"
+done
+cp "$K/drivers/block/virtio_blk.ko" "$K/drivers/char/hw_random/virtio-rng.ko" "$R/lib/modules/"
 ln -s busybox "$R/bin/sh"
 cp "$HERE/init" "$R/init"
 chmod 755 "$R/init" "$R/bin/busybox"

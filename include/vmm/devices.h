@@ -1,0 +1,70 @@
+/* Virtio devices for the guest: a disk (virtio-blk) and an entropy source (virtio-rng),
+ * each on its own virtio-mmio transport (VIRTIO 1.x, version 2 registers) at
+ * 0xd0000000 + 4 KiB x n with interrupt 16 + n on the I/O APIC (level-triggered; the MP
+ * table says so), n the order in which they were added (at most 8 devices).
+ *
+ * A Linux guest learns of them two ways, so add devices before vmm_vm_load_kernel():
+ *   - ACPI: the Linux loader writes an RSDP, XSDT, hardware-reduced FADT and a DSDT with
+ *     one "LNRO0005" device per window (its memory and interrupt), which is what
+ *     distribution kernels such as Debian's use (they lack the command-line option);
+ *     a VM without virtio devices gets no ACPI tables at all;
+ *   - the command line: each device appends "virtio_mmio.device=4K@<base>:<irq>" to the
+ *     VM's kernel command line (vmm_vm_cmdline()), for kernels built with
+ *     CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES and without ACPI.
+ *
+ * A restored or received VM needs the same devices, added in the same order, from the
+ * restore's or receive's prepare callback (before the state loads): the state carries
+ * each device's registers and queues but not the disk's path (paths differ between hosts
+ * and the image is opened and locked by the process that runs the guest). A state whose
+ * devices differ from the VM's (one missing, one more, another disk size) is refused
+ * with VMM_ESTATEDATA.
+ *
+ * Requests are served on the vCPU thread that notifies the device, before it returns to
+ * the guest, so a pause, snapshot or migration never finds one half-done.
+ *
+ * Thread rule: one controlling thread, on a VM in state CREATED that has no kernel or
+ * saved state loaded yet (VMM_ESTATE otherwise). */
+#ifndef VMM_DEVICES_H
+#define VMM_DEVICES_H
+
+#include <stdint.h>
+
+#include "vmm/export.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vmm_vm;
+
+struct vmm_disk_opts {
+	uint32_t size;       /* sizeof(struct vmm_disk_opts), set by vmm_disk_opts_init() */
+	uint32_t read_only;  /* 1: opened read-only, offered with VIRTIO_BLK_F_RO */
+	const char *path;    /* raw image file or block device; required */
+	/* What the guest reads with VIRTIO_BLK_T_GET_ID (/sys/block/vdX/serial), up to 20
+	 * bytes; NULL: "libvmm-disk<n>". */
+	const char *serial;
+	uint64_t reserved[4];
+};
+VMM_EXPORT void vmm_disk_opts_init(struct vmm_disk_opts *opts);
+
+/* Adds a virtio-blk disk backed by opts->path. The image is locked with flock
+ * (exclusive; shared when read-only) for as long as the VM lives: an image another
+ * process holds that way is refused with VMM_ELOCKED. Its size is rounded down to whole
+ * 512-byte sectors. VMM_ENOENT when the path does not exist. */
+VMM_EXPORT int vmm_vm_add_disk(struct vmm_vm *vm, const struct vmm_disk_opts *opts);
+
+struct vmm_rng_opts {
+	uint32_t size; /* sizeof(struct vmm_rng_opts), set by vmm_rng_opts_init() */
+	uint32_t reserved_pad;
+	uint64_t reserved[4];
+};
+VMM_EXPORT void vmm_rng_opts_init(struct vmm_rng_opts *opts);
+
+/* Adds a virtio-rng device fed by getrandom(). opts may be NULL (the defaults). */
+VMM_EXPORT int vmm_vm_add_rng(struct vmm_vm *vm, const struct vmm_rng_opts *opts);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,281 @@
+/* virtio-blk on a file. With VERSION_1 the driver may frame a request any way it likes
+ * (section 2.6.4), so the header, data and status are found by byte offset in the
+ * request's readable and writable parts, not by descriptor. Data moves through a 64 KiB
+ * bounce buffer: guest RAM is only touched through the device host's checked copies. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "devices.pb-c.h"
+#include "libvmm/devices/virtio_blk.h"
+#include "libvmm/devices/virtio_mmio.h"
+#include "libvmm/error_internal.h"
+
+#define BLK_F_SEG_MAX 2
+#define BLK_F_RO 5
+#define BLK_F_FLUSH 9
+
+#define T_IN 0
+#define T_OUT 1
+#define T_FLUSH 4
+#define T_GET_ID 8
+
+#define S_OK 0
+#define S_IOERR 1
+#define S_UNSUPP 2
+
+#define SECTOR 512ull
+#define ID_LEN 20
+#define BOUNCE (64 * 1024)
+/* Data segments per request: the queue less the header and status descriptors. */
+#define SEG_MAX (VMM_VIRTIO_QUEUE_MAX - 2)
+
+struct blk {
+	int fd;
+	int read_only;
+	uint64_t capacity; /* sectors */
+	char serial[ID_LEN];
+	struct vmm__virtio_req req; /* the transport's lock covers req and buf */
+	uint8_t buf[BOUNCE];
+};
+
+/* Moves len bytes between the image at off and the request's data (readable part from
+ * byte 16 for OUT, writable part from byte 0 for IN). -1: the transport failed. */
+static int transfer(struct blk *b, struct vmm__virtio *t, int out, uint64_t off, uint64_t len,
+		    uint8_t *status)
+{
+	for (uint64_t done = 0; done < len;) {
+		size_t n = len - done < BOUNCE ? (size_t)(len - done) : BOUNCE;
+		ssize_t io;
+
+		if (out) {
+			if (vmm__virtio_gather(t, &b->req, 16 + done, b->buf, n))
+				return -1;
+			io = pwrite(b->fd, b->buf, n, (off_t)(off + done));
+		} else {
+			io = pread(b->fd, b->buf, n, (off_t)(off + done));
+		}
+		if (io < 0 && errno == EINTR)
+			continue;
+		if (io <= 0) {
+			*status = S_IOERR;
+			return 0;
+		}
+		if (!out && vmm__virtio_scatter(t, &b->req, done, b->buf, (size_t)io))
+			return -1;
+		done += (uint64_t)io;
+	}
+	return 0;
+}
+
+/* Serves b->req: the status and the bytes written into the guest's buffers before it,
+ * or -1 when the transport failed (nothing to push). */
+static int serve(struct blk *b, struct vmm__virtio *t, uint8_t *status, uint32_t *written)
+{
+	struct {
+		uint32_t type, reserved;
+		uint64_t sector;
+	} h;
+	uint64_t len;
+
+	*status = S_OK;
+	*written = 0;
+	if (b->req.rlen < sizeof(h) || b->req.wlen < 1 || b->req.wlen > UINT32_MAX) {
+		vmm__virtio_fail(t, "blk request without its header or status byte");
+		return -1;
+	}
+	if (vmm__virtio_gather(t, &b->req, 0, &h, sizeof(h)))
+		return -1;
+	switch (h.type) {
+	case T_IN:
+	case T_OUT:
+		len = h.type == T_IN ? b->req.wlen - 1 : b->req.rlen - sizeof(h);
+		if (h.type == T_OUT && b->read_only) {
+			*status = S_IOERR;
+			return 0;
+		}
+		if ((len % SECTOR) || h.sector > b->capacity || len / SECTOR > b->capacity - h.sector) {
+			*status = S_IOERR;
+			return 0;
+		}
+		if (transfer(b, t, h.type == T_OUT, h.sector * SECTOR, len, status))
+			return -1;
+		if (h.type == T_IN && *status == S_OK)
+			*written = (uint32_t)len;
+		return 0;
+	case T_FLUSH:
+		if (!b->read_only && fdatasync(b->fd))
+			*status = S_IOERR;
+		return 0;
+	case T_GET_ID:
+		len = b->req.wlen - 1 < ID_LEN ? b->req.wlen - 1 : ID_LEN;
+		if (vmm__virtio_scatter(t, &b->req, 0, b->serial, (size_t)len))
+			return -1;
+		*written = (uint32_t)len;
+		return 0;
+	}
+	*status = S_UNSUPP;
+	return 0;
+}
+
+static void blk_notify(void *model, struct vmm__virtio *t, uint32_t q)
+{
+	struct blk *b = model;
+	int got;
+
+	while ((got = vmm__virtio_pop(t, q, &b->req)) == 1) {
+		uint8_t status;
+		uint32_t written;
+
+		if (serve(b, t, &status, &written))
+			return;
+		/* The status is the last writable byte, whatever the data's length. */
+		if (vmm__virtio_scatter(t, &b->req, b->req.wlen - 1, &status, 1))
+			return;
+		vmm__virtio_push(t, q, &b->req, written + 1);
+	}
+}
+
+static uint64_t blk_features(void *model)
+{
+	const struct blk *b = model;
+
+	return (1ull << BLK_F_SEG_MAX) | (1ull << BLK_F_FLUSH) |
+	       (b->read_only ? 1ull << BLK_F_RO : 0);
+}
+
+/* struct virtio_blk_config up to seg_max: capacity, size_max (not offered), seg_max. */
+static void blk_config_read(void *model, uint32_t off, uint8_t *data, uint32_t size)
+{
+	const struct blk *b = model;
+	uint8_t cfg[16] = { 0 };
+	uint32_t seg_max = SEG_MAX;
+
+	memcpy(cfg, &b->capacity, 8);
+	memcpy(cfg + 12, &seg_max, 4);
+	memcpy(data, cfg + off, size);
+}
+
+static int blk_save(void *model, uint8_t **buf, size_t *len)
+{
+	const struct blk *b = model;
+	Vmm__Devices__VirtioBlk m = VMM__DEVICES__VIRTIO_BLK__INIT;
+
+	m.has_capacity = 1, m.capacity = b->capacity;
+	m.has_read_only = 1, m.read_only = b->read_only;
+	m.has_serial = 1, m.serial.data = (uint8_t *)b->serial, m.serial.len = ID_LEN;
+	*len = vmm__devices__virtio_blk__get_packed_size(&m);
+	*buf = malloc(*len);
+	if (!*buf)
+		return vmm__err(VMM_ENOMEM, "virtio-blk state");
+	vmm__devices__virtio_blk__pack(&m, *buf);
+	return 0;
+}
+
+/* The guest saw a disk of this size and mode: the restoring VM must give it the same. */
+static int blk_load_check(void *model, const uint8_t *buf, size_t len)
+{
+	const struct blk *b = model;
+	Vmm__Devices__VirtioBlk *m = buf ? vmm__devices__virtio_blk__unpack(NULL, len, buf) : NULL;
+	int r = 0;
+
+	if (!m)
+		return vmm__err(VMM_ESTATEDATA, "virtio-blk: state missing or does not parse");
+	if (m->capacity != b->capacity || !!m->read_only != !!b->read_only)
+		r = vmm__err(VMM_ESTATEDATA,
+			     "virtio-blk: the guest was saved with a %s disk of %llu sectors, this "
+			     "one is %s with %llu",
+			     m->read_only ? "read-only" : "writable", (unsigned long long)m->capacity,
+			     b->read_only ? "read-only" : "writable",
+			     (unsigned long long)b->capacity);
+	vmm__devices__virtio_blk__free_unpacked(m, NULL);
+	return r;
+}
+
+static void blk_destroy(void *model)
+{
+	struct blk *b = model;
+
+	if (b->fd >= 0)
+		close(b->fd); /* drops the lock */
+	free(b);
+}
+
+static const struct vmm__virtio_model blk_model = {
+	.kind = "blk",
+	.device_id = 2,
+	.nqueues = 1,
+	.features = blk_features,
+	.config_len = 16,
+	.config_read = blk_config_read,
+	.notify = blk_notify,
+	.save = blk_save,
+	.load_check = blk_load_check,
+	.destroy = blk_destroy,
+};
+
+static int sys_err(int code, const char *what, const char *path)
+{
+	return vmm__err(code, "%s disk %s: %s", what, path, strerror(errno));
+}
+
+static int blk_open(struct blk *b, const char *path)
+{
+	struct stat st;
+	uint64_t bytes;
+
+	b->fd = open(path, (b->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (b->fd < 0)
+		return sys_err(errno == ENOENT ? VMM_ENOENT : VMM_ESYS, "open", path);
+	/* Exclusive for a writer; readers may share a read-only image but not with a writer. */
+	if (flock(b->fd, (b->read_only ? LOCK_SH : LOCK_EX) | LOCK_NB)) {
+		if (errno == EWOULDBLOCK)
+			return vmm__err(VMM_ELOCKED, "disk %s is locked by another process", path);
+		return sys_err(VMM_ESYS, "flock", path);
+	}
+	if (fstat(b->fd, &st))
+		return sys_err(VMM_ESYS, "fstat", path);
+	if (S_ISBLK(st.st_mode)) {
+		if (ioctl(b->fd, BLKGETSIZE64, &bytes))
+			return sys_err(VMM_ESYS, "BLKGETSIZE64", path);
+	} else if (S_ISREG(st.st_mode)) {
+		bytes = (uint64_t)st.st_size;
+	} else {
+		return vmm__err(VMM_EINVAL, "disk %s is neither a file nor a block device", path);
+	}
+	if (bytes < SECTOR)
+		return vmm__err(VMM_EINVAL, "disk %s is smaller than one sector", path);
+	/* A partial last sector is left out: the guest addresses whole sectors. */
+	b->capacity = bytes / SECTOR;
+	return 0;
+}
+
+int vmm__virtio_blk_create(const struct vmm__device_host *host, uint32_t slot, const char *path,
+			   int read_only, const char *serial)
+{
+	struct blk *b = calloc(1, sizeof(*b));
+	char id[ID_LEN + 1];
+	int r;
+
+	if (!b)
+		return vmm__err(VMM_ENOMEM, "virtio-blk");
+	b->read_only = !!read_only;
+	r = blk_open(b, path);
+	if (r) {
+		blk_destroy(b);
+		return r;
+	}
+	if (serial)
+		snprintf(id, sizeof(id), "%s", serial);
+	else
+		snprintf(id, sizeof(id), "libvmm-disk%u", slot);
+	memcpy(b->serial, id, strnlen(id, ID_LEN)); /* zero-padded, not terminated at 20 */
+	return vmm__virtio_create(host, slot, &blk_model, b);
+}

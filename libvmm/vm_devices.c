@@ -1,0 +1,111 @@
+/* The public calls that give a VM its virtio devices (vmm/devices.h): each takes the next
+ * virtio-mmio slot and announces it on the kernel command line. The devices themselves
+ * live in devices/ and see only the device host. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmm/devices.h"
+#include "libvmm/devices/virtio_blk.h"
+#include "libvmm/devices/virtio_mmio.h"
+#include "libvmm/devices/virtio_rng.h"
+#include "libvmm/error_internal.h"
+#include "libvmm/opts.h"
+#include "libvmm/vm_internal.h"
+
+void vmm_disk_opts_init(struct vmm_disk_opts *opts)
+{
+	if (!opts)
+		return;
+	memset(opts, 0, sizeof(*opts));
+	opts->size = sizeof(*opts);
+}
+
+void vmm_rng_opts_init(struct vmm_rng_opts *opts)
+{
+	if (!opts)
+		return;
+	memset(opts, 0, sizeof(*opts));
+	opts->size = sizeof(*opts);
+}
+
+#define ANNOUNCE_MAX 48 /* " virtio_mmio.device=4K@0xd0007000:23" and room */
+
+/* vm->lock held. The command line is checked first so that announcing cannot fail on its
+ * length once the device exists. */
+static int check_addable(struct vmm_vm *vm)
+{
+	if (vmm__run_control_state(vm->runctl) != VMM_VM_CREATED || vm->loaded)
+		return vmm__err(VMM_ESTATE, "devices are added to a new VM before its kernel or "
+				"saved state is loaded");
+	if (vm->nvirtio == VMM_VIRTIO_SLOTS)
+		return vmm__err(VMM_EINVAL, "more than %u virtio devices", VMM_VIRTIO_SLOTS);
+	if (strlen(vm->cmdline) + ANNOUNCE_MAX >= VMM_CMDLINE_MAX)
+		return vmm__err(VMM_EINVAL, "command line too long for one more virtio device");
+	return 0;
+}
+
+/* Appends the slot's virtio_mmio.device= argument to the command line; vm->lock held.
+ * The device exists already: only out of memory can fail here. */
+static int announce(struct vmm_vm *vm, uint32_t slot)
+{
+	char arg[ANNOUNCE_MAX];
+	size_t len = strlen(vm->cmdline);
+	char *c;
+
+	snprintf(arg, sizeof(arg), "%svirtio_mmio.device=4K@0x%llx:%u", len ? " " : "",
+		 (unsigned long long)(VMM_VIRTIO_MMIO_BASE + slot * VMM_VIRTIO_MMIO_SIZE),
+		 VMM_VIRTIO_IRQ_BASE + slot);
+	c = realloc(vm->cmdline, len + strlen(arg) + 1);
+	if (!c)
+		return vmm__err(VMM_ENOMEM, "command line");
+	strcpy(c + len, arg);
+	vm->cmdline = c;
+	vm->cfg.cmdline = c;
+	return 0;
+}
+
+int vmm_vm_add_disk(struct vmm_vm *vm, const struct vmm_disk_opts *opts)
+{
+	struct vmm_disk_opts o;
+	int r;
+
+	if (!vm || !opts)
+		return vmm__err(VMM_EINVAL, "NULL argument");
+	vmm_disk_opts_init(&o);
+	r = VMM__OPTS_COPY(&o, opts, "vmm_disk_opts_init");
+	if (r)
+		return r;
+	if (!o.path || !o.path[0])
+		return vmm__err(VMM_EINVAL, "disk: no path");
+	pthread_mutex_lock(&vm->lock);
+	r = check_addable(vm);
+	if (!r)
+		r = vmm__virtio_blk_create(&vm->host, vm->nvirtio, o.path, (int)o.read_only,
+					   o.serial);
+	if (!r)
+		r = announce(vm, vm->nvirtio++);
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+int vmm_vm_add_rng(struct vmm_vm *vm, const struct vmm_rng_opts *opts)
+{
+	struct vmm_rng_opts o;
+	int r;
+
+	if (!vm)
+		return vmm__err(VMM_EINVAL, "NULL argument");
+	vmm_rng_opts_init(&o);
+	r = VMM__OPTS_COPY(&o, opts, "vmm_rng_opts_init");
+	if (r)
+		return r;
+	pthread_mutex_lock(&vm->lock);
+	r = check_addable(vm);
+	if (!r)
+		r = vmm__virtio_rng_create(&vm->host, vm->nvirtio);
+	if (!r)
+		r = announce(vm, vm->nvirtio++);
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
