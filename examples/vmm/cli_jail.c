@@ -94,6 +94,7 @@ int cli_jail_check(const struct cli_jail *j)
 		fprintf(stderr, "vmm: --jail %s: not a directory\n", j->dir);
 		return -1;
 	}
+	errno = 0;
 	if (stat(j->kvm_dev, &st) || !S_ISCHR(st.st_mode)) {
 		fprintf(stderr, "vmm: --jail: %s: %s\n", j->kvm_dev,
 			errno ? strerror(errno) : "not a character device");
