@@ -19,6 +19,7 @@
 
 #include "libvmm/acpi.h"
 #include "libvmm/error_internal.h"
+#include "libvmm/le_bytes.h"
 
 #define HDR_LEN 36
 #define RSDP_LEN 36
@@ -31,36 +32,17 @@
 
 #define FADT_HW_REDUCED (1u << 20)
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
-
-static uint8_t checksum(const uint8_t *p, size_t len)
-{
-	uint8_t s = 0;
-
-	while (len--)
-		s += *p++;
-	return (uint8_t)(0 - s);
-}
-
 /* The common header; the checksum is filled once the table is complete. */
 static void header(uint8_t *t, const char *sig, uint32_t len, uint8_t rev)
 {
 	memcpy(t, sig, 4);
-	put32(t + 4, len);
+	vmm__put_le32(t + 4, len);
 	t[8] = rev;
 	memcpy(t + 10, "LIBVMM", 6);
 	memcpy(t + 16, "LIBVMM  ", 8);
-	put32(t + 24, 1);
+	vmm__put_le32(t + 24, 1);
 	memcpy(t + 28, "LVMM", 4);
-	put32(t + 32, 1);
+	vmm__put_le32(t + 32, 1);
 }
 
 static void finish(uint8_t *t)
@@ -68,7 +50,7 @@ static void finish(uint8_t *t)
 	uint32_t len;
 
 	memcpy(&len, t + 4, 4);
-	t[9] = checksum(t, len);
+	t[9] = vmm__fw_checksum(t, len);
 }
 
 /* AML PkgLength (ACPI 6.4, 20.2.4) for a package whose contents take len bytes: writes
@@ -93,12 +75,12 @@ static size_t device_aml(uint8_t *out, uint32_t n, const struct vmm__acpi_mmio *
 
 	/* Memory32Fixed (ReadWrite, base, size): large item 0x86, 9 bytes. */
 	crs[c++] = 0x86, crs[c++] = 9, crs[c++] = 0, crs[c++] = 1;
-	put32(crs + c, (uint32_t)d->base), c += 4;
-	put32(crs + c, (uint32_t)d->size), c += 4;
+	vmm__put_le32(crs + c, (uint32_t)d->base), c += 4;
+	vmm__put_le32(crs + c, (uint32_t)d->size), c += 4;
 	/* Extended Interrupt (ResourceConsumer, Level, ActiveHigh, Exclusive) {irq}: flags
 	 * bit 0 consumer, bit 1 clear for level, bit 2 clear for active high. */
 	crs[c++] = 0x89, crs[c++] = 6, crs[c++] = 0, crs[c++] = 0x01, crs[c++] = 1;
-	put32(crs + c, d->irq), c += 4;
+	vmm__put_le32(crs + c, d->irq), c += 4;
 	crs[c++] = 0x79, crs[c++] = 0; /* end tag; checksum 0: not checked */
 
 	memcpy(p, "\x08_HID\x0dLNRO0005", 14), p += 14;
@@ -139,26 +121,26 @@ static void madt(uint8_t *t, uint32_t ncpus)
 	uint8_t *p = t + HDR_LEN;
 
 	header(t, "APIC", MADT_LEN(ncpus), 4);
-	put32(p, 0xfee00000u); /* local APIC address */
-	put32(p + 4, 0);       /* flags: no PCAT_COMPAT, there is no 8259 */
+	vmm__put_le32(p, 0xfee00000u); /* local APIC address */
+	vmm__put_le32(p + 4, 0);       /* flags: no PCAT_COMPAT, there is no 8259 */
 	p += 8;
 	for (uint32_t i = 0; i < ncpus; i++, p += 8) {
 		p[0] = 0, p[1] = 8; /* processor local APIC */
 		p[2] = (uint8_t)i;  /* processor UID */
 		p[3] = (uint8_t)i;  /* APIC ID, as cpu_init.c gives vCPU i */
-		put32(p + 4, 1);    /* enabled */
+		vmm__put_le32(p + 4, 1);    /* enabled */
 	}
 	p[0] = 1, p[1] = 12; /* I/O APIC: after the CPUs' IDs, as in the MP table */
 	p[2] = (uint8_t)ncpus;
-	put32(p + 4, 0xfec00000u);
-	put32(p + 8, 0); /* GSI base */
+	vmm__put_le32(p + 4, 0xfec00000u);
+	vmm__put_le32(p + 8, 0); /* GSI base */
 	p += 12;
 	for (uint8_t irq = 1; irq < 16; irq++) {
 		if (irq == 2)
 			continue; /* the cascade: no ISA device has it */
 		p[0] = 2, p[1] = 10; /* interrupt source override: ISA bus */
 		p[2] = 0, p[3] = irq;
-		put32(p + 4, irq); /* the same GSI; flags 0: as the bus says (edge, high) */
+		vmm__put_le32(p + 4, irq); /* the same GSI; flags 0: as the bus says (edge, high) */
 		p += 10;
 	}
 	p[0] = 4, p[1] = 6; /* local APIC NMI: every processor's LINT1 */
@@ -203,24 +185,24 @@ int vmm__acpi_write(uint8_t *dst, size_t room, uint64_t gpa, uint32_t ncpus,
 	finish(dsdt);
 
 	header(fadt, "FACP", FADT_LEN, 6);
-	put32(fadt + 40, (uint32_t)(gpa + dsdt_off)); /* DSDT */
-	put32(fadt + 112, FADT_HW_REDUCED);           /* Flags */
+	vmm__put_le32(fadt + 40, (uint32_t)(gpa + dsdt_off)); /* DSDT */
+	vmm__put_le32(fadt + 112, FADT_HW_REDUCED);           /* Flags */
 	fadt[131] = 4;                                /* minor version: 6.4 */
-	put64(fadt + 140, gpa + dsdt_off);            /* X_DSDT */
+	vmm__put_le64(fadt + 140, gpa + dsdt_off);            /* X_DSDT */
 	memcpy(fadt + 268, "LIBVMM  ", 8);            /* hypervisor vendor identity */
 	finish(fadt);
 
 	header(xsdt, "XSDT", XSDT_LEN, 1);
-	put64(xsdt + HDR_LEN, gpa + fadt_off);
-	put64(xsdt + HDR_LEN + 8, gpa + madt_off);
+	vmm__put_le64(xsdt + HDR_LEN, gpa + fadt_off);
+	vmm__put_le64(xsdt + HDR_LEN + 8, gpa + madt_off);
 	finish(xsdt);
 
 	memcpy(rsdp, "RSD PTR ", 8);
 	memcpy(rsdp + 9, "LIBVMM", 6);
 	rsdp[15] = 2; /* ACPI 2.0+: the XSDT */
-	put32(rsdp + 20, RSDP_LEN);
-	put64(rsdp + 24, gpa + xsdt_off);
-	rsdp[8] = checksum(rsdp, 20);
-	rsdp[32] = checksum(rsdp, RSDP_LEN);
+	vmm__put_le32(rsdp + 20, RSDP_LEN);
+	vmm__put_le64(rsdp + 24, gpa + xsdt_off);
+	rsdp[8] = vmm__fw_checksum(rsdp, 20);
+	rsdp[32] = vmm__fw_checksum(rsdp, RSDP_LEN);
 	return 0;
 }

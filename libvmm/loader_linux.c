@@ -10,6 +10,7 @@
 #include "libvmm/devices/virtio_mmio.h"
 #include "libvmm/error_internal.h"
 #include "libvmm/kvm.h"
+#include "libvmm/le_bytes.h"
 #include "libvmm/loader.h"
 #include "libvmm/mptable.h"
 #include "libvmm/vm_internal.h"
@@ -42,31 +43,10 @@
 #define BZ_LOAD_ADDR 0x100000ull
 #define BZ_ENTRY64_OFFSET 0x200
 
-static uint16_t rd16(const uint8_t *p)
-{
-	uint16_t v;
-
-	memcpy(&v, p, 2);
-	return v;
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return v;
-}
-
-static void wr32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-
 int vmm__linux_detect(const struct vmm__image *img)
 {
-	return img->len >= 0x240 && rd16(img->data + BP_BOOT_FLAG) == 0xAA55 &&
-	       rd32(img->data + BP_HEADER) == HDRS_MAGIC;
+	return img->len >= 0x240 && vmm__le16(img->data + BP_BOOT_FLAG) == 0xAA55 &&
+	       vmm__le32(img->data + BP_HEADER) == HDRS_MAGIC;
 }
 
 /* The MP table, so that Linux finds every vCPU and routes ISA interrupts through the I/O
@@ -141,26 +121,26 @@ static int build_boot_params(struct vmm_vm *vm, const uint8_t *hdr, size_t hdr_l
 	memset(bp, 0, 4096);
 	if (hdr) {
 		memcpy(bp + BP_SETUP_SECTS, hdr, hdr_len);
-		if (rd32(bp + BP_INITRD_ADDR_MAX))
-			rd_max = (uint64_t)rd32(bp + BP_INITRD_ADDR_MAX) + 1;
+		if (vmm__le32(bp + BP_INITRD_ADDR_MAX))
+			rd_max = (uint64_t)vmm__le32(bp + BP_INITRD_ADDR_MAX) + 1;
 	} else {
 		bp[BP_BOOT_FLAG] = 0x55, bp[BP_BOOT_FLAG + 1] = 0xaa;
-		wr32(bp + BP_HEADER, HDRS_MAGIC);
+		vmm__put_le32(bp + BP_HEADER, HDRS_MAGIC);
 		bp[BP_VERSION] = 0x0c, bp[BP_VERSION + 1] = 0x02;
 	}
 	bp[BP_TYPE_OF_LOADER] = 0xff; /* undefined boot loader */
 	bp[BP_LOADFLAGS] |= LOADED_HIGH;
 	strcpy(cmdline, vm->cmdline);
-	wr32(bp + BP_CMD_LINE_PTR, VMM_BOOT_CMDLINE);
-	wr32(bp + BP_EXT_CMD_LINE_PTR, 0);
+	vmm__put_le32(bp + BP_CMD_LINE_PTR, VMM_BOOT_CMDLINE);
+	vmm__put_le32(bp + BP_EXT_CMD_LINE_PTR, 0);
 	if (initrd) {
 		r = vmm__initrd_place(vm, initrd, kernel_end, rd_max, &rd_addr);
 		if (r)
 			return r;
-		wr32(bp + BP_RAMDISK_IMAGE, (uint32_t)rd_addr);
-		wr32(bp + BP_RAMDISK_SIZE, (uint32_t)initrd->len);
-		wr32(bp + BP_EXT_RAMDISK_IMAGE, (uint32_t)(rd_addr >> 32));
-		wr32(bp + BP_EXT_RAMDISK_SIZE, (uint32_t)((uint64_t)initrd->len >> 32));
+		vmm__put_le32(bp + BP_RAMDISK_IMAGE, (uint32_t)rd_addr);
+		vmm__put_le32(bp + BP_RAMDISK_SIZE, (uint32_t)initrd->len);
+		vmm__put_le32(bp + BP_EXT_RAMDISK_IMAGE, (uint32_t)(rd_addr >> 32));
+		vmm__put_le32(bp + BP_EXT_RAMDISK_SIZE, (uint32_t)((uint64_t)initrd->len >> 32));
 	}
 	bp[BP_E820_ENTRIES] = (uint8_t)n; /* n <= 8 < BP_E820_MAX */
 	for (uint32_t i = 0; i < n; i++)
@@ -175,11 +155,11 @@ int vmm__linux_load_bzimage(struct vmm_vm *vm, const struct vmm__image *img,
 	unsigned setup_sects = d[BP_SETUP_SECTS] ? d[BP_SETUP_SECTS] : 4;
 	uint64_t payload_off = (uint64_t)(setup_sects + 1) * 512, payload_len, need;
 	size_t hdr_len = (size_t)BP_HEADER + d[BP_JUMP + 1] - BP_SETUP_SECTS;
-	uint16_t version = rd16(d + BP_VERSION);
+	uint16_t version = vmm__le16(d + BP_VERSION);
 	uint8_t *dst;
 	int r;
 
-	if (version < 0x020c || !(rd16(d + BP_XLOADFLAGS) & XLF_KERNEL_64))
+	if (version < 0x020c || !(vmm__le16(d + BP_XLOADFLAGS) & XLF_KERNEL_64))
 		return vmm__err(VMM_EFORMAT,
 				"bzImage boot protocol %x.%02x without a 64-bit entry (needs 2.12+)",
 				version >> 8, version & 0xff);
@@ -187,12 +167,12 @@ int vmm__linux_load_bzimage(struct vmm_vm *vm, const struct vmm__image *img,
 	    BP_SETUP_SECTS + hdr_len > 4096)
 		return vmm__err(VMM_EFORMAT, "bzImage truncated (setup %u sectors, %zu bytes)",
 				setup_sects, img->len);
-	if (strlen(vm->cmdline) >= rd32(d + BP_CMDLINE_SIZE) + 1ull)
+	if (strlen(vm->cmdline) >= vmm__le32(d + BP_CMDLINE_SIZE) + 1ull)
 		return vmm__err(VMM_EINVAL, "command line longer than the kernel accepts (%u)",
-				rd32(d + BP_CMDLINE_SIZE));
+				vmm__le32(d + BP_CMDLINE_SIZE));
 	payload_len = img->len - payload_off;
 	/* The kernel decompresses in place and needs init_size bytes from its load address. */
-	need = payload_len > rd32(d + BP_INIT_SIZE) ? payload_len : rd32(d + BP_INIT_SIZE);
+	need = payload_len > vmm__le32(d + BP_INIT_SIZE) ? payload_len : vmm__le32(d + BP_INIT_SIZE);
 	dst = vmm__memory_gpa(&vm->mem, BZ_LOAD_ADDR, need);
 	if (!dst)
 		return vmm__err(VMM_ETOOBIG, "kernel needs %llu MiB above 1 MiB, RAM is %llu MiB",

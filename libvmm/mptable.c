@@ -14,6 +14,7 @@
 
 #include "libvmm/boot.h"
 #include "libvmm/error_internal.h"
+#include "libvmm/le_bytes.h"
 #include "libvmm/mptable.h"
 
 #define MPC_HEADER_LEN 44
@@ -38,25 +39,6 @@ size_t vmm__mptable_size(uint32_t ncpus)
 	       (2 + VMM_MP_IRQS + 2) * MPC_ENTRY_LEN;
 }
 
-static uint8_t checksum(const uint8_t *p, size_t len)
-{
-	uint8_t s = 0;
-
-	while (len--)
-		s += *p++;
-	return (uint8_t)(0 - s);
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	memcpy(p, &v, 2);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-
 /* An 8-byte interrupt entry: type, interrupt type, flags (0: as the bus says, which for
  * ISA is edge-triggered, active high), source bus and IRQ, destination and its input. */
 static uint8_t *put_int(uint8_t *p, uint8_t type, uint8_t irqtype, uint16_t flags, uint8_t irq,
@@ -64,7 +46,7 @@ static uint8_t *put_int(uint8_t *p, uint8_t type, uint8_t irqtype, uint16_t flag
 {
 	p[0] = type;
 	p[1] = irqtype;
-	put16(p + 2, flags);
+	vmm__put_le16(p + 2, flags);
 	p[4] = ISA_BUS_ID;
 	p[5] = irq;
 	p[6] = dst;
@@ -87,19 +69,19 @@ int vmm__mptable_write(uint8_t *dst, size_t room, uint64_t gpa, uint32_t ncpus,
 	memset(dst, 0, len);
 
 	memcpy(mpf, "_MP_", 4);
-	put32(mpf + 4, (uint32_t)(gpa + VMM_MPF_LEN));
+	vmm__put_le32(mpf + 4, (uint32_t)(gpa + VMM_MPF_LEN));
 	mpf[8] = 1; /* length in 16-byte units */
 	mpf[9] = 4; /* spec revision 1.4 */
 	/* mpf[11]: 0, a configuration table follows (no default configuration); mpf[12]: no
 	 * IMCR, so the PIC reaches the CPU through the LAPIC's LINT0 (virtual wire). */
 
 	memcpy(mpc, "PCMP", 4);
-	put16(mpc + 4, (uint16_t)(len - VMM_MPF_LEN));
+	vmm__put_le16(mpc + 4, (uint16_t)(len - VMM_MPF_LEN));
 	mpc[6] = 4;
 	memcpy(mpc + 8, "LIBVMM  ", 8);       /* OEM ID */
 	memcpy(mpc + 16, "KVM GUEST   ", 12); /* product ID */
-	put16(mpc + 34, (uint16_t)(ncpus + 2 + VMM_MP_IRQS + 2));
-	put32(mpc + 36, VMM_MP_LAPIC_ADDR);
+	vmm__put_le16(mpc + 34, (uint16_t)(ncpus + 2 + VMM_MP_IRQS + 2));
+	vmm__put_le32(mpc + 36, VMM_MP_LAPIC_ADDR);
 
 	p = mpc + MPC_HEADER_LEN;
 	for (uint32_t i = 0; i < ncpus; i++, p += MPC_CPU_LEN) {
@@ -107,8 +89,8 @@ int vmm__mptable_write(uint8_t *dst, size_t room, uint64_t gpa, uint32_t ncpus,
 		p[1] = (uint8_t)i; /* APIC ID: cpu_init.c gives vCPU i APIC ID i */
 		p[2] = LAPIC_VERSION;
 		p[3] = CPU_ENABLED | (i == 0 ? CPU_BOOT : 0);
-		put32(p + 4, cpu_signature);
-		put32(p + 8, cpu_features);
+		vmm__put_le32(p + 4, cpu_signature);
+		vmm__put_le32(p + 8, cpu_features);
 	}
 	p[0] = MP_BUS;
 	p[1] = ISA_BUS_ID;
@@ -118,7 +100,7 @@ int vmm__mptable_write(uint8_t *dst, size_t room, uint64_t gpa, uint32_t ncpus,
 	p[1] = ioapic_id;
 	p[2] = IOAPIC_VERSION;
 	p[3] = IOAPIC_ENABLED;
-	put32(p + 4, VMM_MP_IOAPIC_ADDR);
+	vmm__put_le32(p + 4, VMM_MP_IOAPIC_ADDR);
 	p += MPC_ENTRY_LEN;
 	for (uint8_t irq = 0; irq < VMM_MP_IRQS; irq++)
 		p = put_int(p, MP_INTSRC, MP_INT, irq < VMM_MP_ISA_IRQS ? 0 : INT_LEVEL_HIGH, irq,
@@ -127,7 +109,7 @@ int vmm__mptable_write(uint8_t *dst, size_t room, uint64_t gpa, uint32_t ncpus,
 	p = put_int(p, MP_LINTSRC, MP_EXTINT, 0, 0, 0, 0);
 	put_int(p, MP_LINTSRC, MP_NMI, 0, 0, ALL_LAPICS, 1);
 
-	mpc[7] = checksum(mpc, len - VMM_MPF_LEN);
-	mpf[10] = checksum(mpf, VMM_MPF_LEN);
+	mpc[7] = vmm__fw_checksum(mpc, len - VMM_MPF_LEN);
+	mpf[10] = vmm__fw_checksum(mpf, VMM_MPF_LEN);
 	return 0;
 }

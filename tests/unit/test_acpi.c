@@ -10,32 +10,8 @@
 #include "fake_vm.h"
 #include "libvmm/acpi.h"
 #include "libvmm/kvm.h"
+#include "libvmm/le_bytes.h"
 #include "libvmm/vm_internal.h"
-
-static uint32_t rd32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return v;
-}
-
-static uint64_t rd64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return v;
-}
-
-static uint8_t sum(const uint8_t *p, size_t len)
-{
-	uint8_t s = 0;
-
-	while (len--)
-		s += *p++;
-	return s;
-}
 
 /* The table at gpa inside the buffer that starts at base: its signature and checksum. */
 static const uint8_t *table(const uint8_t *buf, uint64_t base, uint64_t gpa, const char *sig)
@@ -43,7 +19,7 @@ static const uint8_t *table(const uint8_t *buf, uint64_t base, uint64_t gpa, con
 	const uint8_t *t = buf + (gpa - base);
 
 	assert_memory_equal(t, sig, 4);
-	assert_int_equal(sum(t, rd32(t + 4)), 0);
+	assert_int_equal(tu_byte_sum(t, vmm__le32(t + 4)), 0);
 	return t;
 }
 
@@ -51,7 +27,7 @@ static const uint8_t *table(const uint8_t *buf, uint64_t base, uint64_t gpa, con
  * _CRS. */
 static void check_dsdt(const uint8_t *dsdt, const struct vmm__acpi_mmio *devs, uint32_t n)
 {
-	const uint8_t *p = dsdt + 36, *end = dsdt + rd32(dsdt + 4);
+	const uint8_t *p = dsdt + 36, *end = dsdt + vmm__le32(dsdt + 4);
 	size_t len;
 
 	assert_int_equal(*p++, 0x10);
@@ -81,11 +57,11 @@ static void check_dsdt(const uint8_t *dsdt, const struct vmm__acpi_mmio *devs, u
 		assert_int_equal(p[34], 23);
 		/* Memory32Fixed, read-write */
 		assert_memory_equal(crs, "\x86\x09\x00\x01", 4);
-		assert_int_equal(rd32(crs + 4), devs[i].base);
-		assert_int_equal(rd32(crs + 8), devs[i].size);
+		assert_int_equal(vmm__le32(crs + 4), devs[i].base);
+		assert_int_equal(vmm__le32(crs + 8), devs[i].size);
 		/* Extended interrupt: consumer, level, active high, exclusive; one, irq */
 		assert_memory_equal(crs + 12, "\x89\x06\x00\x01\x01", 5);
-		assert_int_equal(rd32(crs + 17), devs[i].irq);
+		assert_int_equal(vmm__le32(crs + 17), devs[i].irq);
 		assert_memory_equal(crs + 21, "\x79\x00", 2);
 		assert_ptr_equal(crs + 23, dev);
 		p = dev;
@@ -97,31 +73,31 @@ static void check_dsdt(const uint8_t *dsdt, const struct vmm__acpi_mmio *devs, u
  * NMI on every LINT1, no 8259. */
 static void check_madt(const uint8_t *t, uint32_t ncpus)
 {
-	const uint8_t *p = t + 44, *end = t + rd32(t + 4);
+	const uint8_t *p = t + 44, *end = t + vmm__le32(t + 4);
 	uint32_t cpus = 0, ioapics = 0, nmis = 0, isa = 0;
 
-	assert_int_equal(rd32(t + 36), 0xfee00000u);
-	assert_int_equal(rd32(t + 40), 0);
+	assert_int_equal(vmm__le32(t + 36), 0xfee00000u);
+	assert_int_equal(vmm__le32(t + 40), 0);
 	while (p < end) {
 		assert_true(p[1] >= 2 && p + p[1] <= end);
 		switch (p[0]) {
 		case 0:
 			assert_int_equal(p[2], cpus);
 			assert_int_equal(p[3], cpus);
-			assert_int_equal(rd32(p + 4), 1);
+			assert_int_equal(vmm__le32(p + 4), 1);
 			cpus++;
 			break;
 		case 1:
 			assert_int_equal(p[2], ncpus);
-			assert_int_equal(rd32(p + 4), 0xfec00000u);
-			assert_int_equal(rd32(p + 8), 0);
+			assert_int_equal(vmm__le32(p + 4), 0xfec00000u);
+			assert_int_equal(vmm__le32(p + 8), 0);
 			ioapics++;
 			break;
 		case 2: /* ISA IRQ n to GSI n, bus defaults; never the cascade or the timer */
 			assert_int_equal(p[1], 10);
 			assert_int_equal(p[2], 0);
 			assert_true(p[3] != 0 && p[3] != 2 && p[3] < 16);
-			assert_int_equal(rd32(p + 4), p[3]);
+			assert_int_equal(vmm__le32(p + 4), p[3]);
 			assert_int_equal(p[8] | p[9], 0);
 			assert_false(isa & (1u << p[3]));
 			isa |= 1u << p[3];
@@ -149,18 +125,18 @@ static void check_tables(const uint8_t *buf, uint64_t gpa, uint32_t ncpus,
 	const uint8_t *xsdt, *fadt, *dsdt;
 
 	assert_memory_equal(buf, "RSD PTR ", 8);
-	assert_int_equal(sum(buf, 20), 0);
-	assert_int_equal(sum(buf, 36), 0);
+	assert_int_equal(tu_byte_sum(buf, 20), 0);
+	assert_int_equal(tu_byte_sum(buf, 36), 0);
 	assert_int_equal(buf[15], 2);
-	xsdt = table(buf, gpa, rd64(buf + 24), "XSDT");
-	assert_int_equal(rd32(xsdt + 4), 52); /* FADT, MADT */
-	check_madt(table(buf, gpa, rd64(xsdt + 44), "APIC"), ncpus);
-	fadt = table(buf, gpa, rd64(xsdt + 36), "FACP");
-	assert_int_equal(rd32(fadt + 4), 276);
+	xsdt = table(buf, gpa, vmm__le64(buf + 24), "XSDT");
+	assert_int_equal(vmm__le32(xsdt + 4), 52); /* FADT, MADT */
+	check_madt(table(buf, gpa, vmm__le64(xsdt + 44), "APIC"), ncpus);
+	fadt = table(buf, gpa, vmm__le64(xsdt + 36), "FACP");
+	assert_int_equal(vmm__le32(fadt + 4), 276);
 	assert_int_equal(fadt[8], 6);
-	assert_true(rd32(fadt + 112) & (1u << 20)); /* HW_REDUCED_ACPI */
-	assert_int_equal(rd64(fadt + 140), rd32(fadt + 40));
-	dsdt = table(buf, gpa, rd64(fadt + 140), "DSDT");
+	assert_true(vmm__le32(fadt + 112) & (1u << 20)); /* HW_REDUCED_ACPI */
+	assert_int_equal(vmm__le64(fadt + 140), vmm__le32(fadt + 40));
+	dsdt = table(buf, gpa, vmm__le64(fadt + 140), "DSDT");
 	check_dsdt(dsdt, devs, n);
 }
 

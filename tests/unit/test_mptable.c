@@ -12,35 +12,11 @@
 #include "fake_vm.h"
 
 #include "libvmm/mptable.h"
+#include "libvmm/le_bytes.h"
 
 static uint8_t img[16384];
 static const uint8_t code[] = { 0xf4, 0xeb, 0xfd };
 static uint8_t low[0x100000]; /* the guest's first MiB */
-
-static uint32_t rd32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return v;
-}
-
-static uint16_t rd16(const uint8_t *p)
-{
-	uint16_t v;
-
-	memcpy(&v, p, 2);
-	return v;
-}
-
-static uint8_t sum(const uint8_t *p, size_t len)
-{
-	uint8_t s = 0;
-
-	while (len--)
-		s += *p++;
-	return s;
-}
 
 /* Linux's smp_scan_config: 16-byte steps over [base, base+len), signature, length 1,
  * revision 1 or 4, checksum. Returns the address or 0. */
@@ -50,7 +26,7 @@ static uint32_t scan(uint32_t base, uint32_t len)
 		const uint8_t *p = low + a;
 
 		if (!memcmp(p, "_MP_", 4) && p[8] == 1 && (p[9] == 1 || p[9] == 4) &&
-		    sum(p, 16) == 0)
+		    tu_byte_sum(p, 16) == 0)
 			return a;
 	}
 	return 0;
@@ -78,7 +54,7 @@ static int e820_reserved(uint64_t a, uint64_t len)
 
 		memcpy(&ea, e, 8);
 		memcpy(&es, e + 8, 8);
-		if (rd32(e + 16) == 2 && a >= ea && a + len <= ea + es)
+		if (vmm__le32(e + 16) == 2 && a >= ea && a + len <= ea + es)
 			return 1;
 	}
 	return 0;
@@ -105,20 +81,20 @@ static void check_table(uint32_t n, int bzimage)
 	mpf = find_mpf();
 	assert_int_not_equal(mpf, 0);
 	assert_int_equal(low[mpf + 11], 0); /* a configuration table, no default config */
-	mpc = rd32(low + mpf + 4);
+	mpc = vmm__le32(low + mpf + 4);
 	assert_true(mpc >= 0x80000 && mpc + 44 <= sizeof(low));
 	assert_memory_equal(low + mpc, "PCMP", 4);
-	len = rd16(low + mpc + 4);
+	len = vmm__le16(low + mpc + 4);
 	assert_true(mpc + len <= sizeof(low));
 	assert_int_equal(low[mpc + 6], 4);
-	assert_int_equal(sum(low + mpc, len), 0);
-	assert_int_equal(rd32(low + mpc + 36), 0xfee00000u);
-	assert_int_equal(rd16(low + mpc + 40), 0); /* no extended table */
+	assert_int_equal(tu_byte_sum(low + mpc, len), 0);
+	assert_int_equal(vmm__le32(low + mpc + 36), 0xfee00000u);
+	assert_int_equal(vmm__le16(low + mpc + 40), 0); /* no extended table */
 	assert_true(e820_reserved(mpf, 16));
 	assert_true(e820_reserved(mpc, len));
 	assert_int_equal(len + 16, vmm__mptable_size(n));
 
-	count = rd16(low + mpc + 34);
+	count = vmm__le16(low + mpc + 34);
 	p = low + mpc + 44;
 	end = low + mpc + len;
 	memset(pin_of, 0xff, sizeof(pin_of));
@@ -131,7 +107,7 @@ static void check_table(uint32_t n, int bzimage)
 			assert_true(p[3] & 1);        /* enabled */
 			if (p[3] & 2)
 				boot++, assert_int_equal(p[1], 0);
-			assert_int_equal(rd32(p + 4), 0x00a20f12); /* the fake host's signature */
+			assert_int_equal(vmm__le32(p + 4), 0x00a20f12); /* the fake host's signature */
 			if (p[1] < 32)
 				seen_ids |= 1u << p[1];
 			cpus++;
@@ -145,7 +121,7 @@ static void check_table(uint32_t n, int bzimage)
 			break;
 		case 2: /* I/O APIC */
 			assert_true(p[3] & 1);
-			assert_int_equal(rd32(p + 4), 0xfec00000u);
+			assert_int_equal(vmm__le32(p + 4), 0xfec00000u);
 			assert_true(p[1] >= n); /* not an APIC ID a CPU has */
 			ioapic_id = p[1];
 			ioapics++;
@@ -156,7 +132,7 @@ static void check_table(uint32_t n, int bzimage)
 			assert_int_equal(p[4], 0);
 			assert_true(p[5] < VMM_MP_IRQS);
 			/* ISA IRQs as the bus says (edge); pins 16-23 level, active high */
-			assert_int_equal(rd16(p + 2), p[5] < VMM_MP_ISA_IRQS ? 0 : 0x0d);
+			assert_int_equal(vmm__le16(p + 2), p[5] < VMM_MP_ISA_IRQS ? 0 : 0x0d);
 			assert_int_equal(p[6], ioapic_id);
 			assert_int_equal(pin_of[p[5]], 0xffffffffu); /* each IRQ once */
 			pin_of[p[5]] = p[7];
@@ -214,8 +190,8 @@ static void bad_counts(void **state)
 	for (size_t i = 0; i < sizeof(buf); i++)
 		assert_int_equal(buf[i], 0xa5);
 	assert_int_equal(vmm__mptable_write(buf, sizeof(buf), 0xf0000, 254, 0, 0), 0);
-	assert_int_equal(sum(buf, 16), 0);
-	assert_int_equal(sum(buf + 16, vmm__mptable_size(254) - 16), 0);
+	assert_int_equal(tu_byte_sum(buf, 16), 0);
+	assert_int_equal(tu_byte_sum(buf + 16, vmm__mptable_size(254) - 16), 0);
 }
 
 /* Multiboot guests (the test guests bring up their own CPUs) get no MP table. */

@@ -202,3 +202,12 @@ void tu_sleep_us(unsigned us)
 
 	nanosleep(&ts, NULL);
 }
+
+uint8_t tu_byte_sum(const uint8_t *p, size_t len)
+{
+	uint8_t s = 0;
+
+	while (len--)
+		s += *p++;
+	return s;
+}

@@ -14,6 +14,9 @@
 /* Exits 77 with a reason if /dev/kvm cannot be opened read-write. Call first in main().
  * VMM_TEST_FILTER (a cmocka pattern, `*` wildcards) then runs only the matching cases. */
 void tu_require_kvm(void);
+/* The sum of len bytes modulo 256: 0 for a whole MP or ACPI table with a right checksum
+ * (computed here, not with the library's vmm__fw_checksum, so a test checks it). */
+uint8_t tu_byte_sum(const uint8_t *p, size_t len);
 /* "<build>/tests/guests/<name>" in a static buffer. */
 const char *tu_guest(const char *name);
 
