@@ -589,11 +589,11 @@ static void show(const char *who, const char *s)
 static void migrate(const char *name, const struct mig *m, struct result *res)
 {
 	char port[8], vm[16], at[16], ac[16], rounds[16], dt[32], to[32], dtmo[16], stmo[24];
-	char sport[16];
+	char sport[16], dwait[16];
 	char guest[128];
 	char *so = H.files[0], *se = H.files[1], *dout = H.files[2], *derr = H.files[3];
 	char *dargv[] = { "ip", "netns", "exec", H.dst_ns, H.exe, "receive-at", H.dst_ip, port,
-			  dtmo, NULL };
+			  dtmo, dwait, NULL };
 	char *sargv[] = { "ip", "netns", "exec", H.src_ns, H.exe, "send", to, sport, vm, guest, at,
 			  ac, rounds, dt, stmo, m->cut_ms ? "expect=fail" : "expect=ok", NULL };
 	unsigned seq = H.seq++;
@@ -605,6 +605,9 @@ static void migrate(const char *name, const struct mig *m, struct result *res)
 	snprintf(port, sizeof(port), "%u", 40000 + seq);
 	snprintf(sport, sizeof(sport), "port=%s", port);
 	snprintf(dtmo, sizeof(dtmo), "%d", m->timeout_ms);
+	/* The guest's time on the destination: under the 60 s the parent waits, so a stuck
+	 * guest's registers reach the log. */
+	snprintf(dwait, sizeof(dwait), "%d", 50000);
 	snprintf(stmo, sizeof(stmo), "timeout=%d", m->timeout_ms);
 	snprintf(to, sizeof(to), "to=%s", H.dst_ip);
 	snprintf(vm, sizeof(vm), "vm=%llu", (unsigned long long)m->vm_mib);

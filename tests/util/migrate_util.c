@@ -6,10 +6,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <linux/kvm.h>
+
+#include "libvmm/vcpu.h"
+#include "libvmm/vm_internal.h"
 #include "migrate_util.h"
 
 extern char **environ;
@@ -94,6 +99,37 @@ static void log_line(void *opaque, int level, const char *msg)
 	tu_output_sink(opaque, (const uint8_t *)line, strlen(line));
 }
 
+void mu_dump_vcpus(struct vmm_vm *vm, FILE *f)
+{
+	if (vmm_vm_pause(vm))
+		fprintf(f, "  (could not pause: %s)\n", vmm_last_error());
+	for (uint32_t i = 0; i < vm->nvcpus; i++) {
+		int fd = vm->vcpus[i].fd;
+		struct kvm_regs r = { 0 };
+		struct kvm_sregs sr = { 0 };
+		struct kvm_mp_state mp = { 0 };
+		struct kvm_vcpu_events ev = { 0 };
+		struct {
+			struct kvm_msrs h;
+			struct kvm_msr_entry e;
+		} tsc = { .h.nmsrs = 1, .e.index = 0x10 };
+
+		if (ioctl(fd, KVM_GET_REGS, &r) || ioctl(fd, KVM_GET_SREGS, &sr) ||
+		    ioctl(fd, KVM_GET_MP_STATE, &mp) || ioctl(fd, KVM_GET_VCPU_EVENTS, &ev)) {
+			fprintf(f, "  vcpu %u: ioctl: %m\n", i);
+			continue;
+		}
+		ioctl(fd, KVM_GET_MSRS, &tsc);
+		fprintf(f, "  vcpu %u: mp_state %u rip %#llx rsp %#llx rflags %#llx cs %#x cpl %u "
+			"rax %#llx rcx %#llx rdx %#llx rsi %#llx rdi %#llx cr0 %#llx cr3 %#llx "
+			"efer %#llx tsc %#llx exc %u/%u irq %u/%u nmi %u/%u shadow %u\n", i,
+			mp.mp_state, r.rip, r.rsp, r.rflags, sr.cs.selector, sr.cs.dpl, r.rax, r.rcx,
+			r.rdx, r.rsi, r.rdi, sr.cr0, sr.cr3, sr.efer, tsc.e.data, ev.exception.injected,
+			ev.exception.nr, ev.interrupt.injected, ev.interrupt.nr, ev.nmi.injected,
+			ev.nmi.pending, ev.interrupt.shadow);
+	}
+}
+
 int mu_child_receive(int argc, char **argv)
 {
 	struct vmm_receive_opts o;
@@ -129,9 +165,16 @@ int mu_child_receive(int argc, char **argv)
 		}
 		return 100;
 	}
-	r = vmm_vm_wait(vm, 300000, &ex);
+	/* receive-at's optional 5th argument: how long the guest may run here, below what the
+	 * parent waits, so a stuck guest is described before the parent kills this child. */
+	r = vmm_vm_wait(vm, argc > 5 ? atoi(argv[5]) : 300000, &ex);
 	if (r || ex.reason != VMM_EXIT_GUEST) {
 		char *l = tu_output_copy(&log);
+
+		if (r == VMM_ETIMEDOUT) {
+			fprintf(stderr, "receive child: the guest did not finish in time; its vCPUs:\n");
+			mu_dump_vcpus(vm, stderr);
+		}
 
 		fprintf(stderr, "receive child: wait: %s (%s), guest %s, exit %d/%d (%s), %zu output "
 			"bytes\n", vmm_err_name(r), r ? vmm_last_error() : "",

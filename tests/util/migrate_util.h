@@ -5,6 +5,7 @@
 #define VMM_MIGRATE_UTIL_H
 
 #include <pthread.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "vmm/migrate.h"
@@ -24,10 +25,13 @@ void mu_dest_start(struct mu_dest *d, uint64_t max_mem_mib);
 /* Waits for the child; returns its guest output (malloc'd) and its exit status. */
 char *mu_dest_finish(struct mu_dest *d, int *status);
 /* A receiving child's main: "receive FD [MAX_MIB]" (the fd mu_dest_start's child
- * inherits) or "receive-at ADDR PORT TIMEOUT_MS" (listens itself); runs the VM that
+ * inherits) or "receive-at ADDR PORT TIMEOUT_MS [WAIT_MS]" (listens itself); runs the VM that
  * arrived and prints the guest's output. Exits 100 if nothing arrived, 103 if it ended in
  * doubt (then it discards its copy), 101 if the wait failed, 102 if the guest did not exit by itself, else the guest's status. */
 int mu_child_receive(int argc, char **argv);
+/* Pauses the VM and prints each vCPU's registers, run state and pending events: what a
+ * test shows when a guest stops making progress. */
+void mu_dump_vcpus(struct vmm_vm *vm, FILE *f);
 /* Connects opts->connections sockets to the destination and sends. */
 int mu_send(struct vmm_vm *vm, struct mu_dest *d, const struct vmm_migrate_opts *o,
 	    struct vmm_migrate_stats *st);
