@@ -76,6 +76,18 @@ int cli_devices_parse(struct cli_devices *devs, const char *spec);
 /* Adds them to vm (a vmm_prepare_fn for restore: opaque is the struct cli_devices). */
 int cli_devices_add(void *opaque, struct vmm_vm *vm);
 
+/* The options vmm run and vmm restore share (--no-sandbox, the devices, the jail), for
+ * their getopt_long tables; CLI_JAIL_OPTIONS is cli_jail.h's. */
+#define CLI_GUEST_OPTIONS                               \
+	{ "no-sandbox", no_argument, NULL, 'S' },       \
+	{ "disk", required_argument, NULL, 'D' },       \
+	{ "rng", no_argument, NULL, 'R' },              \
+	CLI_JAIL_OPTIONS
+struct cli_jail;
+/* Takes one of them, or an option getopt_long refused: 0, or -1 after printing why
+ * (nothing more for a refused one: getopt_long said it). */
+int cli_guest_option(struct cli_devices *devs, struct cli_jail *jail, int opt, const char *arg);
+
 /* "512 B", "4.0 KiB", "1.5 GiB" into buf. */
 void cli_format_size(uint64_t bytes, char *buf, size_t len);
 /* Prints "vmm: what: message (detail)" to stderr and returns 1. */

@@ -1,8 +1,10 @@
 /* --disk and --rng for vmm run and vmm restore: parsed in order, added in that order
- * (a restored guest needs its devices in the slots it was started with). */
+ * (a restored guest needs its devices in the slots it was started with); and the other
+ * options the two share. */
 #include <stdio.h>
 
 #include "cli.h"
+#include "cli_jail.h"
 
 int cli_devices_parse(struct cli_devices *devs, const char *spec)
 {
@@ -43,4 +45,19 @@ int cli_devices_add(void *opaque, struct vmm_vm *vm)
 		}
 	}
 	return 0;
+}
+
+int cli_guest_option(struct cli_devices *devs, struct cli_jail *jail, int opt, const char *arg)
+{
+	switch (opt) {
+	case 'S':
+		cli_sandbox = 0;
+		return 0;
+	case 'D':
+		return cli_devices_parse(devs, arg);
+	case 'R':
+		return cli_devices_parse(devs, NULL);
+	default: /* a jail option, or one getopt_long refused */
+		return cli_jail_option(jail, opt, arg);
+	}
 }

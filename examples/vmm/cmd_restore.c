@@ -15,10 +15,7 @@ int cmd_restore(int argc, char **argv)
 		{ "control", required_argument, NULL, 'C' },
 		{ "allow-cpu-mismatch", no_argument, NULL, 'M' },
 		{ "key-file", required_argument, NULL, 'k' },
-		{ "no-sandbox", no_argument, NULL, 'S' },
-		{ "disk", required_argument, NULL, 'D' },
-		{ "rng", no_argument, NULL, 'R' },
-		CLI_JAIL_OPTIONS,
+		CLI_GUEST_OPTIONS,
 		{ NULL, 0, NULL, 0 },
 	};
 	struct cli_jail jail;
@@ -54,16 +51,8 @@ int cmd_restore(int argc, char **argv)
 			ropts.key = key;
 			ropts.key_len = sizeof(key);
 			break;
-		case 'S':
-			cli_sandbox = 0;
-			break;
-		case 'D':
-		case 'R':
-			if (cli_devices_parse(&devs, c == 'D' ? optarg : NULL))
-				return 2;
-			break;
-		default: /* a jail option (cli_jail.h), or one getopt refused */
-			if (cli_jail_option(&jail, c, optarg))
+		default: /* one of CLI_GUEST_OPTIONS, or one getopt refused */
+			if (cli_guest_option(&devs, &jail, c, optarg))
 				return 2;
 			break;
 		}

@@ -90,10 +90,7 @@ int cmd_run(int argc, char **argv)
 		{ "initrd", required_argument, NULL, 'i' },
 		{ "control", required_argument, NULL, 'C' },
 		{ "cpu", required_argument, NULL, 'p' },
-		{ "no-sandbox", no_argument, NULL, 'S' },
-		{ "disk", required_argument, NULL, 'D' },
-		{ "rng", no_argument, NULL, 'R' },
-		CLI_JAIL_OPTIONS,
+		CLI_GUEST_OPTIONS,
 		{ NULL, 0, NULL, 0 },
 	};
 	struct cli_jail jail;
@@ -130,16 +127,8 @@ int cmd_run(int argc, char **argv)
 		case 'p':
 			cfg.cpu_model = optarg;
 			break;
-		case 'S':
-			cli_sandbox = 0;
-			break;
-		case 'D':
-		case 'R':
-			if (cli_devices_parse(&devs, c == 'D' ? optarg : NULL))
-				return 2;
-			break;
-		default: /* a jail option (cli_jail.h), or one getopt refused */
-			if (cli_jail_option(&jail, c, optarg))
+		default: /* one of CLI_GUEST_OPTIONS, or one getopt refused */
+			if (cli_guest_option(&devs, &jail, c, optarg))
 				return 2;
 			break;
 		}
