@@ -9,12 +9,16 @@
  *     MPS"), so without a MADT it would boot one CPU. ISA IRQs 1 and 3-15 get an
  *     interrupt source override to the same GSI (edge, as ISA says): with no 8259 Linux
  *     maps no ISA IRQ by itself (mp_config_acpi_legacy_irqs() covers nr_legacy_irqs(),
- *     0 then), and the UART's IRQ 4 would have no handler: its console would still
- *     print the kernel's messages (polled) but refuse init's /dev/console.
+ *     0 then).
  *   - The DSDT has one device per virtio-mmio window under \_SB: _HID "LNRO0005", _UID n,
  *     _CRS = Memory32Fixed(base, size) + Interrupt(level, active high) { irq }. Linux
  *     turns it into the platform device virtio_mmio binds to, the GSI into an I/O APIC
- *     pin programmed level-triggered. */
+ *     pin programmed level-triggered. The DSDT also has COM1 (_HID PNP0501, I/O 0x3f8-0x3ff,
+ *     IRQ 4), as QEMU's microvm does: with hardware-reduced ACPI Linux maps an ISA IRQ to
+ *     its I/O APIC pin only for a device ACPI describes, and without it the UART's IRQ 4
+ *     had no handler. The kernel's own console, polled, still printed, but the tty init
+ *     writes to drops its output (found by test_linux_virtio, which then printed through
+ *     /dev/kmsg). */
 #include <string.h>
 
 #include "libvmm/acpi.h"
@@ -110,10 +114,23 @@ static size_t device_aml(uint8_t *out, uint32_t n, const struct vmm__acpi_mmio *
 	return c + len;
 }
 
+/* Device (COM1) { Name (_HID, EisaId ("PNP0501")) Name (_UID, One)
+ *                 Name (_CRS, ResourceTemplate () { IO (Decode16, 0x3f8, 0x3f8, 0, 8)
+ *                                                   IRQNoFlags () { 4 } }) } */
+static const uint8_t com1_aml[] = {
+	0x5b, 0x82, 43, 'C', 'O', 'M', '1',
+	0x08, '_', 'H', 'I', 'D', 0x0c, 0x41, 0xd0, 0x05, 0x01, /* DWordConst: EISA "PNP0501" */
+	0x08, '_', 'U', 'I', 'D', 0x01,                         /* One */
+	0x08, '_', 'C', 'R', 'S', 0x11, 16, 0x0a, 13,           /* Buffer (13) */
+	0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03, 0x00, 0x08,         /* IO: decode16, min, max, align, len */
+	0x22, 0x10, 0x00,                                       /* IRQNoFlags: mask bit 4 */
+	0x79, 0x00,                                             /* end tag */
+};
+
 size_t vmm__acpi_size(uint32_t ncpus, uint32_t n)
 {
 	return RSDP_LEN + 4 /* align */ + XSDT_LEN + FADT_LEN + MADT_LEN(ncpus) + HDR_LEN + 8 +
-	       n * DEV_AML_MAX;
+	       sizeof(com1_aml) + n * DEV_AML_MAX;
 }
 
 static void madt(uint8_t *t, uint32_t ncpus)
@@ -173,12 +190,13 @@ int vmm__acpi_write(uint8_t *dst, size_t room, uint64_t gpa, uint32_t ncpus,
 	memset(dst, 0, vmm__acpi_size(ncpus, n));
 	madt(dst + madt_off, ncpus);
 
-	/* DSDT: Scope (\_SB) { devices }. */
+	/* DSDT: Scope (\_SB) { COM1, devices }. */
 	p = dsdt + HDR_LEN;
 	*p++ = 0x10; /* ScopeOp */
-	scope_len = 5 + aml; /* the name \\_SB_ and the devices */
+	scope_len = 5 + sizeof(com1_aml) + aml; /* the name \\_SB_ and the devices */
 	p += pkglen(p, scope_len);
 	memcpy(p, "\\_SB_", 5), p += 5;
+	memcpy(p, com1_aml, sizeof(com1_aml)), p += sizeof(com1_aml);
 	memcpy(p, devaml, aml), p += aml;
 	dsdt_len = (size_t)(p - dsdt);
 	header(dsdt, "DSDT", (uint32_t)dsdt_len, 2);

@@ -1,7 +1,7 @@
 /* The ACPI tables that tell a stock Linux kernel where its virtio-mmio devices are
  * (libvmm/acpi.c): every pointer leads to the next table, every checksum holds, the FADT
- * says hardware-reduced, and the DSDT's AML decodes to one LNRO0005 device per window
- * with that window and its level-triggered interrupt. The loader writes them (and masks
+ * says hardware-reduced, and the DSDT's AML decodes to COM1 and one LNRO0005 device per
+ * window with that window and its level-triggered interrupt. The loader writes them (and masks
  * the PIC) only for a VM with virtio devices. */
 #include <stdio.h>
 #include <string.h>
@@ -36,6 +36,16 @@ static void check_dsdt(const uint8_t *dsdt, const struct vmm__acpi_mmio *devs, u
 	p += (*p & 0xc0) ? 2 : 1;
 	assert_memory_equal(p, "\\_SB_", 5);
 	p += 5;
+	/* COM1 first: the 16550 at 0x3f8, edge IRQ 4 (without it Linux maps no handler). */
+	assert_memory_equal(p, "\x5b\x82", 2);
+	assert_memory_equal(p + 3, "COM1\x08_HID\x0c\x41\xd0\x05\x01", 14); /* EisaId PNP0501 */
+	assert_memory_equal(p + 17, "\x08_UID\x01", 6);
+	assert_memory_equal(p + 23, "\x08_CRS\x11\x10\x0a\x0d", 9);
+	assert_memory_equal(p + 32, "\x47\x01\xf8\x03\xf8\x03", 6); /* IO 0x3f8-0x3f8 */
+	assert_int_equal(p[39], 8);                                    /* 8 ports */
+	assert_memory_equal(p + 40, "\x22\x10\x00\x79\x00", 5);       /* IRQ 4; end */
+	assert_int_equal(p[2], 45 - 2);                                /* PkgLength: to here */
+	p += 45;
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *dev, *crs;
 		char name[16];
