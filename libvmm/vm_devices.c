@@ -109,3 +109,46 @@ int vmm_vm_add_rng(struct vmm_vm *vm, const struct vmm_rng_opts *opts)
 	pthread_mutex_unlock(&vm->lock);
 	return r;
 }
+
+void vmm_device_info_init(struct vmm_device_info *info)
+{
+	if (!info)
+		return;
+	memset(info, 0, sizeof(*info));
+	info->size = sizeof(*info);
+}
+
+uint32_t vmm_vm_device_count(struct vmm_vm *vm)
+{
+	uint32_t n;
+
+	if (!vm)
+		return 0;
+	pthread_mutex_lock(&vm->lock);
+	n = vm->nvirtio;
+	pthread_mutex_unlock(&vm->lock);
+	return n;
+}
+
+int vmm_vm_device_info(struct vmm_vm *vm, uint32_t slot, struct vmm_device_info *info)
+{
+	struct vmm__virtio *t = NULL;
+	uint32_t n;
+
+	if (!vm || !info)
+		return vmm__err(VMM_EINVAL, "NULL argument");
+	if (info->size != sizeof(*info))
+		return vmm__err(VMM_EINVAL, "struct vmm_device_info of %u bytes (this libvmm's is "
+				"%zu): call vmm_device_info_init()", info->size, sizeof(*info));
+	/* Devices are added only before the VM is loaded, and live until it is destroyed:
+	 * the transport found under the lock stays valid after it. */
+	pthread_mutex_lock(&vm->lock);
+	for (uint32_t i = 0; i < vm->devices.n && !t; i++)
+		t = vmm__virtio_at(vm->devices.items[i].ops, vm->devices.items[i].dev, slot);
+	n = vm->nvirtio;
+	pthread_mutex_unlock(&vm->lock);
+	if (!t)
+		return vmm__err(VMM_ENOENT, "no virtio device in slot %u (the VM has %u)", slot, n);
+	vmm__virtio_info(t, info);
+	return 0;
+}

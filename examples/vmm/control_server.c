@@ -172,6 +172,38 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, struct reply *rep
 
 /* --- endpoints */
 
+/* The virtio devices with their counters, slot by slot. */
+static struct json_object *devices_json(struct vmm_vm *vm)
+{
+	struct json_object *a = json_object_new_array();
+	struct vmm_device_info d;
+
+	for (uint32_t i = 0; i < vmm_vm_device_count(vm); i++) {
+		struct json_object *o;
+
+		vmm_device_info_init(&d);
+		if (vmm_vm_device_info(vm, i, &d))
+			continue;
+		o = json_object_new_object();
+		json_object_object_add(o, "slot", json_object_new_int64(d.slot));
+		json_object_object_add(o, "kind", json_object_new_string(d.kind));
+		if (d.path) {
+			json_object_object_add(o, "path", json_object_new_string(d.path));
+			json_object_object_add(o, "read_only", json_object_new_boolean(d.read_only));
+			json_object_object_add(o, "capacity_bytes", json_object_new_uint64(d.capacity));
+			json_object_object_add(o, "serial", json_object_new_string(d.serial));
+			json_object_object_add(o, "bytes_written",
+					       json_object_new_uint64(d.bytes_written));
+		}
+		json_object_object_add(o, "driver_status", json_object_new_int64(d.status));
+		json_object_object_add(o, "requests", json_object_new_uint64(d.requests));
+		json_object_object_add(o, "errors", json_object_new_uint64(d.errors));
+		json_object_object_add(o, "bytes_read", json_object_new_uint64(d.bytes_read));
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
 static void handle_info(struct control_server *srv, struct json_object *body, struct reply *rep)
 {
 	char version[64];
@@ -195,6 +227,7 @@ static void handle_info(struct control_server *srv, struct json_object *body, st
 	json_object_object_add(rep->json, "in_doubt",
 			       json_object_new_boolean(vmm_vm_in_doubt(srv->vm)));
 	json_object_object_add(rep->json, "version", json_object_new_string(version));
+	json_object_object_add(rep->json, "devices", devices_json(srv->vm));
 }
 
 /* While a migration runs the VM is its thread's, and once it has moved it must stay

@@ -22,8 +22,8 @@
  * Requests are served on the vCPU thread that notifies the device, before it returns to
  * the guest, so a pause, snapshot or migration never finds one half-done.
  *
- * Thread rule: one controlling thread, on a VM in state CREATED that has no kernel or
- * saved state loaded yet (VMM_ESTATE otherwise). */
+ * Thread rule for adding: one controlling thread, on a VM in state CREATED that has no
+ * kernel or saved state loaded yet (VMM_ESTATE otherwise). */
 #ifndef VMM_DEVICES_H
 #define VMM_DEVICES_H
 
@@ -63,6 +63,36 @@ VMM_EXPORT void vmm_rng_opts_init(struct vmm_rng_opts *opts);
 
 /* Adds a virtio-rng device fed by getrandom(). opts may be NULL (the defaults). */
 VMM_EXPORT int vmm_vm_add_rng(struct vmm_vm *vm, const struct vmm_rng_opts *opts);
+
+/* One device as vmm_vm_device_info() reports it. The strings are the VM's, valid until
+ * vmm_vm_destroy(). The counters start at zero in each process: a restored or received
+ * VM counts from its restore. */
+struct vmm_device_info {
+	uint32_t size;         /* sizeof(struct vmm_device_info), set by vmm_device_info_init() */
+	uint32_t slot;         /* the order added: window 0xd0000000 + 4 KiB x slot, IRQ 16 + slot */
+	const char *kind;      /* "blk" or "rng" */
+	const char *path;      /* blk: the image as given; NULL for other kinds */
+	uint32_t read_only;    /* blk */
+	/* The driver's device status (VIRTIO 1.2 section 2.1): 0 until a driver binds, 15
+	 * once it runs the device, bit 64 (DEVICE_NEEDS_RESET) after it broke the rules. */
+	uint32_t status;
+	uint64_t capacity;     /* blk: bytes the guest sees */
+	char serial[24];       /* blk: what GET_ID answers, NUL-terminated */
+	uint64_t requests;     /* requests served */
+	uint64_t errors;       /* of them answered with an error (blk: IOERR, UNSUPP) */
+	uint64_t bytes_read;   /* blk: read from the image; rng: random bytes given */
+	uint64_t bytes_written; /* blk: written to the image */
+	uint64_t reserved[4];
+};
+VMM_EXPORT void vmm_device_info_init(struct vmm_device_info *info);
+
+/* How many virtio devices the VM has (0 for NULL): slots 0 .. count - 1. */
+VMM_EXPORT uint32_t vmm_vm_device_count(struct vmm_vm *vm);
+/* Fills *info (its size set by vmm_device_info_init()) for the device in `slot`. Any
+ * thread, any state: the counters are read under the device's own lock. VMM_EINVAL for
+ * a NULL argument or a bad info->size, VMM_ENOENT for a slot with no device. */
+VMM_EXPORT int vmm_vm_device_info(struct vmm_vm *vm, uint32_t slot,
+				  struct vmm_device_info *info);
 
 #ifdef __cplusplus
 }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "devices.pb-c.h"
+#include "vmm/devices.h"
 #include "libvmm/devices/virtio_blk.h"
 #include "libvmm/devices/virtio_mmio.h"
 #include "libvmm/error_internal.h"
@@ -42,6 +43,9 @@ struct blk {
 	int read_only;
 	uint64_t capacity; /* sectors */
 	char serial[ID_LEN];
+	char *path;
+	/* vmm_device_info's counters; the transport's lock covers them. */
+	uint64_t requests, errors, bytes_read, bytes_written;
 	struct vmm__virtio_req req; /* the transport's lock covers req and buf */
 	uint8_t buf[BOUNCE];
 };
@@ -107,8 +111,12 @@ static int serve(struct blk *b, struct vmm__virtio *t, uint8_t *status, uint32_t
 		}
 		if (transfer(b, t, h.type == T_OUT, h.sector * SECTOR, len, status))
 			return -1;
-		if (h.type == T_IN && *status == S_OK)
-			*written = (uint32_t)len;
+		if (*status == S_OK) {
+			if (h.type == T_IN)
+				*written = (uint32_t)len, b->bytes_read += len;
+			else
+				b->bytes_written += len;
+		}
 		return 0;
 	case T_FLUSH:
 		if (!b->read_only && fdatasync(b->fd))
@@ -136,6 +144,8 @@ static void blk_notify(void *model, struct vmm__virtio *t, uint32_t q)
 
 		if (serve(b, t, &status, &written))
 			return;
+		b->requests++;
+		b->errors += status != S_OK;
 		/* The status is the last writable byte, whatever the data's length. */
 		if (vmm__virtio_scatter(t, &b->req, b->req.wlen - 1, &status, 1))
 			return;
@@ -199,12 +209,27 @@ static int blk_load_check(void *model, const uint8_t *buf, size_t len)
 	return r;
 }
 
+static void blk_info(void *model, struct vmm_device_info *info)
+{
+	const struct blk *b = model;
+
+	info->path = b->path;
+	info->read_only = (uint32_t)b->read_only;
+	info->capacity = b->capacity * SECTOR;
+	memcpy(info->serial, b->serial, ID_LEN); /* the rest of the 24 bytes stays 0 */
+	info->requests = b->requests;
+	info->errors = b->errors;
+	info->bytes_read = b->bytes_read;
+	info->bytes_written = b->bytes_written;
+}
+
 static void blk_destroy(void *model)
 {
 	struct blk *b = model;
 
 	if (b->fd >= 0)
 		close(b->fd); /* drops the lock */
+	free(b->path);
 	free(b);
 }
 
@@ -219,6 +244,7 @@ static const struct vmm__virtio_model blk_model = {
 	.save = blk_save,
 	.load_check = blk_load_check,
 	.destroy = blk_destroy,
+	.info = blk_info,
 };
 
 static int sys_err(int code, const char *what, const char *path)
@@ -267,7 +293,8 @@ int vmm__virtio_blk_create(const struct vmm__device_host *host, uint32_t slot, c
 	if (!b)
 		return vmm__err(VMM_ENOMEM, "virtio-blk");
 	b->read_only = !!read_only;
-	r = blk_open(b, path);
+	b->path = strdup(path);
+	r = b->path ? blk_open(b, path) : vmm__err(VMM_ENOMEM, "virtio-blk");
 	if (r) {
 		blk_destroy(b);
 		return r;

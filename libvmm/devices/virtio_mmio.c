@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vmm/devices.h"
 #include "libvmm/bus.h"
 #include "libvmm/device.h"
 #include "libvmm/device_host.h"
@@ -573,6 +574,30 @@ static void virtio_destroy(void *dev)
 		t->model->destroy(t->mctx);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
+}
+
+struct vmm__virtio *vmm__virtio_at(const struct vmm__device_ops *ops, void *dev, uint32_t slot)
+{
+	struct vmm__virtio *t = dev;
+
+	if (ops->destroy != virtio_destroy)
+		return NULL; /* another kind of device: dev is not ours to read */
+	return t->base == VMM_VIRTIO_MMIO_BASE + slot * VMM_VIRTIO_MMIO_SIZE ? t : NULL;
+}
+
+void vmm__virtio_info(struct vmm__virtio *t, struct vmm_device_info *info)
+{
+	uint32_t size = info->size;
+
+	memset(info, 0, sizeof(*info));
+	info->size = size;
+	info->slot = (uint32_t)((t->base - VMM_VIRTIO_MMIO_BASE) / VMM_VIRTIO_MMIO_SIZE);
+	info->kind = t->model->kind;
+	pthread_mutex_lock(&t->lock);
+	info->status = t->status;
+	if (t->model->info)
+		t->model->info(t->mctx, info);
+	pthread_mutex_unlock(&t->lock);
 }
 
 static const struct vmm__device_ops virtio_ops_proto = {

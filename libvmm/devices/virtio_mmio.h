@@ -12,7 +12,9 @@
 #include <stdint.h>
 
 struct vmm__device_host;
+struct vmm__device_ops;
 struct vmm__virtio;
+struct vmm_device_info;
 
 /* Where the devices sit: one 4 KiB window each from VMM_VIRTIO_MMIO_BASE (in the 32-bit
  * hole, below the I/O APIC), interrupt VMM_VIRTIO_IRQ_BASE + slot on I/O APIC pins 16-23,
@@ -61,6 +63,9 @@ struct vmm__virtio_model {
 	int (*save)(void *model, uint8_t **buf, size_t *len);
 	int (*load_check)(void *model, const uint8_t *buf, size_t len);
 	void (*destroy)(void *model);
+	/* Fills what the model knows of vmm_device_info (path, counters, ...); called with
+	 * the transport's lock held, which also guards the model's counters. May be NULL. */
+	void (*info)(void *model, struct vmm_device_info *info);
 };
 
 /* Creates the transport for model in the given slot: registers its MMIO window, its saved
@@ -83,6 +88,11 @@ int vmm__virtio_scatter(struct vmm__virtio *t, const struct vmm__virtio_req *req
  * raises the interrupt unless the driver asked for none. */
 void vmm__virtio_push(struct vmm__virtio *t, uint32_t q, const struct vmm__virtio_req *req,
 		      uint32_t written);
+/* The transport behind an entry (ops, dev) of the VM's device list if it is a virtio one
+ * in `slot`, else NULL. */
+struct vmm__virtio *vmm__virtio_at(const struct vmm__device_ops *ops, void *dev, uint32_t slot);
+/* Fills *info (all of it: zeroed first) under the transport's lock. */
+void vmm__virtio_info(struct vmm__virtio *t, struct vmm_device_info *info);
 /* Marks the device broken (DEVICE_NEEDS_RESET, configuration-change interrupt) and logs
  * why. */
 void vmm__virtio_fail(struct vmm__virtio *t, const char *why);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <sys/random.h>
 
+#include "vmm/devices.h"
 #include "libvmm/devices/virtio_mmio.h"
 #include "libvmm/devices/virtio_rng.h"
 #include "libvmm/error_internal.h"
@@ -11,8 +12,9 @@
 #define RNG_CHUNK 65536
 
 struct rng {
-	struct vmm__virtio_req req; /* the transport's lock covers both */
+	struct vmm__virtio_req req; /* the transport's lock covers all of it */
 	uint8_t buf[RNG_CHUNK];
+	uint64_t requests, bytes; /* vmm_device_info's counters */
 };
 
 /* Fills buf; the bytes it got (getrandom may stop early on a signal past 256 bytes). */
@@ -44,7 +46,17 @@ static void rng_notify(void *model, struct vmm__virtio *t, uint32_t q)
 		if (vmm__virtio_scatter(t, &r->req, 0, r->buf, n))
 			return;
 		vmm__virtio_push(t, q, &r->req, (uint32_t)n);
+		r->requests++;
+		r->bytes += n;
 	}
+}
+
+static void rng_info(void *model, struct vmm_device_info *info)
+{
+	const struct rng *r = model;
+
+	info->requests = r->requests;
+	info->bytes_read = r->bytes;
 }
 
 static void rng_destroy(void *model)
@@ -58,6 +70,7 @@ static const struct vmm__virtio_model rng_model = {
 	.nqueues = 1,
 	.notify = rng_notify,
 	.destroy = rng_destroy,
+	.info = rng_info,
 };
 
 int vmm__virtio_rng_create(const struct vmm__device_host *host, uint32_t slot)

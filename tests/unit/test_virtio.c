@@ -229,12 +229,21 @@ static struct vmm_vm *vm_with(const char *disk, int ro, int rng_first)
 	return vm;
 }
 
+/* vmm_vm_device_info() of a slot, which must succeed. */
+static void info_of(struct vmm_vm *vm, uint32_t slot, struct vmm_device_info *info)
+{
+	vmm_device_info_init(info);
+	assert_int_equal(vmm_vm_device_info(vm, slot, info), 0);
+	assert_int_equal(info->slot, slot);
+}
+
 static void rng_fills_buffers(void **state)
 {
 	struct vmm_vm *vm = vm_with(NULL, 0, 1);
 	struct drv d;
 	uint8_t buf[4096] = { 0 }, zero[4096] = { 0 };
 	uint32_t id, len, raises0, raises1;
+	struct vmm_device_info info;
 
 	(void)state;
 	assert_int_equal(drv_init(&d, vm, 0, 4) >> 32, 1); /* VERSION_1, no device features */
@@ -249,6 +258,13 @@ static void rng_fills_buffers(void **state)
 	assert_int_equal(len, 4096);
 	mem_get(vm, BUF_BASE, buf, sizeof(buf));
 	assert_memory_not_equal(buf, zero, sizeof(buf));
+	info_of(vm, 0, &info);
+	assert_string_equal(info.kind, "rng");
+	assert_null(info.path);
+	assert_int_equal(info.status, 15); /* ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK */
+	assert_int_equal(info.requests, 1);
+	assert_int_equal(info.bytes_read, 4096);
+	assert_int_equal(info.errors, 0);
 	/* The line is held until the driver acknowledges. */
 	assert_int_equal(fake_kvm_irq_level(d.irq, &raises1), 1);
 	assert_int_equal(raises1, raises0 + 1);
@@ -302,6 +318,7 @@ static void blk_reads_and_writes(void **state)
 	struct vmm_vm *vm;
 	struct drv d;
 	uint8_t out[1536], in[1536], file[1536], ser[20];
+	struct vmm_device_info info;
 	uint64_t features;
 	uint32_t w;
 
@@ -356,6 +373,25 @@ static void blk_reads_and_writes(void **state)
 	assert_memory_equal(ser, "disk-serial-01234567", 20);
 	assert_int_equal(blk_req(&d, 77, 0, BUF_BASE, 512, 0, &w), 2);
 	assert_int_equal(rd(&d, STATUS) & S_NEEDS_RESET, 0);
+
+	/* What the embedder sees: 9 requests, 5 of them refused; 1536 bytes each way. */
+	info_of(vm, 0, &info);
+	assert_string_equal(info.kind, "blk");
+	assert_string_equal(info.path, img);
+	assert_int_equal(info.read_only, 0);
+	assert_int_equal(info.capacity, 2048 * 512);
+	assert_string_equal(info.serial, "disk-serial-01234567");
+	assert_int_equal(info.status, 15);
+	assert_int_equal(info.requests, 9);
+	assert_int_equal(info.errors, 5);
+	assert_int_equal(info.bytes_written, 1536);
+	assert_int_equal(info.bytes_read, 1536);
+	assert_int_equal(vmm_vm_device_count(vm), 1);
+	assert_int_equal(vmm_vm_device_info(vm, 1, &info), VMM_ENOENT);
+	info.size = 8;
+	assert_int_equal(vmm_vm_device_info(vm, 0, &info), VMM_EINVAL);
+	assert_int_equal(vmm_vm_device_info(vm, 0, NULL), VMM_EINVAL);
+	assert_int_equal(vmm_vm_device_count(NULL), 0);
 	vmm_vm_destroy(vm);
 	unlink(img);
 }
