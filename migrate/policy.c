@@ -22,6 +22,11 @@ uint64_t vmm__policy_expected_downtime(const struct vmm__round_measure *m)
 	return (uint64_t)((double)m->remaining_bytes / bw * 1e9) + m->fixed_ns;
 }
 
+uint64_t vmm__policy_reachable_limit(uint64_t limit_ns, uint64_t fixed_ns)
+{
+	return fixed_ns >= limit_ns ? fixed_ns + limit_ns / 2 : limit_ns;
+}
+
 int vmm__policy_should_stop(uint64_t expected_downtime_ns, uint64_t limit_ns, uint32_t round,
 			    uint32_t max_rounds, uint64_t elapsed_ns, uint64_t max_time_ns)
 {

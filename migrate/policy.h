@@ -27,6 +27,12 @@ uint64_t vmm__policy_expected_downtime(const struct vmm__round_measure *m);
 int vmm__policy_should_stop(uint64_t expected_downtime_ns, uint64_t limit_ns, uint32_t round,
 			    uint32_t max_rounds, uint64_t elapsed_ns, uint64_t max_time_ns);
 
+/* The downtime pre-copy aims for: the caller's limit, unless what the pause costs anyway
+ * (fixed_ns: the state's load, the round trips) already exceeds it. No number of rounds
+ * can meet such a limit, so it is met as nearly as it can be: once the pages would add
+ * at most half the limit to the fixed cost. */
+uint64_t vmm__policy_reachable_limit(uint64_t limit_ns, uint64_t fixed_ns);
+
 /* Auto-converge: the next throttle percentage. While the guest dirties more than half of
  * what the link carries, start at 20 % and add 10 points a round, up to 99 %; otherwise
  * keep the current one (it is released at stop-and-copy). Round 0 only copies what was

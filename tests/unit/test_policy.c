@@ -39,6 +39,27 @@ static void stop_rules(void **state)
 	assert_false(vmm__policy_should_stop(UINT64_MAX, 0, 3, 30, 1000, 0));   /* no cap */
 }
 
+/* A pause that costs 80 ms anyway (state load, round trips) against a 50 ms limit: the
+ * emulated host's plain migration sent nothing for 20 rounds, each expecting 80 ms, until
+ * the round cap. Pre-copy must stop once the pages add at most half the limit. */
+static void limit_below_fixed_cost(void **state)
+{
+	const uint64_t ms = 1000000, limit = 50 * ms, fixed = 80 * ms;
+	struct vmm__round_measure m = { .wire_bytes = 0, .duration_ns = ms, .elapsed_ns = ms,
+					.remaining_bytes = 0, .fixed_ns = fixed };
+	uint64_t reach = vmm__policy_reachable_limit(limit, fixed);
+
+	(void)state;
+	assert_int_equal(vmm__policy_expected_downtime(&m), fixed);
+	assert_true(vmm__policy_should_stop(vmm__policy_expected_downtime(&m), reach, 5, 30, 0, 0));
+	assert_true(vmm__policy_should_stop(fixed + 25 * ms, reach, 5, 30, 0, 0));
+	assert_false(vmm__policy_should_stop(fixed + 26 * ms, reach, 5, 30, 0, 0));
+	/* A limit the fixed cost leaves room for stays the caller's. */
+	assert_int_equal(vmm__policy_reachable_limit(limit, 10 * ms), limit);
+	assert_int_equal(vmm__policy_reachable_limit(limit, limit), limit + limit / 2);
+	assert_int_equal(vmm__policy_reachable_limit(0, 0), 0);
+}
+
 static void throttle_steps(void **state)
 {
 	uint32_t pct = 0;
@@ -63,6 +84,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(measures),
 		cmocka_unit_test(stop_rules),
+		cmocka_unit_test(limit_below_fixed_cost),
 		cmocka_unit_test(throttle_steps),
 	};
 
