@@ -22,6 +22,28 @@ void *vmm__devices_find(const struct vmm__devices *d, const char *name)
 	return NULL;
 }
 
+int vmm__devices_release(struct vmm__devices *d)
+{
+	for (uint32_t i = 0; i < d->n; i++) {
+		int r = d->items[i].ops->release ? d->items[i].ops->release(d->items[i].dev) : 0;
+
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+int vmm__devices_acquire(struct vmm__devices *d)
+{
+	for (uint32_t i = 0; i < d->n; i++) {
+		int r = d->items[i].ops->acquire ? d->items[i].ops->acquire(d->items[i].dev) : 0;
+
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
 void vmm__devices_destroy(struct vmm__devices *d)
 {
 	for (uint32_t i = 0; i < d->n; i++)

@@ -24,6 +24,11 @@ struct vmm__device_ops {
 	/* Loads them back; hostile input: validate everything, VMM_ESTATEDATA on error. */
 	int (*load)(void *dev, const uint8_t *buf, size_t len);
 	void (*destroy)(void *dev);
+	/* What the device holds outside the VM for the guest (a disk image's lock), handed
+	 * over in a migration: release (a disk flushes first) when this side lets the guest
+	 * go, acquire before this side runs it. Both idempotent, both may be NULL. */
+	int (*release)(void *dev);
+	int (*acquire)(void *dev);
 };
 
 #define VMM_DEVICES_MAX 32 /* built-in ones and the embedder's */
@@ -40,5 +45,9 @@ int vmm__devices_add(struct vmm__devices *d, const struct vmm__device_ops *ops, 
 /* The device registered under name, or NULL. */
 void *vmm__devices_find(const struct vmm__devices *d, const char *name);
 void vmm__devices_destroy(struct vmm__devices *d);
+/* Every device's release, then acquire hook: the first failure is returned (its detail
+ * set), the devices before it keep what they did. */
+int vmm__devices_release(struct vmm__devices *d);
+int vmm__devices_acquire(struct vmm__devices *d);
 
 #endif

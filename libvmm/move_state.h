@@ -27,6 +27,9 @@ struct vmm__move_state {
 	/* A state installed into this VM may have CPU features, a TSC rate or nested state
 	 * this host cannot give (warned, not refused). Controller thread only. */
 	int allow_cpu_mismatch;
+	/* Built by a migration's receive: a device added now may find what it holds for the
+	 * guest (a disk's lock) still held by the source, and takes it at start (vm->lock). */
+	int receiving;
 };
 
 #endif

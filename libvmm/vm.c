@@ -355,8 +355,10 @@ int vmm_vm_start(struct vmm_vm *vm)
 		r = vmm__err(VMM_ESTATE, "start: this copy of the guest was discarded");
 	} else if (vmm__run_control_state(vm->runctl) == VMM_VM_CREATED && !vm->loaded) {
 		r = vmm__err(VMM_ESTATE, "start: no kernel or saved state loaded");
-	} else {
-		/* Threads inherit a fully blocked mask; each opens only the kick signal. */
+	} else if ((r = vmm__devices_acquire(&vm->devices)) == 0) {
+		/* (A migration's destination took its disk locks just now, the source having
+		 * let them go: VMM_ELOCKED above otherwise.) Threads inherit a fully blocked
+		 * mask; each opens only the kick signal. */
 		sigfillset(&all);
 		pthread_sigmask(SIG_SETMASK, &all, &old);
 		r = vmm__run_control_start(vm->runctl);
@@ -384,8 +386,15 @@ int vmm__vm_resume(struct vmm_vm *vm, enum vmm__rc_caller who)
 			     "(vmm_migrate_resolve decides)");
 	else if (vm->move.migrated && vmm__run_control_state(vm->runctl) != VMM_VM_RUNNING)
 		r = vmm__err(VMM_ESTATE, "resume: VM is migrated away");
-	else
-		r = vmm__run_control_resume(vm->runctl, who);
+	else {
+		/* A source that let the guest go released its disk lock: it takes it back
+		 * first (VMM_ELOCKED when another process has it, the destination perhaps). */
+		r = vmm__run_control_state(vm->runctl) == VMM_VM_PAUSED
+			    ? vmm__devices_acquire(&vm->devices)
+			    : 0;
+		if (!r)
+			r = vmm__run_control_resume(vm->runctl, who);
+	}
 	pthread_mutex_unlock(&vm->lock);
 	return r;
 }

@@ -82,7 +82,7 @@ int vmm_vm_add_disk(struct vmm_vm *vm, const struct vmm_disk_opts *opts)
 	r = check_addable(vm);
 	if (!r)
 		r = vmm__virtio_blk_create(&vm->host, vm->nvirtio, o.path, (int)o.read_only,
-					   o.serial);
+					   o.serial, vm->move.receiving);
 	if (!r)
 		r = announce(vm, vm->nvirtio++);
 	pthread_mutex_unlock(&vm->lock);

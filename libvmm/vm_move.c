@@ -180,6 +180,33 @@ int vmm__move_in_doubt(const struct vmm_vm *vm)
 	return d;
 }
 
+void vmm__move_set_receiving(struct vmm_vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->move.receiving = 1;
+	pthread_mutex_unlock(&vm->lock);
+}
+
+int vmm__move_devices_release(struct vmm_vm *vm)
+{
+	int r;
+
+	pthread_mutex_lock(&vm->lock);
+	r = vmm__devices_release(&vm->devices);
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+int vmm__move_devices_acquire(struct vmm_vm *vm)
+{
+	int r;
+
+	pthread_mutex_lock(&vm->lock);
+	r = vmm__devices_acquire(&vm->devices);
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
 void vmm__move_clear_migrated(struct vmm_vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);

@@ -107,6 +107,14 @@ enum { VMM__SIDE_SOURCE = 1, VMM__SIDE_DEST = 2 };
 void vmm__move_set_in_doubt(struct vmm_vm *vm, int side);
 /* Which side the VM is in doubt as, 0 if it is not. */
 int vmm__move_in_doubt(const struct vmm_vm *vm);
+/* Marks a new VM as a migration's destination, before its prepare callback adds devices
+ * (move_state.h: receiving). */
+void vmm__move_set_receiving(struct vmm_vm *vm);
+/* What the devices hold for the guest outside the VM (a disk image's lock, device.h):
+ * released by the source just before GO; taken back by a source that keeps the guest.
+ * vmm_vm_start and resume acquire it too, so a guest never runs without it. */
+int vmm__move_devices_release(struct vmm_vm *vm);
+int vmm__move_devices_acquire(struct vmm_vm *vm);
 /* Clears `migrated` (a source taking its guest back). */
 void vmm__move_clear_migrated(struct vmm_vm *vm);
 /* The snapshot the running dirty tracker counts from: 1 and its id, or 0 if none. */

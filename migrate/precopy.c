@@ -386,6 +386,13 @@ static int hand_over(struct sender *s)
 		r = vmm__move_let_go(s->vm, 1);
 	if (r)
 		return r;
+	/* The guest's disks, flushed, let go with it: the destination takes their locks
+	 * before it starts (shared storage). A failed flush keeps the guest here. */
+	r = vmm__move_devices_release(s->vm);
+	if (r) {
+		vmm__move_let_go(s->vm, 0);
+		return r;
+	}
 	s->let_go = 1;
 	/* The cancel flag cannot rise any more; the transport stops watching it anyway. */
 	vmm__xport_set_opts(s->c[0].xp, s->o.timeout_ms, NULL);
@@ -610,6 +617,22 @@ static void notify_failure(struct sender *s, int r)
 	vmm__err(r, "%s", cause);
 }
 
+/* A failed send keeps the guest and runs on as before: its disk locks, let go just before
+ * a GO whose start then failed, are taken back first. If another process took one
+ * meanwhile the guest must not run here either: it stays paused, warned (resume refuses
+ * with VMM_ELOCKED until the lock is free). The send's own error stays the one reported. */
+static void keep_guest(struct sender *s, struct vmm_vm *vm, int r)
+{
+	char cause[512];
+
+	snprintf(cause, sizeof(cause), "%s", vmm_last_error());
+	if (vmm__move_devices_acquire(vm))
+		vmm__move_warn(vm, vmm_last_error());
+	else if (s->res.paused_by_us)
+		vmm__move_resume(vm);
+	vmm__err(r, "%s", cause);
+}
+
 static int send_fds(struct vmm_vm *vm, const int *fds, unsigned nfds, const char *host,
 		    const struct vmm_migrate_opts *opts, struct vmm_migrate_stats *stats)
 {
@@ -657,8 +680,7 @@ static int send_fds(struct vmm_vm *vm, const int *fds, unsigned nfds, const char
 	} else {
 		/* Tell the destination why, if it still listens, and run on as before. */
 		notify_failure(s, r);
-		if (s->res.paused_by_us)
-			vmm__move_resume(vm);
+		keep_guest(s, vm, r);
 	}
 	s->st.total_ns = vmm__now_ns() - s->t0;
 	s->st.compression_ratio = s->st.wire_bytes ? (double)s->st.raw_bytes /

@@ -476,8 +476,12 @@ static int accept_hello(struct receiver *rv, const Vmm__Stream__Hello *h)
 		cfg.log = rv->o.log;
 		cfg.log_opaque = rv->o.log_opaque;
 		r = vmm_vm_create(&cfg, &rv->vm);
-		if (!r)
+		if (!r) {
 			vmm__move_allow_cpu_mismatch(rv->vm, rv->o.allow_cpu_mismatch);
+			/* A disk the prepare callback adds may be the source's, on shared
+			 * storage: its lock moves at GO (virtio_blk.h). */
+			vmm__move_set_receiving(rv->vm);
+		}
 	}
 	/* Before the rehearsal and any RAM or state: the embedder's devices are part of the
 	 * VM the source is told it can have. A failure is a refusal like any other. */

@@ -58,11 +58,11 @@ int cmd_receive(int argc, char **argv)
 		{ "tls-dir", required_argument, NULL, 'T' },
 		{ "psk-file", required_argument, NULL, 'K' },
 		{ "tls-peer", required_argument, NULL, 'N' },
-		{ "no-sandbox", no_argument, NULL, 'S' },
-		CLI_JAIL_OPTIONS,
+		CLI_GUEST_OPTIONS,
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct cli_tls tls; /* big: not on the stack */
+	static struct cli_devices devs;
 	struct cli_jail jail;
 	char tls_why[512];
 	struct vmm_receive_opts ro;
@@ -80,6 +80,11 @@ int cmd_receive(int argc, char **argv)
 	ro.log = cli_log_stderr;
 	/* cli_run_foreground() starts it, as it does a booted or restored VM. */
 	ro.no_start = 1;
+	/* The guest's devices, as the source was started with them. A disk on storage both
+	 * hosts share is opened now and locked when the source lets it go (vmm/devices.h);
+	 * with --jail its path is inside the jail. */
+	ro.prepare = cli_devices_add;
+	ro.prepare_opaque = &devs;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'C':
@@ -123,11 +128,8 @@ int cmd_receive(int argc, char **argv)
 				return 2;
 			}
 			break;
-		case 'S':
-			cli_sandbox = 0;
-			break;
-		default: /* a jail option (cli_jail.h), or one getopt refused */
-			if (cli_jail_option(&jail, c, optarg))
+		default: /* one of CLI_GUEST_OPTIONS, or one getopt refused */
+			if (cli_guest_option(&devs, &jail, c, optarg))
 				return cli_usage("receive");
 			break;
 		}

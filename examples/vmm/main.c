@@ -45,7 +45,8 @@ static const struct cli_command {
 	  "--allow-cpu-mismatch: restore even if this host lacks CPU features\n"
 	  "or the TSC rate the guest had (refused otherwise)", cmd_restore, 0 },
 	{ "receive", "[--control PATH] [--timeout-ms N] [--max-mem SIZE] [--max-cpus N]"
-	  " [--allow-cpu-mismatch] [--tls-dir DIR --tls-peer NAME | --psk-file F] [--no-sandbox]"
+	  " [--allow-cpu-mismatch] [--tls-dir DIR --tls-peer NAME | --psk-file F]"
+	  " [--disk PATH[,ro]]... [--rng] [--no-sandbox]"
 	  " [--jail DIR --uid U --gid G [--netns PATH]] ADDR:PORT",
 	  "wait for a live migration on ADDR:PORT ([ADDR]:PORT for IPv6),\n"
 	  "(with TLS 1.3: DIR holds ca.pem, cert.pem, key.pem and the source's\n"
@@ -53,7 +54,9 @@ static const struct cli_command {
 	  "then run the VM that arrived in the foreground, like run;\n"
 	  "refuses a VM above --max-mem (default: the memory available here)\n"
 	  "or --max-cpus (default: this host's CPUs, as KVM recommends);\n"
-	  "--allow-cpu-mismatch as for restore",
+	  "--allow-cpu-mismatch as for restore; --disk and --rng as for restore:\n"
+	  "a disk the source holds (shared storage) is locked here only when the\n"
+	  "source lets it go with the guest",
 	  cmd_receive, 0 },
 	{ "snapshot-info", "[--json] FILE", "what a snapshot holds, and whether its checksums match",
 	  cmd_snapshot_info, 0 },

@@ -19,6 +19,13 @@
  * devices differ from the VM's (one missing, one more, another disk size) is refused
  * with VMM_ESTATEDATA.
  *
+ * A disk on storage both hosts share migrates with its lock: the receive's prepare
+ * callback adds it (the same path) while the source still holds it; the source flushes
+ * and releases it just before it lets the guest go (GO), and the destination takes it as
+ * it starts. A side that cannot get the lock does not run the guest: vmm_vm_start() and
+ * vmm_vm_resume() return VMM_ELOCKED (a destination's failed start hands the guest back;
+ * a source that then cannot retake its lock stays paused, warned, until it can).
+ *
  * Requests are served on the vCPU thread that notifies the device, before it returns to
  * the guest, so a pause, snapshot or migration never finds one half-done.
  *

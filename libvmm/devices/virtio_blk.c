@@ -44,6 +44,7 @@ struct blk {
 	uint64_t capacity; /* sectors */
 	char serial[ID_LEN];
 	char *path;
+	int locked; /* holds its flock; 0 before a deferred lock is taken, or once released */
 	/* vmm_device_info's counters; the transport's lock covers them. */
 	uint64_t requests, errors, bytes_read, bytes_written;
 	struct vmm__virtio_req req; /* the transport's lock covers req and buf */
@@ -209,6 +210,41 @@ static int blk_load_check(void *model, const uint8_t *buf, size_t len)
 	return r;
 }
 
+/* Takes the image's lock unless held already. defer_ok: a lock held elsewhere is not an
+ * error now (a destination's source still has it); acquire takes it before the start. */
+static int take_lock(struct blk *b, int defer_ok)
+{
+	if (b->locked)
+		return 0;
+	if (!flock(b->fd, (b->read_only ? LOCK_SH : LOCK_EX) | LOCK_NB)) {
+		b->locked = 1;
+		return 0;
+	}
+	if (errno == EWOULDBLOCK)
+		return defer_ok ? 0 : vmm__err(VMM_ELOCKED, "disk %s is locked by another process",
+					      b->path);
+	return vmm__err(VMM_ESYS, "flock disk %s: %s", b->path, strerror(errno));
+}
+
+static int blk_acquire(void *model)
+{
+	return take_lock(model, 0);
+}
+
+/* Written data reaches the image before another process may open it for the guest. */
+static int blk_release(void *model)
+{
+	struct blk *b = model;
+
+	if (!b->locked)
+		return 0;
+	if (!b->read_only && fdatasync(b->fd))
+		return vmm__err(VMM_ESYS, "flush disk %s: %s", b->path, strerror(errno));
+	flock(b->fd, LOCK_UN);
+	b->locked = 0;
+	return 0;
+}
+
 static void blk_info(void *model, struct vmm_device_info *info)
 {
 	const struct blk *b = model;
@@ -245,6 +281,8 @@ static const struct vmm__virtio_model blk_model = {
 	.load_check = blk_load_check,
 	.destroy = blk_destroy,
 	.info = blk_info,
+	.release = blk_release,
+	.acquire = blk_acquire,
 };
 
 static int sys_err(int code, const char *what, const char *path)
@@ -252,20 +290,19 @@ static int sys_err(int code, const char *what, const char *path)
 	return vmm__err(code, "%s disk %s: %s", what, path, strerror(errno));
 }
 
-static int blk_open(struct blk *b, const char *path)
+static int blk_open(struct blk *b, const char *path, int defer_lock)
 {
 	struct stat st;
 	uint64_t bytes;
+	int r;
 
 	b->fd = open(path, (b->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (b->fd < 0)
 		return sys_err(errno == ENOENT ? VMM_ENOENT : VMM_ESYS, "open", path);
 	/* Exclusive for a writer; readers may share a read-only image but not with a writer. */
-	if (flock(b->fd, (b->read_only ? LOCK_SH : LOCK_EX) | LOCK_NB)) {
-		if (errno == EWOULDBLOCK)
-			return vmm__err(VMM_ELOCKED, "disk %s is locked by another process", path);
-		return sys_err(VMM_ESYS, "flock", path);
-	}
+	r = take_lock(b, defer_lock);
+	if (r)
+		return r;
 	if (fstat(b->fd, &st))
 		return sys_err(VMM_ESYS, "fstat", path);
 	if (S_ISBLK(st.st_mode)) {
@@ -284,7 +321,7 @@ static int blk_open(struct blk *b, const char *path)
 }
 
 int vmm__virtio_blk_create(const struct vmm__device_host *host, uint32_t slot, const char *path,
-			   int read_only, const char *serial)
+			   int read_only, const char *serial, int defer_lock)
 {
 	struct blk *b = calloc(1, sizeof(*b));
 	char id[ID_LEN + 1];
@@ -294,7 +331,7 @@ int vmm__virtio_blk_create(const struct vmm__device_host *host, uint32_t slot, c
 		return vmm__err(VMM_ENOMEM, "virtio-blk");
 	b->read_only = !!read_only;
 	b->path = strdup(path);
-	r = b->path ? blk_open(b, path) : vmm__err(VMM_ENOMEM, "virtio-blk");
+	r = b->path ? blk_open(b, path, defer_lock) : vmm__err(VMM_ENOMEM, "virtio-blk");
 	if (r) {
 		blk_destroy(b);
 		return r;

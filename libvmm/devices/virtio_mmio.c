@@ -600,11 +600,35 @@ void vmm__virtio_info(struct vmm__virtio *t, struct vmm_device_info *info)
 	pthread_mutex_unlock(&t->lock);
 }
 
+static int virtio_release(void *dev)
+{
+	struct vmm__virtio *t = dev;
+	int r;
+
+	pthread_mutex_lock(&t->lock);
+	r = t->model->release ? t->model->release(t->mctx) : 0;
+	pthread_mutex_unlock(&t->lock);
+	return r;
+}
+
+static int virtio_acquire(void *dev)
+{
+	struct vmm__virtio *t = dev;
+	int r;
+
+	pthread_mutex_lock(&t->lock);
+	r = t->model->acquire ? t->model->acquire(t->mctx) : 0;
+	pthread_mutex_unlock(&t->lock);
+	return r;
+}
+
 static const struct vmm__device_ops virtio_ops_proto = {
 	.flags = VMM__DEV_REQUIRED,
 	.save = virtio_save,
 	.load = virtio_load,
 	.destroy = virtio_destroy,
+	.release = virtio_release,
+	.acquire = virtio_acquire,
 };
 
 int vmm__virtio_create(const struct vmm__device_host *host, uint32_t slot,

@@ -66,6 +66,10 @@ struct vmm__virtio_model {
 	/* Fills what the model knows of vmm_device_info (path, counters, ...); called with
 	 * the transport's lock held, which also guards the model's counters. May be NULL. */
 	void (*info)(void *model, struct vmm_device_info *info);
+	/* The device ops' release and acquire (device.h), under the transport's lock. May be
+	 * NULL. */
+	int (*release)(void *model);
+	int (*acquire)(void *model);
 };
 
 /* Creates the transport for model in the given slot: registers its MMIO window, its saved

@@ -105,6 +105,9 @@ static void *pump_main(void *arg)
 				free(payload);
 				stall_until_done(p);
 				return NULL;
+			case HP_CALL:
+				p->hook(p->hook_opaque);
+				break;
 			case HP_MANGLE: {
 				uint32_t len = h.len;
 
@@ -150,15 +153,28 @@ static void *proxy_accept(void *arg)
 }
 
 
-void hp_start(struct hp_proxy *p, uint16_t dst_port, enum hp_fault fault, int dir,
-	      unsigned type, struct vmm_vm *src)
+static void start(struct hp_proxy *p, uint16_t dst_port, enum hp_fault fault, int dir,
+		  unsigned type, struct vmm_vm *src, void (*hook)(void *), void *opaque)
 {
 	memset(p, 0, sizeof(*p));
 	p->up = p->down = -1;
 	p->lfd = mu_listen(&p->port);
 	p->dst_port = dst_port;
 	p->fault = fault, p->dir = dir, p->type = type, p->src = src;
+	p->hook = hook, p->hook_opaque = opaque;
 	assert_int_equal(pthread_create(&p->th, NULL, proxy_accept, p), 0);
+}
+
+void hp_start(struct hp_proxy *p, uint16_t dst_port, enum hp_fault fault, int dir,
+	      unsigned type, struct vmm_vm *src)
+{
+	start(p, dst_port, fault, dir, type, src, NULL, NULL);
+}
+
+void hp_start_call(struct hp_proxy *p, uint16_t dst_port, int dir, unsigned type,
+		   void (*hook)(void *opaque), void *opaque)
+{
+	start(p, dst_port, HP_CALL, dir, type, NULL, hook, opaque);
 }
 
 int hp_fired(struct hp_proxy *p)
