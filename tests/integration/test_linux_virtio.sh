@@ -7,14 +7,17 @@
 # image, while the first runs, is refused (VMM_ELOCKED) without touching it.
 # Mid-workload, `vmm snapshot --stop` saves the machine and the host copies the image
 # beside it (a disk is not inside the snapshot: vmm/devices.h); `vmm restore` (eager, then
-# lazy), each on its own copy, must carry the workload on: the generations before and
-# after join into exactly 1..N, the guest's verdict is ok, and the host checks its image
-# block by block: the last generation where the guest wrote, the seed and zeros elsewhere.
+# lazy), each on its own copy, must carry the workload on. Then a third copy is restored
+# with a control socket and live-migrated mid-workload to a `vmm receive` on this host
+# given the same image (shared storage: its lock moves with the guest at the hand-over).
+# Each time the generations before and after join into exactly 1..N, the guest's verdict
+# is ok, and the host checks the image block by block: the last generation where the
+# guest wrote, the seed and zeros elsewhere.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 require_kvm
 use_tmp /tmp/vmm-linux-virtio.XXXXXX
-cpus=2 blocks=16 gens=4 seedblk=200 nblk=256
+cpus=2 blocks=8 gens=12 seedblk=200 nblk=256
 
 linux_guest
 img=$tmp/disk.img
@@ -23,10 +26,10 @@ yes "host seed block" | head -c 4096 | dd of="$img" bs=4096 seek=$seedblk conv=n
 seedmd5=$(dd if="$img" bs=4096 skip=$seedblk count=1 2>/dev/null | md5sum | cut -d' ' -f1)
 # init prints through the UART's tty, whose IRQ 4 Linux finds only in the ACPI tables
 # (COM1 in the DSDT) once a VM has them.
-cmdline="$(linux_cmdline "$cpus" 2000) guest_virtio=1 guest_rng=1 guest_disk=$blocks guest_gens=$gens guest_seed=$seedblk:$seedmd5"
+cmdline="$(linux_cmdline "$cpus" 2000) guest_virtio=1 guest_rng=1 guest_disk=$blocks guest_gens=$gens guest_gen_pause=0.5 guest_seed=$seedblk:$seedmd5"
 clean() { tr -d '\r' <"$1"; }
-# The generations the guest read back before the snapshot and in one restore, joined.
-gens_seen() { cat "$tmp/before" "$1" | tr -d '\r' | sed -n "s/^linux-guest: disk wrote $blocks blocks gen \([0-9]*\),.*/\1/p" | tr '\n' ' '; }
+# The generations the guest read back before the snapshot and after it (files), joined.
+gens_seen() { cat "$tmp/before" "$@" | tr -d '\r' | sed -n "s/^linux-guest: disk wrote $blocks blocks gen \([0-9]*\),.*/\1/p" | tr '\n' ' '; }
 want_gens=$(seq 1 $gens | tr '\n' ' ')
 
 if ! start_vm "$tmp/v.sock" "$tmp/before" --memory 256M --cpus "$cpus" --rng --disk "$img" \
@@ -98,4 +101,32 @@ for mode in eager lazy; do
   fi
   check_image "$mode restore" "$tmp/disk.$mode"
 done
+
+# Live migration between two vmm on this host sharing the image.
+img=$tmp/disk.mig
+cp --sparse=always "$tmp/disk.at-snapshot" "$img"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$VMM_CLI" receive --rng --disk "$img" "127.0.0.1:$port" >"$tmp/dst" 2>"$tmp/dst.err" &
+rxpid=$!; pids+=("$rxpid")
+wait_line "$tmp/dst.err" "receiving on"
+"$VMM_CLI" restore --control "$tmp/m.sock" --rng --disk "$img" "$tmp/v.snap" >"$tmp/src" 2>"$tmp/src.err" &
+srcpid=$!; pids+=("$srcpid")
+wait_socket "$tmp/m.sock"
+wait_line "$tmp/src" "disk wrote $blocks blocks gen"
+"$VMM_CLI" migrate "$tmp/m.sock" "127.0.0.1:$port" >/dev/null 2>"$tmp/mig.err"
+expect "migration mid-workload: vmm migrate exits 0" [ $? = 0 ] || show "$tmp/mig.err"
+wait_exit "$srcpid" 60
+expect "migration: the source exits 0 (got $rc)" [ "$rc" = 0 ] || show "$tmp/src.err"
+wait_exit "$rxpid" 120
+if expect "migration: the destination exits 0 (got $rc)" [ "$rc" = 0 ] &&
+  expect "migration: verdict ok on the destination" grep -q '^linux-guest: verdict ok' <(clean "$tmp/dst") &&
+  expect "migration: the source wrote, then the destination" \
+    bash -c '! grep -q verdict "$0" && grep -q "disk wrote" "$1"' "$tmp/src" "$tmp/dst" &&
+  expect "migration: disk generations 1..$gens, each read back once" \
+    [ "$(gens_seen "$tmp/src" "$tmp/dst")" = "$want_gens" ]; then
+  :
+else
+  echo "generations: $(gens_seen "$tmp/src" "$tmp/dst")"; show "$tmp/src.err"; tail -n 20 "$tmp/dst"; show "$tmp/dst.err"
+fi
+check_image "migrated" "$img"
 summary
