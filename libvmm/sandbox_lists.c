@@ -55,7 +55,8 @@ static const char *const migration[] = {
  * resolver when a host is named), the control server (a UNIX socket made 0600, epoll,
  * eventfd), new threads (clone3, rseq, set_robust_list), the library's own threads
  * confining themselves (prctl, seccomp), TLS's SIGPIPE guard (connection 0's TLS runs
- * here) and guest RAM copies of a lazily restored VM (process_vm_readv/writev).
+ * here), guest RAM copies of a lazily restored VM (process_vm_readv/writev) and the disk
+ * lock that moves with a migrating guest (flock: released before GO, taken at start).
  * Everything the other kinds allow, too: their filters stack on this one. */
 static const char *const control[] = {
 	COMMON,		"ioctl",	 "read",	  "write",	  "pread64",
@@ -67,7 +68,7 @@ static const char *const control[] = {
 	"shutdown",	"sendmsg",	 "sendto",	  "recvfrom",	  "poll",
 	"epoll_create1", "epoll_ctl",	 "epoll_wait",	  "eventfd2",	  "clone3",
 	"rseq",		"set_robust_list", "prctl",	  "seccomp",	  "rt_sigpending",
-	"rt_sigtimedwait", "sysinfo", "process_vm_readv", "process_vm_writev",
+	"rt_sigtimedwait", "sysinfo", "process_vm_readv", "process_vm_writev", "flock",
 };
 
 /* The only ioctl requests a vCPU thread may make: KVM_RUN; KVM_IRQ_LINE on the VM (the
