@@ -22,10 +22,13 @@ void *vmm__devices_find(const struct vmm__devices *d, const char *name)
 	return NULL;
 }
 
-int vmm__devices_release(struct vmm__devices *d)
+/* Every device's release (or acquire) hook in turn, up to the first failure. */
+static int each(struct vmm__devices *d, int release)
 {
 	for (uint32_t i = 0; i < d->n; i++) {
-		int r = d->items[i].ops->release ? d->items[i].ops->release(d->items[i].dev) : 0;
+		const struct vmm__device_ops *ops = d->items[i].ops;
+		int (*hook)(void *dev) = release ? ops->release : ops->acquire;
+		int r = hook ? hook(d->items[i].dev) : 0;
 
 		if (r)
 			return r;
@@ -33,15 +36,14 @@ int vmm__devices_release(struct vmm__devices *d)
 	return 0;
 }
 
+int vmm__devices_release(struct vmm__devices *d)
+{
+	return each(d, 1);
+}
+
 int vmm__devices_acquire(struct vmm__devices *d)
 {
-	for (uint32_t i = 0; i < d->n; i++) {
-		int r = d->items[i].ops->acquire ? d->items[i].ops->acquire(d->items[i].dev) : 0;
-
-		if (r)
-			return r;
-	}
-	return 0;
+	return each(d, 0);
 }
 
 void vmm__devices_destroy(struct vmm__devices *d)

@@ -187,24 +187,25 @@ void vmm__move_set_receiving(struct vmm_vm *vm)
 	pthread_mutex_unlock(&vm->lock);
 }
 
-int vmm__move_devices_release(struct vmm_vm *vm)
+/* A device-list call under vm->lock (the list changes only under it). */
+static int devices_call(struct vmm_vm *vm, int (*call)(struct vmm__devices *d))
 {
 	int r;
 
 	pthread_mutex_lock(&vm->lock);
-	r = vmm__devices_release(&vm->devices);
+	r = call(&vm->devices);
 	pthread_mutex_unlock(&vm->lock);
 	return r;
 }
 
+int vmm__move_devices_release(struct vmm_vm *vm)
+{
+	return devices_call(vm, vmm__devices_release);
+}
+
 int vmm__move_devices_acquire(struct vmm_vm *vm)
 {
-	int r;
-
-	pthread_mutex_lock(&vm->lock);
-	r = vmm__devices_acquire(&vm->devices);
-	pthread_mutex_unlock(&vm->lock);
-	return r;
+	return devices_call(vm, vmm__devices_acquire);
 }
 
 void vmm__move_clear_migrated(struct vmm_vm *vm)

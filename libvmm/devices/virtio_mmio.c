@@ -600,26 +600,29 @@ void vmm__virtio_info(struct vmm__virtio *t, struct vmm_device_info *info)
 	pthread_mutex_unlock(&t->lock);
 }
 
-static int virtio_release(void *dev)
+/* One of the model's ownership hooks (NULL: nothing to do), under the transport's lock. */
+static int model_hook(struct vmm__virtio *t, int (*hook)(void *model))
 {
-	struct vmm__virtio *t = dev;
 	int r;
 
 	pthread_mutex_lock(&t->lock);
-	r = t->model->release ? t->model->release(t->mctx) : 0;
+	r = hook ? hook(t->mctx) : 0;
 	pthread_mutex_unlock(&t->lock);
 	return r;
+}
+
+static int virtio_release(void *dev)
+{
+	struct vmm__virtio *t = dev;
+
+	return model_hook(t, t->model->release);
 }
 
 static int virtio_acquire(void *dev)
 {
 	struct vmm__virtio *t = dev;
-	int r;
 
-	pthread_mutex_lock(&t->lock);
-	r = t->model->acquire ? t->model->acquire(t->mctx) : 0;
-	pthread_mutex_unlock(&t->lock);
-	return r;
+	return model_hook(t, t->model->acquire);
 }
 
 static const struct vmm__device_ops virtio_ops_proto = {
