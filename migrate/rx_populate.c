@@ -23,6 +23,10 @@
 
 #define CHUNK_PAGES VMM_MIGRATE_CHUNK_PAGES
 
+/* Smaller VMs go without: a thread per receive would cost more than it saves there (and the
+ * receiver fuzzer receives a 2 MiB VM per input). */
+#define MIN_PAGES (64ull << 20 >> 12)
+
 struct rx_conn {
 	uint64_t cursor;    /* global chunk of the last page applied */
 	uint64_t next;      /* global chunk to populate next (this connection's share) */
@@ -42,11 +46,11 @@ struct vmm__rx_populate {
 	struct rx_conn c[VMM_MIGRATE_MAX_CONNS];
 };
 
-static int enabled = 1;
+static int enabled = VMM__RX_POPULATE_AUTO;
 
-void vmm__rx_populate_enable(int on)
+void vmm__rx_populate_enable(int mode)
 {
-	__atomic_store_n(&enabled, on, __ATOMIC_RELAXED);
+	__atomic_store_n(&enabled, mode, __ATOMIC_RELAXED);
 }
 
 /* The connection whose next chunk is least far ahead of its cursor and may be populated
@@ -112,10 +116,11 @@ int vmm__rx_populate_start(uint8_t *ram, uint64_t npages, unsigned nconns,
 			   struct vmm__rx_populate **out)
 {
 	struct vmm__rx_populate *p;
+	int mode = __atomic_load_n(&enabled, __ATOMIC_RELAXED);
 
 	*out = NULL;
-	if (!__atomic_load_n(&enabled, __ATOMIC_RELAXED) || !ram || !npages || !nconns ||
-	    nconns > VMM_MIGRATE_MAX_CONNS)
+	if (mode == VMM__RX_POPULATE_OFF || (mode == VMM__RX_POPULATE_AUTO && npages < MIN_PAGES) ||
+	    !ram || !npages || !nconns || nconns > VMM_MIGRATE_MAX_CONNS)
 		return 0;
 	p = calloc(1, sizeof(*p));
 	if (!p)

@@ -14,8 +14,10 @@
 
 struct vmm__rx_populate;
 
-/* Process-wide switch, for benchmarks that compare (default on). Any thread. */
-void vmm__rx_populate_enable(int on);
+/* Process-wide switch, for benchmarks and tests that compare: OFF, AUTO (the default: on
+ * for VMs of 64 MiB and more) or ON (any size). Any thread. */
+enum { VMM__RX_POPULATE_OFF = 0, VMM__RX_POPULATE_AUTO = 1, VMM__RX_POPULATE_ON = 2 };
+void vmm__rx_populate_enable(int mode);
 
 /* Starts the thread on ram (npages pages, the memfd's shared mapping) for nconns
  * connections. *out NULL (and 0) when switched off or the thread cannot start: the

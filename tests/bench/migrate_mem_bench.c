@@ -8,8 +8,9 @@
  * loopback receive into a fresh memfd (both limits at once, no libvmm).
  *
  *   migrate_mem_bench [--mem MiB (2048)] [--runs N (3)] [--patterns random,text,halfzero]
- *                     [--conns 1,2] [--populate on|off|both (both)]
+ *                     [--conns 1,2] [--populate on|off|both (both)] [--no-limits]
  * --populate: the receiver's populate-ahead thread (migrate/rx_populate.h) on or off.
+ * --no-limits: migrations only (to profile them alone).
  * Prints a markdown table on stdout, the median of --runs runs per row. Figures only,
  * never pass/fail on time; fails when a copy is wrong or a migration fails. */
 #include <getopt.h>
@@ -24,6 +25,10 @@
 #include <unistd.h>
 
 #include "fake_vm.h"
+#include "libvmm/bitmap.h"
+#include "libvmm/dirty.h"
+#include "libvmm/vm_move.h"
+#include "migrate/ram.h"
 #include "migrate/rx_populate.h"
 #include "migrate_util.h"
 
@@ -88,11 +93,25 @@ static void fill_chunk(uint8_t *buf, uint64_t first_page, const char *pattern, u
 
 /* ---- one migration */
 
+/* Pages of vm's RAM that hold memory at all (the rest are holes of its memfd). */
+static uint64_t allocated_pages(struct vmm_vm *vm)
+{
+	struct vmm__memory *m = vmm__move_ram(vm);
+	uint64_t n = m->size / 4096, *bm = calloc(vmm__bitmap_words(n), 8), w;
+
+	if (!bm || vmm__memory_populated(m, bm))
+		bench_fail("scan the destination's RAM");
+	w = vmm__bitmap_weight(bm, n);
+	free(bm);
+	return w;
+}
+
 /* Migrates a fresh source VM of mib MiB filled with pattern; returns seconds, and checks
- * the destination's RAM page by page against the source's. */
+ * the destination's RAM page by page against the source's, and that it allocated exactly
+ * the non-zero pages (zero pages stay holes, populate-ahead or not). */
 static double migrate_once(uint64_t mib, const char *pattern, unsigned conns, int populate)
 {
-	uint64_t bytes = mib << 20, x = 0x9e3779b97f4a7c15ull, differ = 0;
+	uint64_t bytes = mib << 20, x = 0x9e3779b97f4a7c15ull, differ = 0, nonzero = 0, alloc;
 	uint8_t *a = malloc(CHUNK), *b = malloc(CHUNK);
 	struct vmm_migrate_opts mo;
 	struct vmm_migrate_stats st;
@@ -111,7 +130,7 @@ static double migrate_once(uint64_t mib, const char *pattern, unsigned conns, in
 	}
 	if (vmm_vm_start(vm)) /* a migration takes a running (or paused) VM */
 		bench_fail("start the source");
-	vmm__rx_populate_enable(populate);
+	vmm__rx_populate_enable(populate ? VMM__RX_POPULATE_ON : VMM__RX_POPULATE_OFF);
 	mu_rx_init(&rx);
 	rx.o.no_start = 1;
 	rx.o.max_mem_size = bytes; /* the host's MemAvailable is not what is measured */
@@ -127,11 +146,22 @@ static double migrate_once(uint64_t mib, const char *pattern, unsigned conns, in
 		fprintf(stderr, "receive: %s (%s)\n", vmm_err_name(rx.r), rx.detail);
 	if (r || rx.r)
 		bench_fail("migration failed");
+	/* Before anything reads it: a read fault on a hole of shared memory allocates. */
+	alloc = allocated_pages(rx.vm);
 	for (uint64_t off = 0; off < bytes; off += CHUNK) {
 		if (vmm_vm_mem_read(vm, off, a, CHUNK) || vmm_vm_mem_read(rx.vm, off, b, CHUNK))
 			bench_fail("read RAM back");
-		for (size_t p = 0; p < CHUNK; p += 4096)
+		for (size_t p = 0; p < CHUNK; p += 4096) {
 			differ += memcmp(a + p, b + p, 4096) != 0;
+			nonzero += !vmm__page_is_zero(a + p);
+		}
+	}
+	if (alloc != nonzero) {
+		fprintf(stderr, "migrate_mem_bench: the destination allocated %llu pages for %llu "
+			"non-zero ones (%s, %u connections, populate %s)\n",
+			(unsigned long long)alloc, (unsigned long long)nonzero, pattern, conns,
+			populate ? "on" : "off");
+		exit(1);
 	}
 	if (differ) {
 		fprintf(stderr, "migrate_mem_bench: %llu of %llu pages differ at the destination "
@@ -252,6 +282,33 @@ static double first_touch(uint64_t bytes, int memfd)
 	return t;
 }
 
+/* Measures and prints the limits, each the median of `runs`; returns the time of the
+ * slower of loopback and memfd first touch (the min of their rates). */
+static double print_limits(uint64_t bytes, int runs)
+{
+	static const char *const what[] = { "limit: loopback TCP send loop",
+					    "limit: first touch, fresh memfd",
+					    "limit: first touch, anonymous",
+					    "loopback TCP into a fresh memfd" };
+	double v[RUNS_MAX], t[4];
+
+	for (int k = 0; k < 4; k++) {
+		for (int i = 0; i < runs; i++)
+			v[i] = k == 0 ? loopback(bytes, 0) : k == 3 ? loopback(bytes, 1)
+						: first_touch(bytes, k == 1);
+		t[k] = median(v, runs);
+	}
+	for (int k = 0; k < 4; k++) {
+		printf("| %s | %llu | %.3f | %.0f | ", what[k], (unsigned long long)(bytes >> 20),
+		       t[k], (double)bytes / t[k] / 1e6);
+		if (k == 3)
+			printf("%.2f |\n", (t[0] > t[1] ? t[0] : t[1]) / t[k]);
+		else
+			printf("|\n");
+	}
+	return t[0] > t[1] ? t[0] : t[1];
+}
+
 static int split(char *list, char **out, int max)
 {
 	int n = 0;
@@ -266,13 +323,14 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "mem", required_argument, NULL, 'm' },	{ "runs", required_argument, NULL, 'r' },
 		{ "patterns", required_argument, NULL, 'p' }, { "conns", required_argument, NULL, 'c' },
-		{ "populate", required_argument, NULL, 'P' }, { NULL, 0, NULL, 0 },
+		{ "populate", required_argument, NULL, 'P' }, { "no-limits", no_argument, NULL, 'L' },
+		{ NULL, 0, NULL, 0 },
 	};
 	char pats[128] = "random,text,halfzero", cl[64] = "1,2", *pv[8], *cv[8];
 	const char *pop = "both";
 	uint64_t mib = 2048, bytes;
-	int runs = 3, np, nc, c;
-	double v[RUNS_MAX], lo, lo_mfd, touch_mfd, touch_anon, lim;
+	int runs = 3, limits = 1, np, nc, c;
+	double v[RUNS_MAX], lim;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (c == 'm')
@@ -285,6 +343,8 @@ int main(int argc, char **argv)
 			snprintf(cl, sizeof(cl), "%s", optarg);
 		else if (c == 'P')
 			pop = optarg;
+		else if (c == 'L')
+			limits = 0;
 		else
 			return 2;
 	}
@@ -296,33 +356,12 @@ int main(int argc, char **argv)
 	nc = split(cl, cv, 8);
 	fake_vm_setup(NULL);
 
-	/* The limits first, each the median of `runs`. */
-	for (int i = 0; i < runs; i++)
-		v[i] = loopback(bytes, 0);
-	lo = median(v, runs);
-	for (int i = 0; i < runs; i++)
-		v[i] = first_touch(bytes, 1);
-	touch_mfd = median(v, runs);
-	for (int i = 0; i < runs; i++)
-		v[i] = first_touch(bytes, 0);
-	touch_anon = median(v, runs);
-	for (int i = 0; i < runs; i++)
-		v[i] = loopback(bytes, 1);
-	lo_mfd = median(v, runs);
-	lim = lo > touch_mfd ? lo : touch_mfd; /* the slower of the two: min of their rates */
 	printf("# Migration data path on memory only: %llu MiB, fake kernel, loopback TCP, "
 	       "median of %d runs, %ld CPUs\n\n", (unsigned long long)mib, runs,
 	       sysconf(_SC_NPROCESSORS_ONLN));
 	printf("| what | MiB | s | MB/s | ratio to min(loopback, memfd touch) |\n");
 	printf("| --- | ---: | ---: | ---: | ---: |\n");
-	printf("| limit: loopback TCP send loop | %llu | %.3f | %.0f | |\n",
-	       (unsigned long long)mib, lo, (double)bytes / lo / 1e6);
-	printf("| limit: first touch, fresh memfd | %llu | %.3f | %.0f | |\n",
-	       (unsigned long long)mib, touch_mfd, (double)bytes / touch_mfd / 1e6);
-	printf("| limit: first touch, anonymous | %llu | %.3f | %.0f | |\n",
-	       (unsigned long long)mib, touch_anon, (double)bytes / touch_anon / 1e6);
-	printf("| loopback TCP into a fresh memfd | %llu | %.3f | %.0f | %.2f |\n",
-	       (unsigned long long)mib, lo_mfd, (double)bytes / lo_mfd / 1e6, lim / lo_mfd);
+	lim = limits ? print_limits(bytes, runs) : 0;
 	fflush(stdout);
 	for (int p = 0; p < np; p++)
 		for (int k = 0; k < nc; k++)
@@ -335,9 +374,13 @@ int main(int argc, char **argv)
 				for (int i = 0; i < runs; i++)
 					v[i] = migrate_once(mib, pv[p], conns, on);
 				t = median(v, runs);
-				printf("| migrate %s, %u conn%s, populate-ahead %s | %llu | %.3f | %.0f | "
-				       "%.2f |\n", pv[p], conns, conns > 1 ? "s" : "", on ? "on" : "off",
-				       (unsigned long long)mib, t, (double)bytes / t / 1e6, lim / t);
+				printf("| migrate %s, %u conn%s, populate-ahead %s | %llu | %.3f | %.0f | ",
+				       pv[p], conns, conns > 1 ? "s" : "", on ? "on" : "off",
+				       (unsigned long long)mib, t, (double)bytes / t / 1e6);
+				if (lim > 0)
+					printf("%.2f |\n", lim / t);
+				else
+					printf("(--no-limits) |\n");
 				fflush(stdout);
 			}
 	return 0;
