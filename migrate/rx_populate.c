@@ -17,9 +17,7 @@
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
 #endif
 
-/* How far ahead of a connection the thread goes, in its own 2 MiB chunks: enough to ride
- * out a scheduling hiccup, small enough that what a zero run costs stays small. */
-#define AHEAD_CHUNKS 16
+#define AHEAD_CHUNKS VMM__RX_POPULATE_AHEAD
 
 #define CHUNK_PAGES VMM_MIGRATE_CHUNK_PAGES
 

@@ -14,6 +14,11 @@
 
 struct vmm__rx_populate;
 
+/* How far ahead of a connection the thread goes, in that connection's 2 MiB chunks past
+ * the one it is in: enough to ride out a scheduling hiccup, small enough that what a run
+ * of zero pages costs stays small. */
+#define VMM__RX_POPULATE_AHEAD 16
+
 /* Process-wide switch, for benchmarks and tests that compare: OFF, AUTO (the default: on
  * for VMs of 64 MiB and more) or ON (any size). Any thread. */
 enum { VMM__RX_POPULATE_OFF = 0, VMM__RX_POPULATE_AUTO = 1, VMM__RX_POPULATE_ON = 2 };
