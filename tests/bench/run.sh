@@ -21,6 +21,10 @@ PY=/usr/bin/python3   # Debian's python3 (python3-matplotlib lives there), not a
 PKGS="qemu-system-x86 iperf3 libvirt-daemon-system libvirt-clients python3 python3-matplotlib \
 cmake gcc make pkg-config liburing-dev libzstd-dev libxxhash-dev libprotobuf-c-dev \
 protobuf-c-compiler libmicrohttpd-dev libjson-c-dev libcurl4-openssl-dev"
+# The memory-only phase needs only what builds the library and its tests.
+[ "${BENCH_ONLY:-}" = mem ] && PKGS="cmake gcc make pkg-config liburing-dev libzstd-dev \
+libxxhash-dev libprotobuf-c-dev protobuf-c-compiler libcmocka-dev libmicrohttpd-dev libjson-c-dev \
+libcurl4-openssl-dev"
 T0=$(date +%s)
 
 say() { echo "[run.sh $(( $(date +%s) - T0 ))s] $*"; }
