@@ -10,6 +10,7 @@
 #   make bench   benchmarks (figures, never pass/fail on time)
 #   make fuzz    libFuzzer on every target for FUZZ_SECONDS each (tests/fuzz/run.sh; clang)
 #   make bench-tls   the tls phase of make bench alone (no /dev/kvm needed)
+#   make bench-mem   the migration data path on memory only (no /dev/kvm needed)
 
 PREFIX ?= /usr/local
 JOBS ?= $(shell nproc)
@@ -27,7 +28,7 @@ DEB_PACKAGES = gcc make cmake pkg-config python3 binutils \
 # Only `make fuzz` needs these (libFuzzer comes with clang); make check does not.
 FUZZ_DEB_PACKAGES = clang llvm
 
-.PHONY: all deps deps-fuzz fuzz build check check-fast check-emulated check-asan check-tsan demo install bench bench-tls clean
+.PHONY: all deps deps-fuzz fuzz build check check-fast check-emulated check-asan check-tsan demo install bench bench-tls bench-mem clean
 
 all: build
 
@@ -86,6 +87,10 @@ bench: deps
 # The tls phase alone (libvmm's tls_bench and QEMU's TLS migration; no /dev/kvm needed).
 bench-tls: deps
 	@BENCH_ONLY=tls bash tests/bench/run.sh $(BUILD)
+
+# The migration data path on memory only (migrate_mem_bench, fake kernel; no /dev/kvm needed).
+bench-mem: deps
+	@BENCH_ONLY=mem bash tests/bench/run.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

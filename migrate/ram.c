@@ -246,6 +246,7 @@ struct vmm__ram_rx {
 	uint64_t *written; /* fresh RAM: pages this receiver wrote, so a later zero page is
 			    * only cleared where it is not zero already */
 	uint64_t applied;
+	uint32_t last_count, last_zeros; /* the last batch applied */
 	ZSTD_DCtx *dctx;
 	uint8_t meta[IDX_MAX + BM_LEN(VMM_BATCH_PAGES)];
 	uint64_t pages[VMM_BATCH_PAGES];
@@ -364,11 +365,24 @@ void vmm__ram_rx_reset(struct vmm__ram_rx *rx)
 	if (rx->written)
 		memset(rx->written, 0, (rx->npages + 63) / 64 * 8);
 	rx->applied = 0;
+	rx->last_count = rx->last_zeros = 0;
 }
 
 uint64_t vmm__ram_rx_pages(const struct vmm__ram_rx *rx)
 {
 	return rx->applied;
+}
+
+uint64_t vmm__ram_rx_last_batch(const struct vmm__ram_rx *rx, uint32_t *count, uint32_t *zeros)
+{
+	*count = rx->last_count;
+	*zeros = rx->last_zeros;
+	return rx->last_count ? rx->pages[rx->last_count - 1] : 0;
+}
+
+int vmm__ram_rx_written(const struct vmm__ram_rx *rx, uint64_t page)
+{
+	return !rx->written || page >= rx->npages || ((rx->written[page / 64] >> (page % 64)) & 1);
 }
 
 /* Decodes and checks the page numbers; returns the number of non-zero pages or < 0. */
@@ -498,5 +512,7 @@ int vmm__ram_rx_apply(struct vmm__ram_rx *rx, struct vmm__xport *xp, uint32_t re
 	if ((bh.flags & VMM_BATCH_HASHED) && XXH3_64bits_digest(&hs) != bh.checksum)
 		return vmm__err(VMM_ECORRUPT, "RAM batch: checksum mismatch");
 	rx->applied += bh.count;
+	rx->last_count = bh.count;
+	rx->last_zeros = bh.count - (uint32_t)nonzero;
 	return 0;
 }

@@ -80,6 +80,11 @@ void vmm__ram_rx_keep_idle(int on);
  * VMM_ECORRUPT (checksum), transport errors. */
 int vmm__ram_rx_apply(struct vmm__ram_rx *rx, struct vmm__xport *xp, uint32_t rec_len);
 uint64_t vmm__ram_rx_pages(const struct vmm__ram_rx *rx);
+/* The last batch applied: its last page (returned), its page count and how many of them
+ * were zero pages (the receiver's populate-ahead follows these). */
+uint64_t vmm__ram_rx_last_batch(const struct vmm__ram_rx *rx, uint32_t *count, uint32_t *zeros);
+/* 1 if this receiver wrote page (always 1 for RAM not known fresh). */
+int vmm__ram_rx_written(const struct vmm__ram_rx *rx, uint64_t page);
 
 /* 1 if the 4 KiB at p are all zero. */
 int vmm__page_is_zero(const void *p);

@@ -27,6 +27,7 @@
 #include "libvmm/memory.h"
 #include "migrate/protocol.h"
 #include "migrate/ram.h"
+#include "migrate/rx_populate.h"
 #include "migrate/stream.h"
 #include "migrate/tls.h"
 #include "stream.pb-c.h"
@@ -74,6 +75,7 @@ struct receiver {
 	unsigned npend;
 	struct vmm__tls *tls;      /* NULL: plain TCP */
 	struct vmm__tls_conn *handed; /* accept_stream's session for the fd it returns */
+	struct vmm__rx_populate *pop; /* populate-ahead during the RAM phase (NULL: none) */
 };
 
 void vmm_receive_opts_init(struct vmm_receive_opts *o)
@@ -592,6 +594,13 @@ static int receive_ram(struct rconn *c)
 		switch (h.type) {
 		case VMM_REC_RAM:
 			r = vmm__ram_rx_apply(c->rx, c->xp, h.len);
+			if (!r && c->rv->pop) {
+				uint32_t count, zeros;
+				uint64_t last = vmm__ram_rx_last_batch(c->rx, &count, &zeros);
+
+				vmm__rx_populate_progress(c->rv->pop, (unsigned)(c - c->rv->c), last,
+							  count, zeros);
+			}
 			break;
 		case VMM_REC_ROUND: {
 			uint8_t *p = malloc(h.len ? h.len : 1);
@@ -645,14 +654,25 @@ static void *conn_thread(void *arg)
 	return NULL;
 }
 
+/* Whether a page was written by the connection that carries it (its 2 MiB chunk's). */
+static int page_written(void *opaque, uint64_t page)
+{
+	const struct receiver *rv = opaque;
+
+	return vmm__ram_rx_written(rv->c[page / VMM_MIGRATE_CHUNK_PAGES % rv->n].rx, page);
+}
+
 static int receive_all(struct receiver *rv)
 {
 	struct vmm__memory *mem = vmm__move_ram(rv->vm);
-	uint64_t npages = mem->size / VMM_PAGE_SIZE;
+	uint64_t npages = mem->size / VMM_PAGE_SIZE, ahead, released;
 	int r = 0;
 
 	for (unsigned i = 0; i < rv->n && !r; i++)
 		r = vmm__ram_rx_new(mem->host, npages, 1, &rv->c[i].rx);
+	/* Before the connection threads, so none of them sees it half made. */
+	if (!r)
+		r = vmm__rx_populate_start(mem->host, npages, rv->n, &rv->pop);
 	for (unsigned i = 1; i < rv->n && !r; i++) {
 		if (pthread_create(&rv->c[i].thread, NULL, conn_thread, &rv->c[i]))
 			r = vmm__err(VMM_ESYS, "receiver thread");
@@ -673,6 +693,14 @@ static int receive_all(struct receiver *rv)
 		if ((!r || r == VMM_ECANCELED) && rv->c[i].err && rv->c[i].err != VMM_ECANCELED)
 			r = vmm__err(rv->c[i].err, "connection %u: %s", i, rv->c[i].detail);
 	}
+	/* Joined on every path; on success what it populated and no page landed in (zero
+	 * pages, the source's holes) is given back. */
+	ahead = vmm__rx_populate_stop(rv->pop, r ? NULL : page_written, rv, &released);
+	rv->pop = NULL;
+	if (ahead)
+		rv_log(rv, VMM_LOG_DEBUG, "migration receiver: populated %llu pages ahead, %llu "
+		       "of them given back unused", (unsigned long long)ahead,
+		       (unsigned long long)released);
 	return r;
 }
 

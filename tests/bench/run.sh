@@ -3,6 +3,9 @@
 #   bash tests/bench/run.sh [BUILD]      (BUILD: the CMake build tree, default build)
 #   BENCH_ONLY=tls bash tests/bench/run.sh [BUILD]   (make bench-tls: the tls phase only,
 #   libvmm's tls_bench and QEMU's TLS migration of a paused TCG guest: needs no /dev/kvm)
+#   BENCH_ONLY=mem bash tests/bench/run.sh [BUILD]   (make bench-mem: migrate_mem_bench
+#   alone, the migration data path on memory only: needs no /dev/kvm; BENCH_MEM_ARGS
+#   passes it options, e.g. "--mem 512 --patterns random")
 # Installs what it needs (Debian, as root), builds vmm_bench and the guests, runs
 # tests/bench/bench.py. Output: BUILD/bench/report.md, report.json, *.png; logs in
 # BUILD/bench/logs. Figures only: it fails when a run fails, never on time.
@@ -18,6 +21,10 @@ PY=/usr/bin/python3   # Debian's python3 (python3-matplotlib lives there), not a
 PKGS="qemu-system-x86 iperf3 libvirt-daemon-system libvirt-clients python3 python3-matplotlib \
 cmake gcc make pkg-config liburing-dev libzstd-dev libxxhash-dev libprotobuf-c-dev \
 protobuf-c-compiler libmicrohttpd-dev libjson-c-dev libcurl4-openssl-dev"
+# The memory-only phase needs only what builds the library and its tests.
+[ "${BENCH_ONLY:-}" = mem ] && PKGS="cmake gcc make pkg-config liburing-dev libzstd-dev \
+libxxhash-dev libprotobuf-c-dev protobuf-c-compiler libcmocka-dev libmicrohttpd-dev libjson-c-dev \
+libcurl4-openssl-dev"
 T0=$(date +%s)
 
 say() { echo "[run.sh $(( $(date +%s) - T0 ))s] $*"; }
@@ -38,7 +45,7 @@ if [ -n "$missing" ]; then
 fi
 . "$SRC/tests/vmhost/kvm_usable.sh"
 ONLY=${BENCH_ONLY:-}
-if [ "$ONLY" != tls ] && ! kvm_usable; then
+if [ "$ONLY" != tls ] && [ "$ONLY" != mem ] && ! kvm_usable; then
 	echo "run.sh: /dev/kvm cannot be opened read-write" >&2
 	exit 1
 fi
@@ -59,6 +66,22 @@ Release | RelWithDebInfo) OBJ=$BUILD ;;
 	cmake -S "$SRC" -B "$OBJ" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	;;
 esac
+# The migration data path on memory only (fake kernel: no KVM; issue 14): its table and
+# the physical limits of this machine measured in the same run.
+mem_bench() {
+	if cmake --build "$OBJ" --target migrate_mem_bench -j"$(nproc)" >>"$OUT/build.log" 2>&1; then
+		# shellcheck disable=SC2086
+		"$OBJ/tests/bench/migrate_mem_bench" ${BENCH_MEM_ARGS:-} | tee "$OUT/migrate_mem.md"
+	else
+		say "migrate_mem_bench did not build (a BUILD_TESTING=OFF tree?), see $OUT/build.log"
+		return 1
+	fi
+}
+if [ "$ONLY" = mem ]; then
+	mem_bench
+	exit $?
+fi
+
 built=0
 for attempt in 1 2 3 4 5 6 7 8 9 10; do
 	if cmake --build "$OBJ" --target vmm_bench tls_bench guests -j"$(nproc)" >"$OUT/build.log" 2>&1; then
@@ -113,6 +136,9 @@ say "done (exit $rc): $OUT/report.md"
 # BUILD_TESTING=OFF tree).
 if [ "$OBJ" = "$BUILD" ] && [ "$ONLY" != tls ]; then
 	bash "$SRC/tests/bench/snapshot_crypt.sh" "$BUILD" || say "snapshot_crypt.sh failed"
+fi
+if [ "$ONLY" != tls ]; then
+	mem_bench || say "migrate_mem_bench failed"
 fi
 if [ "$ONLY" = tls ]; then
 	[ -f "$OUT/report.md" ] && sed -n '/^## TLS/,$p' "$OUT/report.md"
