@@ -139,6 +139,9 @@ static void lock_moves_with_the_guest(void **state)
 	assert_int_equal(vmm_migrate_send_to(src, "127.0.0.1", ready.port, NULL, NULL), 0);
 	assert_int_equal(mu_rx_join(&d), 0);
 	assert_true(hp_fired(&ready) && hp_fired(&go));
+	/* Joined: what the hooks wrote on the proxies' threads is ours to read. */
+	hp_stop(&ready);
+	hp_stop(&go);
 	assert_int_equal(pr.free_at_ready, 0);
 	assert_int_equal(pr.free_at_go, 1);
 	assert_true(running(d.vm));
@@ -149,8 +152,6 @@ static void lock_moves_with_the_guest(void **state)
 
 	vmm_vm_destroy(src);
 	assert_false(lock_free()); /* the destination's */
-	hp_stop(&ready);
-	hp_stop(&go);
 	vmm_vm_destroy(d.vm);
 	assert_true(lock_free());
 }
@@ -194,6 +195,7 @@ static void lock_taken_meanwhile(void **state)
 	hp_start_call(&go, d.port, HP_TO_DST, VMM_REC_GO, at_go, &pr);
 	r = vmm_migrate_send_to(src, "127.0.0.1", go.port, NULL, NULL);
 	print_message("    source: %s (%s)\n", vmm_err_name(r), vmm_last_error());
+	hp_stop(&go); /* joined: pr.held_fd is ours to read */
 	assert_int_equal(r, VMM_ELOCKED);
 	assert_int_equal(mu_rx_join(&d), VMM_ELOCKED);
 	assert_false(running(d.vm));
@@ -207,7 +209,6 @@ static void lock_taken_meanwhile(void **state)
 	assert_int_equal(vmm_vm_resume(src), 0);
 	assert_true(running(src));
 	assert_false(lock_free());
-	hp_stop(&go);
 	vmm_vm_destroy(d.vm);
 	vmm_vm_destroy(src);
 }
