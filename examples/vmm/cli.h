@@ -76,8 +76,8 @@ int cli_devices_parse(struct cli_devices *devs, const char *spec);
 /* Adds them to vm (a vmm_prepare_fn for restore: opaque is the struct cli_devices). */
 int cli_devices_add(void *opaque, struct vmm_vm *vm);
 
-/* The options vmm run and vmm restore share (--no-sandbox, the devices, the jail), for
- * their getopt_long tables; CLI_JAIL_OPTIONS is cli_jail.h's. */
+/* The options vmm run, restore and receive share (--no-sandbox, the devices, the jail),
+ * for their getopt_long tables; CLI_JAIL_OPTIONS is cli_jail.h's. */
 #define CLI_GUEST_OPTIONS                               \
 	{ "no-sandbox", no_argument, NULL, 'S' },       \
 	{ "disk", required_argument, NULL, 'D' },       \

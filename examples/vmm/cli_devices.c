@@ -1,6 +1,6 @@
-/* --disk and --rng for vmm run and vmm restore: parsed in order, added in that order
- * (a restored guest needs its devices in the slots it was started with); and the other
- * options the two share. */
+/* --disk and --rng for vmm run, restore and receive: parsed in order, added in that order
+ * (a restored or received guest needs its devices in the slots it was started with); and
+ * the other options the three share. */
 #include <stdio.h>
 
 #include "cli.h"
