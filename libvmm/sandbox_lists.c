@@ -12,12 +12,14 @@
  * (the kick signal and its return), pthread_kill (a stop or pause kicks the vCPUs), exit;
  * sigaltstack: the sanitizers' per-thread signal stacks, taken down as a thread exits;
  * sched_getaffinity: glibc's get_nprocs(), which malloc asks once more than 8 arenas
- * exist (many threads allocating at once) and ASan asks as it starts its own work. */
+ * exist (many threads allocating at once) and ASan asks as it starts its own work;
+ * sched_yield: ThreadSanitizer's internal locks spin with it under contention (CI killed
+ * test_tls's sandboxed migrations by SIGSYS that way). */
 #define COMMON                                                                           \
 	"brk", "mmap", "munmap", "mprotect", "madvise", "futex", "clock_gettime",       \
 	"clock_nanosleep", "nanosleep", "gettid", "getpid", "tgkill", "rt_sigprocmask",   \
 	"rt_sigreturn", "restart_syscall", "sigaltstack", "exit", "exit_group",          \
-	"sched_getaffinity"
+	"sched_getaffinity", "sched_yield"
 
 /* KVM_RUN and its exits. ioctl is further held to four requests (vcpu_ioctls, below); the
  * embedder's serial and log callbacks write (the vmm command: stdout, stderr). The virtio
