@@ -6,6 +6,7 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include "libvmm/bitmap.h"
 #include "libvmm/error_internal.h"
 #include "libvmm/memory.h"
 #include "migrate/ram.h"
@@ -382,7 +383,7 @@ uint64_t vmm__ram_rx_last_batch(const struct vmm__ram_rx *rx, uint32_t *count, u
 
 int vmm__ram_rx_written(const struct vmm__ram_rx *rx, uint64_t page)
 {
-	return !rx->written || page >= rx->npages || ((rx->written[page / 64] >> (page % 64)) & 1);
+	return !rx->written || page >= rx->npages || vmm__bitmap_test(rx->written, page);
 }
 
 /* Decodes and checks the page numbers; returns the number of non-zero pages or < 0. */
@@ -488,12 +489,12 @@ int vmm__ram_rx_apply(struct vmm__ram_rx *rx, struct vmm__xport *xp, uint32_t re
 
 		if (bm[i / 8] & (1u << (i % 8))) {
 			/* Untouched fresh memory is zero already, and stays unallocated. */
-			if (!rx->written || (rx->written[p / 64] >> (p % 64)) & 1)
+			if (!rx->written || vmm__bitmap_test(rx->written, p))
 				memset(dst, 0, PAGE);
 			continue;
 		}
 		if (rx->written)
-			rx->written[p / 64] |= 1ull << (p % 64);
+			vmm__bitmap_set(rx->written, p);
 		if (bh.flags & VMM_BATCH_ZSTD) {
 			memcpy(dst, rx->stage + (size_t)k++ * PAGE, PAGE);
 		} else {

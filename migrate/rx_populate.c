@@ -17,8 +17,6 @@
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
 #endif
 
-#define AHEAD_CHUNKS VMM__RX_POPULATE_AHEAD
-
 #define CHUNK_PAGES VMM_MIGRATE_CHUNK_PAGES
 
 /* Smaller VMs go without: a thread per receive would cost more than it saves there (and the
@@ -51,6 +49,14 @@ void vmm__rx_populate_enable(int mode)
 	__atomic_store_n(&enabled, mode, __ATOMIC_RELAXED);
 }
 
+/* Whether c's next chunk may be populated now: there is one, c's stream is not mostly
+ * zero pages, and it is within the window ahead of c. Under the lock. */
+static int may_go(const struct vmm__rx_populate *p, const struct rx_conn *c)
+{
+	return c->next < p->nchunks && !c->zero_heavy &&
+	       c->next <= c->cursor + (uint64_t)VMM__RX_POPULATE_AHEAD * p->n;
+}
+
 /* The connection whose next chunk is least far ahead of its cursor and may be populated
  * now, under the lock; -1 if none. Connection i carries chunks i, i + n, i + 2n, ... */
 static int pick(struct vmm__rx_populate *p)
@@ -63,8 +69,7 @@ static int pick(struct vmm__rx_populate *p)
 
 		if (c->next < c->cursor) /* it overtook us: skip to its position */
 			c->next = c->cursor + (i + p->n - c->cursor % p->n) % p->n;
-		if (c->next >= p->nchunks || c->zero_heavy ||
-		    c->next > c->cursor + (uint64_t)AHEAD_CHUNKS * p->n)
+		if (!may_go(p, c))
 			continue;
 		if (c->next - c->cursor < best)
 			best = c->next - c->cursor, who = (int)i;
@@ -163,8 +168,7 @@ void vmm__rx_populate_progress(struct vmm__rx_populate *p, unsigned conn, uint64
 	 * memory and time. */
 	c->zero_heavy = count && (uint64_t)zeros * 8 >= count;
 	c->cursor = last / CHUNK_PAGES;
-	wake = !c->zero_heavy && c->next < p->nchunks &&
-	       c->next <= c->cursor + (uint64_t)AHEAD_CHUNKS * p->n;
+	wake = may_go(p, c);
 	pthread_mutex_unlock(&p->lock);
 	if (wake)
 		pthread_cond_signal(&p->cond);
