@@ -21,10 +21,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "fake_vm.h"
+#include "libvmm/clock.h"
 #include "libvmm/bitmap.h"
 #include "libvmm/dirty.h"
 #include "libvmm/vm_move.h"
@@ -34,14 +34,6 @@
 
 #define CHUNK (8u << 20)
 #define RUNS_MAX 15
-
-static double now_s(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static void bench_fail(const char *what)
 {
@@ -137,9 +129,9 @@ static double migrate_once(uint64_t mib, const char *pattern, unsigned conns, in
 	mu_rx_start(&rx);
 	vmm_migrate_opts_init(&mo);
 	mo.connections = conns;
-	t0 = now_s();
+	t0 = vmm__now_ns() / 1e9;
 	r = vmm_migrate_send_to(vm, "127.0.0.1", rx.port, &mo, &st);
-	t = now_s() - t0;
+	t = vmm__now_ns() / 1e9 - t0;
 	if (r)
 		fprintf(stderr, "send: %s (%s)\n", vmm_err_name(r), vmm_last_error());
 	if (mu_rx_join(&rx) && !r)
@@ -233,7 +225,7 @@ static double loopback(uint64_t bytes, int into_memfd)
 	if (!dst || dst == MAP_FAILED)
 		bench_fail("loopback buffer");
 	peer.fd = cfd;
-	t0 = now_s();
+	t0 = vmm__now_ns() / 1e9;
 	if (pthread_create(&th, NULL, lo_send, &peer))
 		bench_fail("thread");
 	for (uint64_t got = 0; got < bytes;) {
@@ -245,7 +237,7 @@ static double loopback(uint64_t bytes, int into_memfd)
 			bench_fail("loopback recv");
 		got += (uint64_t)n;
 	}
-	t = now_s() - t0;
+	t = vmm__now_ns() / 1e9 - t0;
 	pthread_join(th, NULL);
 	if (into_memfd) {
 		munmap(dst, bytes);
@@ -273,9 +265,9 @@ static double first_touch(uint64_t bytes, int memfd)
 		 fd, 0);
 	if (m == MAP_FAILED)
 		bench_fail("mmap");
-	t0 = now_s();
+	t0 = vmm__now_ns() / 1e9;
 	memset(m, 0x5a, bytes);
-	t = now_s() - t0;
+	t = vmm__now_ns() / 1e9 - t0;
 	munmap(m, bytes);
 	if (fd >= 0)
 		close(fd);

@@ -11,19 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "fake_vm.h"
+#include "libvmm/clock.h"
 #include "migrate/snapshot_crypt.h"
-
-static double now_s(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static void die(const char *what, int r)
 {
@@ -98,17 +90,17 @@ int main(int argc, char **argv)
 		so.key = modes[m].enc ? key : NULL;
 		so.key_len = modes[m].enc ? 32 : 0;
 		unlink(path);
-		t0 = now_s();
+		t0 = vmm__now_ns() / 1e9;
 		if ((r = vmm_snapshot_save(vm, path, &so, &st)))
 			die(modes[m].name, r);
-		t_save = now_s() - t0;
+		t_save = vmm__now_ns() / 1e9 - t0;
 		vmm_restore_opts_init(&ro);
 		ro.key = so.key;
 		ro.key_len = so.key_len;
-		t0 = now_s();
+		t0 = vmm__now_ns() / 1e9;
 		if ((r = vmm_snapshot_restore(path, &ro, &back)))
 			die(modes[m].name, r);
-		t_rest = now_s() - t0;
+		t_rest = vmm__now_ns() / 1e9 - t0;
 		vmm_vm_mem_read(back, bytes / 2, check, 4096);
 		if (memcmp(check, want, 4096))
 			die("restored RAM differs", -1);
@@ -130,14 +122,14 @@ int main(int argc, char **argv)
 		for (uint64_t off = 0; off < bytes; off += 8 << 20)
 			if (pwrite(pfd, buf, 8 << 20, (off_t)off) != 8 << 20)
 				die("memfd", -1);
-		t0 = now_s();
+		t0 = vmm__now_ns() / 1e9;
 		if ((r = vmm__snap_encrypt(pfd, bytes, efd, key, &len)))
 			die("encrypt pass", r);
-		te = now_s() - t0;
-		t0 = now_s();
+		te = vmm__now_ns() / 1e9 - t0;
+		t0 = vmm__now_ns() / 1e9;
 		if ((r = vmm__snap_decrypt(efd, key, &dfd)))
 			die("decrypt pass", r);
-		td = now_s() - t0;
+		td = vmm__now_ns() / 1e9 - t0;
 		printf("\nAES-256-GCM pass alone (memfd to memfd, %ld threads at most): encrypt %.2f "
 		       "GB/s, decrypt and authenticate %.2f GB/s\n",
 		       sysconf(_SC_NPROCESSORS_ONLN) < 4 ? sysconf(_SC_NPROCESSORS_ONLN) : 4,
