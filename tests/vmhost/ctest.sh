@@ -26,13 +26,32 @@ recap() {
 		Testing/Temporary/LastTest.log 2>/dev/null | grep -av '^\[       OK \]' | tail -150 || true
 	return "$rc"
 }
+# The names of the tests a ctest log reports as finished (passed or failed), one per line.
+finished_tests() {
+	sed -n -E 's/^ *[0-9]+\/[0-9]+ +Test +#[0-9]+: ([^ ]+) \.+.*(Passed|\*\*\*).*/\1/p' "$1"
+}
 emulated() {
-	local rc=0
+	local rc=0 log="$BUILD/Testing/vmhost-ctest.log" done_re
+	mkdir -p "$BUILD/Testing"
 	# The stock Linux guest's packages are fetched here: the emulated host has no network.
 	# A failure is reported by the test that needs them (integration/test_linux_boot).
 	bash "$HERE/../guests/linux/build.sh" >/dev/null || true
 	"$HERE/run.sh" --share "$BUILD" --timeout "${VMM_VMHOST_TIMEOUT:-3000}" -- \
-		ctest --output-on-failure -L '^kvm$' "$@" || rc=$?
+		ctest --output-on-failure -L '^kvm$' "$@" | tee "$log" || rc=${PIPESTATUS[0]}
+	# 125: the emulated host itself died (its kernel panicked: TCG's rare faults, see the
+	# README) before ctest finished. That says nothing of libvmm, so the tests it had not
+	# finished run once more in a fresh one; those it finished keep their result, and a
+	# second death is a failure.
+	if [ "$rc" -eq 125 ]; then
+		done_re=$(finished_tests "$log" | paste -sd '|')
+		echo "=== vmhost: the emulated host died before ctest finished; the tests it had" \
+			"not finished run again in a new one (finished: ${done_re:-none}) ==="
+		rc=0
+		if grep -q -E '\*\*\*(Failed|Timeout|Exception)' "$log"; then rc=1; fi
+		recap $rc || true
+		"$HERE/run.sh" --share "$BUILD" --timeout "${VMM_VMHOST_TIMEOUT:-3000}" -- \
+			ctest --output-on-failure -L '^kvm$' ${done_re:+-E "^($done_re)\$"} "$@" || rc=$?
+	fi
 	recap $rc
 }
 

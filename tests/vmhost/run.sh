@@ -88,7 +88,8 @@ if [ "$TIMEOUT" -gt 0 ]; then
 	watchdog=$!
 fi
 wait "$qemu" || true
-[ -z "${watchdog:-}" ] || kill "$watchdog" 2>/dev/null || true
+# The watchdog's sleep first: killing only its shell would leave the sleep running on.
+[ -z "${watchdog:-}" ] || { pkill -P "$watchdog" sleep; kill "$watchdog"; } 2>/dev/null || true
 exec 3>&- 4>&- 5>&-
 wait 2>/dev/null || true
 if [ -f "$RUN/rc" ]; then
@@ -100,6 +101,14 @@ if [ -f "$RUN/timedout" ]; then
 else
 	echo "vmhost: the VM stopped before the command finished: $*; console log:" >&2
 	rc=125
+fi
+# A CI log keeps the tail, where a panic's register dump and call trace push out its reason
+# and the task it hit: print the first kernel complaint's head before the tail.
+first=$(grep -n -m1 -E 'Kernel panic|BUG:|Oops|general protection|WARNING:|watchdog:' \
+	"$RUN/console.log" 2>/dev/null | cut -d: -f1) || true
+if [ -n "$first" ]; then
+	sed -n "$((first > 3 ? first - 3 : 1)),$((first + 12))p" "$RUN/console.log" >&2
+	echo "vmhost: [...]" >&2
 fi
 tail -n 40 "$RUN/console.log" >&2 2>/dev/null || true
 exit $rc
