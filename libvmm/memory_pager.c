@@ -1,0 +1,426 @@
+/* The pager (memory_pager.h): guest RAM loaded on demand through userfaultfd, every page
+ * checked against its hash before the guest can see it. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "libvmm/error_internal.h"
+#include "libvmm/memory.h"
+#include "libvmm/memory_pager.h"
+
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00) /* /dev/userfaultfd, Linux 6.1 */
+#endif
+
+/* Pages read from the file per pread when loading everything. */
+#define LOAD_CHUNK 64
+
+struct vmm__pager {
+	uint8_t *host;
+	uint64_t npages;
+	int uffd;
+	int stopfd; /* eventfd: written once by vmm__pager_stop */
+	int fd;     /* the file, our own duplicate */
+	uint64_t offset;
+	uint64_t *hashes;
+	uint64_t *present; /* pages installed (bitmap, atomic) */
+	uint64_t *bad;     /* pages that failed (bitmap, atomic) */
+	uint64_t loaded;   /* pages installed, atomic */
+	uint64_t faults;   /* faults the thread served, atomic */
+	vmm__pager_fail_fn fail;
+	void *ctx;
+	pthread_t thread;
+	pthread_mutex_t fail_lock; /* err and detail */
+	int err;                   /* atomic: the first failure, 0 if none */
+	char detail[200];
+};
+
+static unsigned test_delay_us;
+
+void vmm__pager_test_delay_us(unsigned us)
+{
+	__atomic_store_n(&test_delay_us, us, __ATOMIC_RELAXED);
+}
+
+static int bit_test(const uint64_t *map, uint64_t i)
+{
+	return (__atomic_load_n(&map[i / 64], __ATOMIC_ACQUIRE) >> (i % 64)) & 1;
+}
+
+/* Sets bit i; returns whether it was clear. */
+static int bit_set(uint64_t *map, uint64_t i)
+{
+	uint64_t b = 1ull << (i % 64);
+
+	return !(__atomic_fetch_or(&map[i / 64], b, __ATOMIC_ACQ_REL) & b);
+}
+
+static void mark_present(struct vmm__pager *p, uint64_t page)
+{
+	if (bit_set(p->present, page))
+		__atomic_fetch_add(&p->loaded, 1, __ATOMIC_RELAXED);
+}
+
+static void wake(struct vmm__pager *p, uint64_t page)
+{
+	struct uffdio_range r = { (uint64_t)(uintptr_t)(p->host + page * VMM_PAGE_SIZE),
+				  VMM_PAGE_SIZE };
+
+	ioctl(p->uffd, UFFDIO_WAKE, &r);
+}
+
+/* Installs src as page (UFFDIO_COPY, which wakes its waiters). Another thread having
+ * installed it first is success. 0 or the errno. */
+static int install(struct vmm__pager *p, uint64_t page, const void *src)
+{
+	struct uffdio_copy c;
+	int exist = 0;
+
+	for (;;) {
+		memset(&c, 0, sizeof(c));
+		c.dst = (uint64_t)(uintptr_t)(p->host + page * VMM_PAGE_SIZE);
+		c.src = (uint64_t)(uintptr_t)src;
+		c.len = VMM_PAGE_SIZE;
+		if (!ioctl(p->uffd, UFFDIO_COPY, &c))
+			break;
+		if (errno == EEXIST) {
+			exist = 1;
+			break;
+		}
+		if (errno != EAGAIN && errno != EINTR)
+			return errno;
+	}
+	if (exist) /* whoever installed it woke its waiters; a late one is woken here */
+		wake(p, page);
+	mark_present(p, page);
+	return 0;
+}
+
+/* A page that must not reach the guest: marked bad, the failure recorded and the owner
+ * told (it stops the VM: the vCPUs get their kick signal queued) and only then is the
+ * fault released with zeros, so that no waiter hangs (memory_pager.h). */
+static void page_failed(struct vmm__pager *p, uint64_t page, int err, const char *what)
+{
+	struct uffdio_zeropage z;
+	int first = 0;
+
+	bit_set(p->bad, page);
+	pthread_mutex_lock(&p->fail_lock);
+	if (!__atomic_load_n(&p->err, __ATOMIC_ACQUIRE)) {
+		snprintf(p->detail, sizeof(p->detail), "lazily restored RAM page %llu (guest "
+			 "physical RAM offset 0x%llx): %s", (unsigned long long)page,
+			 (unsigned long long)(page * VMM_PAGE_SIZE), what);
+		__atomic_store_n(&p->err, err, __ATOMIC_RELEASE);
+		first = 1;
+	}
+	pthread_mutex_unlock(&p->fail_lock);
+	if (first && p->fail)
+		p->fail(p->ctx, err, p->detail);
+	memset(&z, 0, sizeof(z));
+	z.range.start = (uint64_t)(uintptr_t)(p->host + page * VMM_PAGE_SIZE);
+	z.range.len = VMM_PAGE_SIZE;
+	while (ioctl(p->uffd, UFFDIO_ZEROPAGE, &z)) {
+		if (errno == EEXIST)
+			wake(p, page);
+		if (errno != EAGAIN && errno != EINTR)
+			break;
+		memset(&z, 0, sizeof(z));
+		z.range.start = (uint64_t)(uintptr_t)(p->host + page * VMM_PAGE_SIZE);
+		z.range.len = VMM_PAGE_SIZE;
+	}
+	mark_present(p, page);
+}
+
+/* Checks and installs page from buf (its bytes as read from the file, got of them). */
+static void verify_install(struct vmm__pager *p, uint64_t page, const uint8_t *buf, size_t got)
+{
+	char what[96];
+	int e;
+
+	if (got < VMM_PAGE_SIZE) {
+		page_failed(p, page, VMM_ETRUNCATED, "the snapshot file ends before it");
+		return;
+	}
+	if (XXH3_64bits(buf, VMM_PAGE_SIZE) != p->hashes[page]) {
+		page_failed(p, page, VMM_ECORRUPT, "checksum mismatch (the snapshot file is "
+			    "damaged); the page was not given to the guest");
+		return;
+	}
+	e = install(p, page, buf);
+	if (e) {
+		snprintf(what, sizeof(what), "UFFDIO_COPY: %s", strerror(e));
+		page_failed(p, page, VMM_ESYS, what);
+	}
+}
+
+/* Reads n pages from first (fewer where the file ends); returns the bytes read or -errno. */
+static ssize_t read_pages(struct vmm__pager *p, uint64_t first, uint64_t n, uint8_t *buf)
+{
+	size_t want = n * VMM_PAGE_SIZE, got = 0;
+
+	while (got < want) {
+		ssize_t k = pread(p->fd, buf + got, want - got,
+				  (off_t)(p->offset + first * VMM_PAGE_SIZE + got));
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (!k)
+			break;
+		got += (size_t)k;
+	}
+	return (ssize_t)got;
+}
+
+/* Loads [first, first + n): one read, then each page not yet in. */
+static void load_run(struct vmm__pager *p, uint64_t first, uint64_t n, uint8_t *buf)
+{
+	ssize_t got = read_pages(p, first, n, buf);
+
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t page = first + i;
+		size_t have;
+
+		if (bit_test(p->present, page))
+			continue;
+		if (got < 0) {
+			char what[96];
+
+			snprintf(what, sizeof(what), "reading the snapshot file: %s",
+				 strerror((int)-got));
+			page_failed(p, page, VMM_EIO, what);
+			continue;
+		}
+		have = (uint64_t)got > i * VMM_PAGE_SIZE ? (size_t)got - i * VMM_PAGE_SIZE : 0;
+		verify_install(p, page, buf + i * VMM_PAGE_SIZE,
+			       have > VMM_PAGE_SIZE ? VMM_PAGE_SIZE : have);
+	}
+}
+
+static void *pager_thread(void *arg)
+{
+	struct vmm__pager *p = arg;
+	uint8_t *buf = aligned_alloc(VMM_PAGE_SIZE, VMM_PAGE_SIZE);
+	struct uffd_msg msg[16];
+
+	pthread_setname_np(pthread_self(), "vmm-pager");
+	for (;;) {
+		struct pollfd pf[2] = { { p->uffd, POLLIN, 0 }, { p->stopfd, POLLIN, 0 } };
+		ssize_t n;
+
+		if (poll(pf, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pf[1].revents)
+			break;
+		n = read(p->uffd, msg, sizeof(msg));
+		if (n < 0)
+			continue; /* EAGAIN: another reader took it; no other reader exists today */
+		for (size_t i = 0; i < (size_t)n / sizeof(msg[0]); i++) {
+			uint64_t addr = msg[i].arg.pagefault.address, page;
+			unsigned delay = __atomic_load_n(&test_delay_us, __ATOMIC_RELAXED);
+
+			if (msg[i].event != UFFD_EVENT_PAGEFAULT)
+				continue;
+			page = (addr - (uint64_t)(uintptr_t)p->host) / VMM_PAGE_SIZE;
+			if (page >= p->npages)
+				continue;
+			__atomic_fetch_add(&p->faults, 1, __ATOMIC_RELAXED);
+			if (delay)
+				usleep(delay);
+			if (bit_test(p->present, page)) {
+				wake(p, page);
+				continue;
+			}
+			if (buf)
+				load_run(p, page, 1, buf);
+			else
+				page_failed(p, page, VMM_ENOMEM, "no buffer to read it into");
+		}
+	}
+	free(buf);
+	return NULL;
+}
+
+/* A userfaultfd: the system call, else /dev/userfaultfd (Linux 6.1: the way for a process
+ * with rights on that node when vm.unprivileged_userfaultfd is 0 and it lacks
+ * CAP_SYS_PTRACE). Kernel-mode faults must be handled too (KVM, process_vm_readv, a
+ * writev from RAM), so no UFFD_USER_MODE_ONLY. */
+static int open_uffd(void)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK), dev, e;
+
+	if (fd >= 0)
+		return fd;
+	e = errno;
+	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev >= 0) {
+		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+		close(dev);
+		if (fd >= 0)
+			return fd;
+	}
+	errno = e;
+	return -1;
+}
+
+static void pager_free(struct vmm__pager *p)
+{
+	if (p->uffd >= 0)
+		close(p->uffd);
+	if (p->stopfd >= 0)
+		close(p->stopfd);
+	if (p->fd >= 0)
+		close(p->fd);
+	pthread_mutex_destroy(&p->fail_lock);
+	free(p->present);
+	free(p->bad);
+	free(p->hashes);
+	free(p);
+}
+
+int vmm__pager_start(uint8_t *host, uint64_t npages, int fd, uint64_t offset, uint64_t *hashes,
+		     vmm__pager_fail_fn fail, void *ctx, struct vmm__pager **out)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg;
+	uint64_t words = (npages + 63) / 64;
+	struct vmm__pager *p = calloc(1, sizeof(*p));
+	int r = 0;
+
+	*out = NULL;
+	if (!p) {
+		free(hashes);
+		return vmm__err(VMM_ENOMEM, "pager");
+	}
+	p->host = host;
+	p->npages = npages;
+	p->offset = offset;
+	p->hashes = hashes;
+	p->fail = fail;
+	p->ctx = ctx;
+	p->uffd = p->stopfd = -1;
+	pthread_mutex_init(&p->fail_lock, NULL);
+	p->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	p->present = calloc(words ? words : 1, 8);
+	p->bad = calloc(words ? words : 1, 8);
+	if (p->fd < 0)
+		r = vmm__err_sys(VMM_ESYS, "dup the snapshot fd");
+	else if (!p->present || !p->bad)
+		r = vmm__err(VMM_ENOMEM, "pager bitmaps");
+	if (!r && (p->uffd = open_uffd()) < 0)
+		r = vmm__err_sys(VMM_EUNSUPPORTED, "userfaultfd (root, /dev/userfaultfd or "
+				 "vm.unprivileged_userfaultfd=1 is needed)");
+	if (!r && ioctl(p->uffd, UFFDIO_API, &api))
+		r = vmm__err_sys(VMM_EUNSUPPORTED, "UFFDIO_API");
+	/* Huge pages would be filled 2 MiB at a time by the kernel, not page by page by us. */
+	if (!r)
+		madvise(host, npages * VMM_PAGE_SIZE, MADV_NOHUGEPAGE);
+	memset(&reg, 0, sizeof(reg));
+	reg.range.start = (uint64_t)(uintptr_t)host;
+	reg.range.len = npages * VMM_PAGE_SIZE;
+	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	if (!r && ioctl(p->uffd, UFFDIO_REGISTER, &reg))
+		r = vmm__err_sys(VMM_EUNSUPPORTED, "UFFDIO_REGISTER (missing mode) on guest RAM");
+	if (!r && (!(reg.ioctls & (1ull << _UFFDIO_COPY)) ||
+		   !(reg.ioctls & (1ull << _UFFDIO_ZEROPAGE))))
+		r = vmm__err(VMM_EUNSUPPORTED, "userfaultfd on shared memory lacks UFFDIO_COPY or "
+			     "UFFDIO_ZEROPAGE on this kernel");
+	if (!r && (p->stopfd = eventfd(0, EFD_CLOEXEC)) < 0)
+		r = vmm__err_sys(VMM_ESYS, "eventfd");
+	if (!r && pthread_create(&p->thread, NULL, pager_thread, p))
+		r = vmm__err(VMM_ESYS, "cannot start the pager thread");
+	if (r) {
+		pager_free(p); /* closing the userfaultfd unregisters RAM */
+		return r;
+	}
+	*out = p;
+	return 0;
+}
+
+void vmm__pager_stop(struct vmm__pager *p)
+{
+	uint64_t one = 1;
+
+	if (!p)
+		return;
+	if (write(p->stopfd, &one, sizeof(one)) != sizeof(one))
+		; /* an eventfd write of 1 cannot fail short of overflow */
+	pthread_join(p->thread, NULL);
+	pager_free(p);
+}
+
+int vmm__pager_error(const struct vmm__pager *p)
+{
+	int e = p ? __atomic_load_n(&p->err, __ATOMIC_ACQUIRE) : 0;
+	char detail[sizeof(p->detail)];
+
+	if (!e)
+		return 0;
+	pthread_mutex_lock((pthread_mutex_t *)&p->fail_lock);
+	memcpy(detail, p->detail, sizeof(detail));
+	pthread_mutex_unlock((pthread_mutex_t *)&p->fail_lock);
+	return vmm__err(e, "%s", detail);
+}
+
+int vmm__pager_range_ok(const struct vmm__pager *p, uint64_t first, uint64_t n)
+{
+	if (!p || !__atomic_load_n(&p->err, __ATOMIC_ACQUIRE))
+		return 0;
+	for (uint64_t i = first; i < first + n && i < p->npages; i++)
+		if (bit_test(p->bad, i))
+			return vmm__pager_error(p);
+	return 0;
+}
+
+int vmm__pager_load_all(struct vmm__pager *p)
+{
+	uint8_t *buf;
+
+	if (!p || vmm__pager_complete(p))
+		return vmm__pager_error(p);
+	buf = aligned_alloc(VMM_PAGE_SIZE, LOAD_CHUNK * VMM_PAGE_SIZE);
+	if (!buf)
+		return vmm__err(VMM_ENOMEM, "pager read buffer");
+	for (uint64_t first = 0; first < p->npages; first += LOAD_CHUNK) {
+		uint64_t n = p->npages - first < LOAD_CHUNK ? p->npages - first : LOAD_CHUNK, i;
+
+		for (i = 0; i < n && bit_test(p->present, first + i); i++)
+			;
+		if (i < n)
+			load_run(p, first, n, buf);
+	}
+	free(buf);
+	return vmm__pager_error(p);
+}
+
+int vmm__pager_complete(const struct vmm__pager *p)
+{
+	return !p || __atomic_load_n(&p->loaded, __ATOMIC_ACQUIRE) == p->npages;
+}
+
+void vmm__pager_stats(const struct vmm__pager *p, struct vmm__pager_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (!p)
+		return;
+	st->faults = __atomic_load_n(&p->faults, __ATOMIC_RELAXED);
+	st->loaded = __atomic_load_n(&p->loaded, __ATOMIC_RELAXED);
+	st->npages = p->npages;
+}
