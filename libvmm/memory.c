@@ -170,6 +170,10 @@ int vmm__memory_read(const struct vmm__memory *m, const void *p, void *buf, size
 
 int vmm__memory_write(const struct vmm__memory *m, void *p, const void *buf, size_t len)
 {
+	if (m->pager && len) {
+		memcpy(p, buf, len);
+		return pager_range_ok(m, p, len);
+	}
 	if (m->file_fd < 0 || !len) {
 		memcpy(p, buf, len);
 		return 0;

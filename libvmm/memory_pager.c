@@ -1,6 +1,5 @@
 /* The pager (memory_pager.h): guest RAM loaded on demand through userfaultfd, every page
  * checked against its hash before the guest can see it. */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
@@ -18,12 +17,14 @@
 #include <xxhash.h>
 
 #include "libvmm/error_internal.h"
-#include "libvmm/memory.h"
 #include "libvmm/memory_pager.h"
 
 #ifndef USERFAULTFD_IOC_NEW
 #define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00) /* /dev/userfaultfd, Linux 6.1 */
 #endif
+
+/* Guest pages (memory.h has the same; not included: memory.c uses this file). */
+#define VMM_PAGE_SIZE 4096ull
 
 /* Pages read from the file per pread when loading everything. */
 #define LOAD_CHUNK 64
@@ -360,8 +361,8 @@ void vmm__pager_stop(struct vmm__pager *p)
 
 	if (!p)
 		return;
-	if (write(p->stopfd, &one, sizeof(one)) != sizeof(one))
-		; /* an eventfd write of 1 cannot fail short of overflow */
+	/* An eventfd write of 1 cannot fail short of overflow: the result says nothing. */
+	(void)!write(p->stopfd, &one, sizeof(one));
 	pthread_join(p->thread, NULL);
 	pager_free(p);
 }

@@ -1,0 +1,329 @@
+/* VMM_RESTORE_UFFD on the fake kernel: RAM filled on first touch by the pager through
+ * userfaultfd, each page checked against the file's hash. Every page reads as an eager
+ * restore of the same file reads it; a restored VM saves; one flipped page is
+ * VMM_ECORRUPT for that page only (library reads) and stops the VM (a vCPU touching it
+ * leaves KVM_RUN, the VM cannot start); a file cut short is VMM_ETRUNCATED; a compressed
+ * file restores eagerly; destroy while a vCPU waits for a slow page neither hangs nor
+ * leaks. Skipped where userfaultfd is refused (not root, no /dev/userfaultfd). */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#include "fake_vm.h"
+#include "libvmm/memory.h"
+#include "libvmm/memory_pager.h"
+#include "libvmm/vm_move.h"
+#include "migrate/snapshot_file.h"
+
+#define MEM_MIB 16
+#define NPAGES (MEM_MIB * 256ull)
+/* The test's pages: distinct bytes in each, above the fake kernel's image. */
+#define FIRST 0x200000ull
+#define LAST 0xe00000ull
+
+static char dir[256];
+static struct vmm_vm *live; /* the test's VM: a failed test leaves it to the teardown */
+
+static const char *at(const char *name)
+{
+	static char buf[4][512];
+	static int i;
+
+	i = (i + 1) % 4;
+	snprintf(buf[i], sizeof(buf[i]), "%s/%s", dir, name);
+	return buf[i];
+}
+
+static void fill(uint64_t gpa, uint8_t *page)
+{
+	for (size_t i = 0; i < 4096; i += 8) {
+		uint64_t v = gpa * 0x9e3779b97f4a7c15ull + i;
+
+		memcpy(page + i, &v, 8);
+	}
+}
+
+/* A snapshot with every page of [FIRST, LAST) distinct, the rest zero; flags as saved. */
+static void make_snapshot(const char *path, uint32_t flags)
+{
+	struct vmm_snapshot_opts o;
+	struct vmm_vm *vm = fake_vm_new_loaded(MEM_MIB, 1, NULL, NULL);
+	uint8_t page[4096];
+
+	assert_non_null(vm);
+	for (uint64_t gpa = FIRST; gpa < LAST; gpa += 4096) {
+		fill(gpa, page);
+		assert_int_equal(vmm_vm_mem_write(vm, gpa, page, sizeof(page)), 0);
+	}
+	assert_int_equal(vmm_vm_start(vm), 0);
+	vmm_snapshot_opts_init(&o);
+	o.flags = VMM_SNAPSHOT_STOP | flags;
+	assert_int_equal(vmm_snapshot_save(vm, path, &o, NULL), 0);
+	vmm_vm_destroy(vm);
+}
+
+static int restore(const char *path, enum vmm_restore_mode mode, struct vmm_vm **vm)
+{
+	struct vmm_restore_opts o;
+
+	vmm_restore_opts_init(&o);
+	o.mode = mode;
+	return vmm_snapshot_restore(path, &o, vm);
+}
+
+/* Restores path through the pager (skips the test without userfaultfd). */
+static struct vmm_vm *uffd(const char *path)
+{
+	struct vmm_vm *vm;
+
+	assert_int_equal(restore(path, VMM_RESTORE_UFFD, &vm), 0);
+	live = vm;
+	if (!vmm__move_ram(vm)->pager)
+		skip(); /* fell back to eager: no userfaultfd here */
+	return vm;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	vmm_vm_destroy(live);
+	live = NULL;
+	vmm__pager_test_delay_us(0);
+	return 0;
+}
+
+/* All of RAM from an eager restore of path: the reference. */
+static uint8_t *eager_ram(const char *path)
+{
+	uint8_t *ram = malloc(NPAGES * 4096);
+	struct vmm_vm *vm;
+
+	assert_non_null(ram);
+	assert_int_equal(restore(path, VMM_RESTORE_EAGER, &vm), 0);
+	assert_int_equal(vmm_vm_mem_read(vm, 0, ram, NPAGES * 4096), 0);
+	vmm_vm_destroy(vm);
+	return ram;
+}
+
+/* Every page, one read each, equals the eager restore's; then a save of the restored VM
+ * restores (eagerly) to the same RAM. */
+static void every_page_and_save(void **state)
+{
+	uint8_t *ref, page[4096];
+	struct vmm__pager_stats st;
+	struct vmm_snapshot_opts o;
+	struct vmm_vm *vm;
+
+	(void)state;
+	make_snapshot(at("a.snap"), 0);
+	ref = eager_ram(at("a.snap"));
+	vm = uffd(at("a.snap"));
+	vmm__pager_stats(vmm__move_ram(vm)->pager, &st);
+	assert_int_equal(st.npages, NPAGES);
+	assert_true(st.loaded < NPAGES / 4); /* the restore itself loads next to nothing */
+	for (uint64_t p = 0; p < NPAGES; p++) {
+		assert_int_equal(vmm_vm_mem_read(vm, p * 4096, page, sizeof(page)), 0);
+		if (memcmp(page, ref + p * 4096, 4096))
+			fail_msg("page %llu differs from the eager restore", (unsigned long long)p);
+	}
+	vmm__pager_stats(vmm__move_ram(vm)->pager, &st);
+	assert_int_equal(st.loaded, NPAGES);
+	assert_true(st.faults > NPAGES / 2); /* they came through the fault thread */
+
+	/* A fresh restore, saved before anything was read: the save loads what is missing. */
+	vmm_vm_destroy(vm);
+	live = NULL;
+	vm = uffd(at("a.snap"));
+	assert_int_equal(vmm_vm_start(vm), 0);
+	vmm_snapshot_opts_init(&o);
+	o.flags = VMM_SNAPSHOT_STOP;
+	assert_int_equal(vmm_snapshot_save(vm, at("b.snap"), &o, NULL), 0);
+	vmm_vm_destroy(vm);
+	live = NULL;
+	{
+		uint8_t *again = eager_ram(at("b.snap"));
+
+		assert_memory_equal(again, ref, NPAGES * 4096);
+		free(again);
+	}
+	free(ref);
+}
+
+/* Flips one byte of RAM page `page` in the file. */
+static void flip(const char *path, uint64_t page)
+{
+	int fd = open(path, O_RDWR);
+	uint8_t b;
+	off_t off = (off_t)(VMM_SNAP_RAM_OFFSET + page * 4096 + 100);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &b, 1, off), 1);
+	b ^= 0x40;
+	assert_int_equal(pwrite(fd, &b, 1, off), 1);
+	close(fd);
+}
+
+/* The damaged page is VMM_ECORRUPT; its neighbours and every other page read right; the
+ * VM is stopped with the code and cannot start, and a save refuses it. */
+static void flipped_page(void **state)
+{
+	const uint64_t bad = FIRST / 4096 + 77;
+	uint8_t page[4096], want[4096];
+	struct vmm_exit ex;
+	struct vmm_vm *vm;
+
+	(void)state;
+	make_snapshot(at("c.snap"), 0);
+	flip(at("c.snap"), bad);
+	vm = uffd(at("c.snap"));
+	assert_int_equal(vmm_vm_mem_read(vm, bad * 4096, page, sizeof(page)), VMM_ECORRUPT);
+	assert_non_null(strstr(vmm_last_error(), "checksum"));
+	assert_int_equal(vmm_vm_mem_read(vm, bad * 4096 + 4000, page, 200), VMM_ECORRUPT);
+	assert_int_equal(vmm_vm_mem_write(vm, bad * 4096, page, 1), VMM_ECORRUPT);
+	for (uint64_t gpa = FIRST; gpa < LAST; gpa += 4096) {
+		if (gpa == bad * 4096)
+			continue;
+		fill(gpa, want);
+		assert_int_equal(vmm_vm_mem_read(vm, gpa, page, sizeof(page)), 0);
+		assert_memory_equal(page, want, sizeof(page));
+	}
+	assert_int_equal(vmm_vm_run_state(vm), VMM_VM_STOPPED);
+	assert_int_equal(vmm_vm_wait(vm, 0, &ex), 0);
+	assert_int_equal(ex.reason, VMM_EXIT_ERROR);
+	assert_int_equal(ex.status, VMM_ECORRUPT);
+	assert_int_not_equal(vmm_vm_start(vm), 0);
+	assert_int_equal(vmm__memory_check(vmm__move_ram(vm)), VMM_ECORRUPT);
+}
+
+/* A vCPU touching the damaged page: the VM stops with VMM_ECORRUPT, the vCPU leaves
+ * KVM_RUN (it was kicked before its fault was released). */
+static void vcpu_flipped_page(void **state)
+{
+	const uint64_t bad = FIRST / 4096 + 5;
+	struct vmm_exit ex;
+	struct vmm_vm *vm;
+
+	(void)state;
+	make_snapshot(at("d.snap"), 0);
+	flip(at("d.snap"), bad);
+	vm = uffd(at("d.snap"));
+	fake_kvm_script_touch(0, FIRST + 4096); /* a good page first */
+	fake_kvm_script_touch(0, bad * 4096);
+	assert_int_equal(vmm_vm_start(vm), 0);
+	assert_int_equal(vmm_vm_wait(vm, 5000, &ex), 0);
+	assert_int_equal(ex.reason, VMM_EXIT_ERROR);
+	assert_int_equal(ex.status, VMM_ECORRUPT);
+	assert_non_null(strstr(ex.detail, "checksum"));
+}
+
+/* A vCPU reads the right byte through the pager. */
+static void vcpu_reads_page(void **state)
+{
+	uint8_t want[4096];
+	struct vmm_vm *vm;
+
+	(void)state;
+	make_snapshot(at("e.snap"), 0);
+	vm = uffd(at("e.snap"));
+	fill(FIRST + 9 * 4096 + 0, want);
+	fake_kvm_script_touch(0, FIRST + 9 * 4096 + 3);
+	assert_int_equal(vmm_vm_start(vm), 0);
+	assert_int_equal(fake_kvm_script_wait(0), 0);
+	assert_int_equal(fake_kvm_touched(0), want[3]);
+}
+
+/* Cut before the restore: the restore says so. Cut after: the pages past the cut are
+ * VMM_ETRUNCATED, those before read right. */
+static void truncated_file(void **state)
+{
+	uint8_t page[4096], want[4096];
+	struct vmm_vm *vm;
+	uint64_t half = (FIRST + LAST) / 2;
+
+	(void)state;
+	make_snapshot(at("f.snap"), 0);
+	vm = uffd(at("f.snap"));
+	assert_int_equal(truncate(at("f.snap"), (off_t)(VMM_SNAP_RAM_OFFSET + half)), 0);
+	fill(FIRST, want);
+	assert_int_equal(vmm_vm_mem_read(vm, FIRST, page, sizeof(page)), 0);
+	assert_memory_equal(page, want, sizeof(page));
+	assert_int_equal(vmm_vm_mem_read(vm, half + 4096, page, sizeof(page)), VMM_ETRUNCATED);
+	assert_int_equal(vmm_vm_run_state(vm), VMM_VM_STOPPED);
+	vmm_vm_destroy(vm);
+	live = NULL;
+	assert_int_equal(restore(at("f.snap"), VMM_RESTORE_UFFD, &vm), VMM_ETRUNCATED);
+	assert_null(vm);
+}
+
+/* Compressed files have no page image: restored eagerly, and right. */
+static void compressed_is_eager(void **state)
+{
+	uint8_t page[4096], want[4096];
+	struct vmm_vm *vm;
+
+	(void)state;
+	make_snapshot(at("g.snap"), VMM_SNAPSHOT_COMPRESS);
+	assert_int_equal(restore(at("g.snap"), VMM_RESTORE_UFFD, &vm), 0);
+	live = vm;
+	assert_null(vmm__move_ram(vm)->pager);
+	fill(FIRST + 4096 * 3, want);
+	assert_int_equal(vmm_vm_mem_read(vm, FIRST + 4096 * 3, page, sizeof(page)), 0);
+	assert_memory_equal(page, want, sizeof(page));
+}
+
+static double now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Destroy while a vCPU waits in KVM_RUN for a page the pager is slow to serve: the vCPU is
+ * served, leaves, and everything is joined and freed (ASan: no leak) within the delay. */
+static void destroy_with_pending_fault(void **state)
+{
+	struct vmm_vm *vm;
+	double t0;
+
+	(void)state;
+	make_snapshot(at("h.snap"), 0);
+	vm = uffd(at("h.snap"));
+	vmm__pager_test_delay_us(300000);
+	fake_kvm_script_touch(0, FIRST + 4096 * 11);
+	fake_kvm_script_touch(0, FIRST + 4096 * 12);
+	assert_int_equal(vmm_vm_start(vm), 0);
+	usleep(50000); /* the vCPU is in its first fault now */
+	t0 = now_s();
+	vmm_vm_destroy(vm);
+	live = NULL;
+	assert_true(now_s() - t0 < 3.0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(every_page_and_save, fake_vm_setup, teardown),
+		cmocka_unit_test_setup_teardown(flipped_page, fake_vm_setup, teardown),
+		cmocka_unit_test_setup_teardown(vcpu_flipped_page, fake_vm_setup, teardown),
+		cmocka_unit_test_setup_teardown(vcpu_reads_page, fake_vm_setup, teardown),
+		cmocka_unit_test_setup_teardown(truncated_file, fake_vm_setup, teardown),
+		cmocka_unit_test_setup_teardown(compressed_is_eager, fake_vm_setup, teardown),
+		cmocka_unit_test_setup_teardown(destroy_with_pending_fault, fake_vm_setup,
+						teardown),
+	};
+	char cmd[600];
+	int r;
+
+	snprintf(dir, sizeof(dir), "/tmp/vmm-snapuffd.XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	r = cmocka_run_group_tests(tests, NULL, NULL);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd))
+		r = 1;
+	return r;
+}
