@@ -16,6 +16,7 @@
 
 #include <xxhash.h>
 
+#include "libvmm/clock.h"
 #include "libvmm/error_internal.h"
 #include "libvmm/memory_pager.h"
 
@@ -33,7 +34,8 @@ struct vmm__pager {
 	uint8_t *host;
 	uint64_t npages;
 	int uffd;
-	int stopfd; /* eventfd: written once by vmm__pager_stop */
+	int stopfd; /* eventfd: wakes the thread (stop, or a recording to start) */
+	int stop;   /* atomic */
 	int fd;     /* the file, our own duplicate */
 	uint64_t offset;
 	uint64_t *hashes;
@@ -44,6 +46,13 @@ struct vmm__pager {
 	vmm__pager_fail_fn fail;
 	void *ctx;
 	pthread_t thread;
+	/* Working-set recording (set before the VM starts; then the thread's own). */
+	char *wset_path;
+	uint64_t wset_tag;
+	uint32_t wset_ms;
+	uint64_t *wset;         /* pages that faulted in the window (published atomically) */
+	int wset_done;          /* written (or given up) */
+	uint64_t started_ns;    /* atomic: when the VM started, 0 before */
 	pthread_mutex_t fail_lock; /* err and detail */
 	int err;                   /* atomic: the first failure, 0 if none */
 	char detail[200];
@@ -212,6 +221,28 @@ static void load_run(struct vmm__pager *p, uint64_t first, uint64_t n, uint8_t *
 	}
 }
 
+static void wset_write(struct vmm__pager *p);
+
+/* Whether the recording window is open; writes the set once it has closed. Poll timeout
+ * for the thread: -1 when there is nothing to wait for. */
+static int wset_tick(struct vmm__pager *p, int *window_open)
+{
+	uint64_t t0 = __atomic_load_n(&p->started_ns, __ATOMIC_ACQUIRE), now;
+
+	*window_open = __atomic_load_n(&p->wset, __ATOMIC_ACQUIRE) && !p->wset_done;
+	if (!*window_open)
+		return -1;
+	if (!t0)
+		return 20; /* not started yet: look again */
+	now = vmm__now_ns();
+	if (now - t0 >= (uint64_t)p->wset_ms * 1000000ull) {
+		wset_write(p);
+		*window_open = 0;
+		return -1;
+	}
+	return (int)((t0 + (uint64_t)p->wset_ms * 1000000ull - now) / 1000000ull) + 1;
+}
+
 static void *pager_thread(void *arg)
 {
 	struct vmm__pager *p = arg;
@@ -221,15 +252,22 @@ static void *pager_thread(void *arg)
 	pthread_setname_np(pthread_self(), "vmm-pager");
 	for (;;) {
 		struct pollfd pf[2] = { { p->uffd, POLLIN, 0 }, { p->stopfd, POLLIN, 0 } };
+		int recording, timeout = wset_tick(p, &recording);
 		ssize_t n;
 
-		if (poll(pf, 2, -1) < 0) {
+		if (poll(pf, 2, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
-		if (pf[1].revents)
-			break;
+		if (pf[1].revents) {
+			uint64_t v;
+
+			if (__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE))
+				break;
+			(void)!read(p->stopfd, &v, sizeof(v)); /* a recording began: tick again */
+			continue;
+		}
 		n = read(p->uffd, msg, sizeof(msg));
 		if (n < 0)
 			continue; /* EAGAIN: another reader took it; no other reader exists today */
@@ -243,6 +281,8 @@ static void *pager_thread(void *arg)
 			if (page >= p->npages)
 				continue;
 			__atomic_fetch_add(&p->faults, 1, __ATOMIC_RELAXED);
+			if (recording)
+				p->wset[page / 64] |= 1ull << (page % 64);
 			if (delay)
 				usleep(delay);
 			if (bit_test(p->present, page)) {
@@ -290,6 +330,8 @@ static void pager_free(struct vmm__pager *p)
 	if (p->fd >= 0)
 		close(p->fd);
 	pthread_mutex_destroy(&p->fail_lock);
+	free(p->wset);
+	free(p->wset_path);
 	free(p->present);
 	free(p->bad);
 	free(p->hashes);
@@ -343,7 +385,7 @@ int vmm__pager_start(uint8_t *host, uint64_t npages, int fd, uint64_t offset, ui
 		   !(reg.ioctls & (1ull << _UFFDIO_ZEROPAGE))))
 		r = vmm__err(VMM_EUNSUPPORTED, "userfaultfd on shared memory lacks UFFDIO_COPY or "
 			     "UFFDIO_ZEROPAGE on this kernel");
-	if (!r && (p->stopfd = eventfd(0, EFD_CLOEXEC)) < 0)
+	if (!r && (p->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
 		r = vmm__err_sys(VMM_ESYS, "eventfd");
 	if (!r && pthread_create(&p->thread, NULL, pager_thread, p))
 		r = vmm__err(VMM_ESYS, "cannot start the pager thread");
@@ -361,9 +403,13 @@ void vmm__pager_stop(struct vmm__pager *p)
 
 	if (!p)
 		return;
+	__atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
 	/* An eventfd write of 1 cannot fail short of overflow: the result says nothing. */
 	(void)!write(p->stopfd, &one, sizeof(one));
 	pthread_join(p->thread, NULL);
+	/* A VM destroyed inside its window: what it touched so far is its working set. */
+	if (p->wset && !p->wset_done && __atomic_load_n(&p->started_ns, __ATOMIC_ACQUIRE))
+		wset_write(p);
 	pager_free(p);
 }
 
@@ -424,4 +470,175 @@ void vmm__pager_stats(const struct vmm__pager *p, struct vmm__pager_stats *st)
 	st->faults = __atomic_load_n(&p->faults, __ATOMIC_RELAXED);
 	st->loaded = __atomic_load_n(&p->loaded, __ATOMIC_RELAXED);
 	st->npages = p->npages;
+}
+
+/* ---- working set */
+
+#define WSET_MAGIC "LIBVMMWS"
+#define WSET_VERSION 1u
+
+struct wset_head {
+	char magic[8];
+	uint32_t version;
+	uint32_t count;
+	uint64_t tag;
+	uint64_t npages;
+} __attribute__((packed));
+
+int vmm__pager_record(struct vmm__pager *p, const char *path, uint64_t tag, uint32_t ms)
+{
+	uint64_t one = 1, *set;
+
+	if (!p || !path || !ms || p->wset)
+		return 0;
+	p->wset_path = strdup(path);
+	set = calloc((p->npages + 63) / 64 ? (p->npages + 63) / 64 : 1, 8);
+	if (!p->wset_path || !set) {
+		free(p->wset_path), free(set);
+		p->wset_path = NULL;
+		return vmm__err(VMM_ENOMEM, "working-set bitmap");
+	}
+	p->wset_tag = tag;
+	p->wset_ms = ms;
+	/* Published last, and the thread woken so that its next fault is recorded. */
+	__atomic_store_n(&p->wset, set, __ATOMIC_RELEASE);
+	(void)!write(p->stopfd, &one, sizeof(one));
+	return 0;
+}
+
+void vmm__pager_started(struct vmm__pager *p)
+{
+	uint64_t zero = 0;
+
+	if (p)
+		__atomic_compare_exchange_n(&p->started_ns, &zero, vmm__now_ns(), 0,
+					    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+
+/* Writes the recorded set (pager thread, or stop after the join). Failures are not the
+ * VM's: the set is an optimisation, and a missing one is simply recorded next time. */
+static void wset_write(struct vmm__pager *p)
+{
+	struct wset_head h = { .version = WSET_VERSION, .tag = p->wset_tag, .npages = p->npages };
+	size_t n = 0, len;
+	uint64_t *buf, *pages;
+	char tmp[4200];
+	int fd;
+
+	p->wset_done = 1;
+	for (uint64_t i = 0; i < p->npages; i++)
+		n += (p->wset[i / 64] >> (i % 64)) & 1;
+	len = sizeof(h) + n * 8 + 8;
+	buf = malloc(len);
+	if (!buf)
+		return;
+	memcpy(h.magic, WSET_MAGIC, 8);
+	h.count = (uint32_t)n;
+	memcpy(buf, &h, sizeof(h));
+	pages = (uint64_t *)((uint8_t *)buf + sizeof(h));
+	n = 0;
+	for (uint64_t i = 0; i < p->npages; i++)
+		if ((p->wset[i / 64] >> (i % 64)) & 1)
+			pages[n++] = i;
+	pages[n] = XXH3_64bits(buf, len - 8);
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", p->wset_path, (int)getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		int ok = write(fd, buf, len) == (ssize_t)len;
+
+		close(fd);
+		if (!ok || rename(tmp, p->wset_path))
+			unlink(tmp);
+	}
+	free(buf);
+}
+
+static int wset_read(const char *path, uint64_t tag, uint64_t npages, uint64_t **out,
+		     uint32_t *count)
+{
+	struct wset_head h;
+	uint64_t *pages = NULL, sum;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), r = 0;
+	size_t len;
+	XXH3_state_t *st;
+
+	if (fd < 0)
+		return vmm__err_sys(errno == ENOENT ? VMM_ENOENT : VMM_EIO, path);
+	if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
+		r = vmm__err(VMM_ETRUNCATED, "%s: shorter than its header", path);
+	else if (memcmp(h.magic, WSET_MAGIC, 8) || h.version != WSET_VERSION)
+		r = vmm__err(VMM_ECORRUPT, "%s: not a working-set file of this version", path);
+	else if (h.tag != tag || h.npages != npages)
+		r = vmm__err(VMM_ESTATEDATA, "%s: recorded on another snapshot (stale)", path);
+	else if (h.count > npages)
+		r = vmm__err(VMM_ECORRUPT, "%s: more pages than RAM has", path);
+	if (r) {
+		close(fd);
+		return r;
+	}
+	len = (size_t)h.count * 8 + 8;
+	pages = malloc(len);
+	if (!pages)
+		r = vmm__err(VMM_ENOMEM, "working set");
+	else if (pread(fd, pages, len, sizeof(h)) != (ssize_t)len)
+		r = vmm__err(VMM_ETRUNCATED, "%s: ends inside its page list", path);
+	close(fd);
+	if (!r) {
+		st = XXH3_createState();
+		if (!st) {
+			r = vmm__err(VMM_ENOMEM, "hash state");
+		} else {
+			XXH3_64bits_reset(st);
+			XXH3_64bits_update(st, &h, sizeof(h));
+			XXH3_64bits_update(st, pages, len - 8);
+			sum = XXH3_64bits_digest(st);
+			XXH3_freeState(st);
+			if (sum != pages[h.count])
+				r = vmm__err(VMM_ECORRUPT, "%s: checksum mismatch", path);
+		}
+	}
+	for (uint32_t i = 0; !r && i < h.count; i++)
+		if (pages[i] >= npages || (i && pages[i] <= pages[i - 1]))
+			r = vmm__err(VMM_ECORRUPT, "%s: page list out of order or past RAM", path);
+	if (r) {
+		free(pages);
+		return r;
+	}
+	*out = pages;
+	*count = h.count;
+	return 0;
+}
+
+int vmm__pager_prefetch(struct vmm__pager *p, const char *path, uint64_t tag, uint64_t *loaded)
+{
+	uint64_t *pages = NULL, before;
+	uint32_t count = 0, i = 0;
+	uint8_t *buf;
+	int r;
+
+	if (loaded)
+		*loaded = 0;
+	r = wset_read(path, tag, p->npages, &pages, &count);
+	if (r)
+		return r;
+	buf = aligned_alloc(VMM_PAGE_SIZE, LOAD_CHUNK * VMM_PAGE_SIZE);
+	if (!buf) {
+		free(pages);
+		return vmm__err(VMM_ENOMEM, "prefetch buffer");
+	}
+	before = __atomic_load_n(&p->loaded, __ATOMIC_RELAXED);
+	/* Runs of consecutive pages, one read each: the pass goes through the file once. */
+	while (i < count) {
+		uint32_t j = i + 1;
+
+		while (j < count && pages[j] == pages[j - 1] + 1 && j - i < LOAD_CHUNK)
+			j++;
+		load_run(p, pages[i], j - i, buf);
+		i = j;
+	}
+	if (loaded)
+		*loaded = __atomic_load_n(&p->loaded, __ATOMIC_RELAXED) - before;
+	free(buf);
+	free(pages);
+	return 0;
 }

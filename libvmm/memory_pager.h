@@ -57,6 +57,30 @@ struct vmm__pager_stats {
 };
 void vmm__pager_stats(const struct vmm__pager *p, struct vmm__pager_stats *st);
 
+/* ---- working set (REAP-style prefetch)
+ *
+ * A set file: "LIBVMMWS", version 1 (u32), count (u32), tag (u64), npages (u64), count
+ * page numbers (u64, strictly ascending, each < npages), XXH3 of all of that (u64). The
+ * tag names the snapshot it was recorded on; a file with another tag, or one that fails
+ * any check, is refused (the caller logs and ignores it). It is only a list of pages to
+ * load early: each is still checked against its hash. */
+
+/* Records the pages that fault from now until ms after vmm__pager_started, then writes
+ * them to path (under a temporary name, renamed when complete) from the pager's thread,
+ * or at stop if the window has not ended by then (only if the VM started). Call before
+ * the VM starts. 0, or VMM_ENOMEM. */
+int vmm__pager_record(struct vmm__pager *p, const char *path, uint64_t tag, uint32_t ms);
+/* The VM started: the recording window runs from here. p may be NULL. Any thread. */
+void vmm__pager_started(struct vmm__pager *p);
+/* Loads the pages the set file at path names, in one ascending pass, on the calling
+ * thread (before the guest runs). *loaded (may be NULL): pages it loaded. VMM_ENOENT if
+ * there is no file; VMM_ECORRUPT / VMM_ETRUNCATED / VMM_ESTATEDATA (another snapshot's
+ * set) for a file not to be trusted, with detail; then nothing was loaded. A page that
+ * fails its hash is the pager's failure as for a fault (0 is still returned: the caller
+ * checks the pager's error). */
+int vmm__pager_prefetch(struct vmm__pager *p, const char *path, uint64_t tag,
+			uint64_t *loaded);
+
 /* Tests only: every page the pager thread serves waits this long first (0: none), so a
  * test can have faults pending. Process-wide. */
 void vmm__pager_test_delay_us(unsigned us);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "libvmm/error_internal.h"
+#include "libvmm/memory_pager.h"
 #include "libvmm/opts.h"
 #include "migrate/snapshot_crypt.h"
 #include "migrate/snapshot_file.h"
@@ -70,6 +71,33 @@ static int open_chain(const char *path, struct vmm__snap *chain, int *n)
 		snprintf(cur, sizeof(cur), "%s", next);
 	}
 	return vmm__err(VMM_ECORRUPT, "snapshot chain longer than %d", CHAIN_MAX);
+}
+
+/* The working set beside the snapshot (include/vmm/snapshot.h): prefetched if asked and
+ * valid, else recorded if asked. tag names the file pair it belongs to. */
+static int working_set(const char *path, const struct vmm_restore_opts *o, uint64_t tag,
+		       struct vmm_vm *vm)
+{
+	struct vmm__memory *mem = vmm__move_ram(vm);
+	char wpath[PATH_MAX + 8];
+	int r, valid = 0;
+
+	if ((size_t)snprintf(wpath, sizeof(wpath), "%s.wset", path) >= sizeof(wpath))
+		return 0;
+	if (o->wset_prefetch) {
+		r = vmm__pager_prefetch(mem->pager, wpath, tag, NULL);
+		if (!r) {
+			valid = 1;
+		} else if (r != VMM_ENOENT) {
+			char msg[400];
+
+			snprintf(msg, sizeof(msg), "working set ignored: %s", vmm_last_error());
+			vmm__move_warn(vm, msg);
+		}
+	}
+	if (!valid && o->wset_record_ms)
+		return vmm__pager_record(mem->pager, wpath, tag, o->wset_record_ms);
+	return 0;
 }
 
 /* Fresh RAM handed to a pager on the base's image. Without userfaultfd: eager, said. */
@@ -178,6 +206,9 @@ int vmm_snapshot_restore(const char *path, const struct vmm_restore_opts *opts,
 	r = open_chain(path, chain, &n);
 	if (!r)
 		r = build_vm(&chain[n - 1], &o, &vm);
+	if (!r && vmm__move_ram(vm)->pager && (o.wset_prefetch || o.wset_record_ms))
+		r = working_set(path, &o, chain[0].pre.preamble_hash ^ chain[n - 1].pre.hashes_hash,
+				vm);
 	/* The embedder registers its devices (and their state hooks) before the state loads. */
 	if (!r && o.prepare && (r = o.prepare(o.prepare_opaque, vm)))
 		r = vmm__err(r < 0 ? r : VMM_EINVAL, "the prepare callback refused the VM (%d)", r);

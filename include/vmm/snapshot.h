@@ -142,7 +142,18 @@ struct vmm_restore_opts {
 	 * memory first, and mapping that would save nothing. */
 	const void *key;
 	size_t key_len;
-	uint64_t reserved[3];
+	/* Working set (VMM_RESTORE_UFFD only; ignored otherwise). The set file is
+	 * "<path>.wset" beside the snapshot given to the restore.
+	 * wset_record_ms > 0: unless a valid set file was prefetched, record the pages the VM
+	 * faults in from the restore until this long after vmm_vm_start (or until destroy,
+	 * if sooner), and write them to the set file (temporary name, then renamed).
+	 * wset_prefetch 1: if a set file exists, load its pages in one ascending pass
+	 * before the restore returns (each still checked against its hash). A set file that
+	 * is damaged or was recorded on another snapshot is ignored with a warning through
+	 * log, never trusted. */
+	uint32_t wset_record_ms;
+	uint32_t wset_prefetch;
+	uint64_t reserved[2];
 };
 
 VMM_EXPORT void vmm_restore_opts_init(struct vmm_restore_opts *opts);

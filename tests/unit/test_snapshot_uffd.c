@@ -4,7 +4,8 @@
  * VMM_ECORRUPT for that page only (library reads) and stops the VM (a vCPU touching it
  * leaves KVM_RUN, the VM cannot start); a file cut short is VMM_ETRUNCATED; a compressed
  * file restores eagerly; destroy while a vCPU waits for a slow page neither hangs nor
- * leaks. Skipped where userfaultfd is refused (not root, no /dev/userfaultfd). */
+ * leaks; a working set recorded on one run is prefetched by the next, and a damaged or
+ * stale set file is ignored. Skipped where userfaultfd is refused (not root, no /dev/userfaultfd). */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -304,6 +305,102 @@ static void destroy_with_pending_fault(void **state)
 	assert_true(now_s() - t0 < 3.0);
 }
 
+static char logged[512];
+
+static void keep_log(void *opaque, int level, const char *msg)
+{
+	(void)opaque, (void)level;
+	snprintf(logged, sizeof(logged), "%s", msg);
+}
+
+static struct vmm_vm *uffd_wset(const char *path, uint32_t record_ms, uint32_t prefetch)
+{
+	struct vmm_restore_opts o;
+	struct vmm_vm *vm;
+
+	vmm_restore_opts_init(&o);
+	o.mode = VMM_RESTORE_UFFD;
+	o.wset_record_ms = record_ms;
+	o.wset_prefetch = prefetch;
+	o.log = keep_log;
+	logged[0] = 0;
+	assert_int_equal(vmm_snapshot_restore(path, &o, &vm), 0);
+	live = vm;
+	if (!vmm__move_ram(vm)->pager)
+		skip();
+	return vm;
+}
+
+static const uint64_t wpages[] = { 0x200, 0x201, 0x202, 0x2a0, 0x300, 0x555, 0x556, 0xd00 };
+#define NW (sizeof(wpages) / sizeof(wpages[0]))
+
+static void read_wpages(struct vmm_vm *vm)
+{
+	uint8_t page[4096], want[4096];
+
+	for (size_t i = 0; i < NW; i++) {
+		fill(wpages[i] * 4096, want);
+		assert_int_equal(vmm_vm_mem_read(vm, wpages[i] * 4096, page, sizeof(page)), 0);
+		assert_memory_equal(page, want, sizeof(page));
+	}
+}
+
+/* Record what a run touches in its first 100 ms; the next restore prefetches exactly
+ * that before it returns (no faults for those pages then); a damaged or another
+ * snapshot's set is ignored with a warning, and the pages still read right. */
+static void working_set(void **state)
+{
+	struct vmm__pager_stats st, st2;
+	struct vmm_vm *vm;
+	char cmd[1200];
+	int fd;
+
+	(void)state;
+	make_snapshot(at("w.snap"), 0);
+	vm = uffd_wset(at("w.snap"), 100, 1);
+	assert_int_equal(vmm_vm_start(vm), 0);
+	read_wpages(vm);
+	/* the window closes 100 ms after the start and the set is written */
+	for (int i = 0; i < 500 && access(at("w.snap.wset"), F_OK); i++)
+		usleep(10000);
+	assert_int_equal(access(at("w.snap.wset"), F_OK), 0);
+	vmm_vm_destroy(vm);
+	live = NULL;
+
+	vm = uffd_wset(at("w.snap"), 0, 1);
+	assert_string_equal(logged, "");
+	vmm__pager_stats(vmm__move_ram(vm)->pager, &st);
+
+	assert_true(st.loaded >= NW);
+	read_wpages(vm);
+	vmm__pager_stats(vmm__move_ram(vm)->pager, &st2);
+	assert_int_equal(st2.faults, st.faults); /* all prefetched */
+	vmm_vm_destroy(vm);
+	live = NULL;
+
+	/* another snapshot's set */
+	make_snapshot(at("x.snap"), 0);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", at("w.snap.wset"), at("x.snap.wset"));
+	assert_int_equal(system(cmd), 0);
+	vm = uffd_wset(at("x.snap"), 0, 1);
+	assert_non_null(strstr(logged, "working set ignored"));
+	assert_non_null(strstr(logged, "another snapshot"));
+	read_wpages(vm);
+	vmm_vm_destroy(vm);
+	live = NULL;
+
+	/* a damaged one: a page number changed */
+	fd = open(at("w.snap.wset"), O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "\x07", 1, 32 + 8 * 3), 1);
+	close(fd);
+	vm = uffd_wset(at("w.snap"), 0, 1);
+	assert_non_null(strstr(logged, "checksum"));
+	vmm__pager_stats(vmm__move_ram(vm)->pager, &st);
+	assert_true(st.loaded < NW);
+	read_wpages(vm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -315,6 +412,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(compressed_is_eager, fake_vm_setup, teardown),
 		cmocka_unit_test_setup_teardown(destroy_with_pending_fault, fake_vm_setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(working_set, fake_vm_setup, teardown),
 	};
 	char cmd[600];
 	int r;
