@@ -60,10 +60,12 @@ void vmm__pager_stats(const struct vmm__pager *p, struct vmm__pager_stats *st);
 /* ---- working set (REAP-style prefetch)
  *
  * A set file: "LIBVMMWS", version 1 (u32), count (u32), tag (u64), npages (u64), count
- * page numbers (u64, strictly ascending, each < npages), XXH3 of all of that (u64). The
- * tag names the snapshot it was recorded on; a file with another tag, or one that fails
- * any check, is refused (the caller logs and ignores it). It is only a list of pages to
- * load early: each is still checked against its hash. */
+ * page numbers (u64, strictly ascending, each < npages), XXH3 of all of that (u64), then
+ * a copy of each of those pages (4096 bytes each, in list order) so that a prefetch is
+ * one sequential read. The tag names the snapshot it was recorded on; a file with another
+ * tag, or whose list fails any check, is refused (the caller logs and ignores it). The
+ * copies are never trusted: each must match the snapshot's hash for its page, else that
+ * page loads from the snapshot as usual. */
 
 /* Records the pages that fault from now until ms after vmm__pager_started, then writes
  * them to path (under a temporary name, renamed when complete) from the pager's thread,
@@ -72,12 +74,12 @@ void vmm__pager_stats(const struct vmm__pager *p, struct vmm__pager_stats *st);
 int vmm__pager_record(struct vmm__pager *p, const char *path, uint64_t tag, uint32_t ms);
 /* The VM started: the recording window runs from here. p may be NULL. Any thread. */
 void vmm__pager_started(struct vmm__pager *p);
-/* Loads the pages the set file at path names, in one ascending pass, on the calling
+/* Loads the pages the set file at path holds, in one sequential read, on the calling
  * thread (before the guest runs). *loaded (may be NULL): pages it loaded. VMM_ENOENT if
  * there is no file; VMM_ECORRUPT / VMM_ETRUNCATED / VMM_ESTATEDATA (another snapshot's
- * set) for a file not to be trusted, with detail; then nothing was loaded. A page that
- * fails its hash is the pager's failure as for a fault (0 is still returned: the caller
- * checks the pager's error). */
+ * set) for a list not to be trusted, with detail: then nothing was loaded. VMM_ECORRUPT
+ * also when some copies did not match their hashes (the others were loaded; those fault
+ * in from the snapshot). Never a failure of the VM. */
 int vmm__pager_prefetch(struct vmm__pager *p, const char *path, uint64_t tag,
 			uint64_t *loaded);
 

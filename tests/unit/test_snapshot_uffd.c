@@ -389,6 +389,19 @@ static void working_set(void **state)
 	vmm_vm_destroy(vm);
 	live = NULL;
 
+	/* a damaged page copy: that page comes from the snapshot, the others from the set */
+	fd = open(at("w.snap.wset"), O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "\x07", 1, 32 + 8 * NW + 8 + 4096 * 2 + 10), 1);
+	close(fd);
+	vm = uffd_wset(at("w.snap"), 0, 1);
+	assert_non_null(strstr(logged, "did not match"));
+	vmm__pager_stats(vmm__move_ram(vm)->pager, &st);
+	assert_true(st.loaded >= NW - 1);
+	read_wpages(vm);
+	vmm_vm_destroy(vm);
+	live = NULL;
+
 	/* a damaged one: a page number changed */
 	fd = open(at("w.snap.wset"), O_RDWR);
 	assert_true(fd >= 0);
