@@ -19,6 +19,7 @@
 #include "libvmm/clock.h"
 #include "libvmm/error_internal.h"
 #include "libvmm/memory_pager.h"
+#include "libvmm/sandbox.h"
 
 #ifndef USERFAULTFD_IOC_NEW
 #define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00) /* /dev/userfaultfd, Linux 6.1 */
@@ -51,9 +52,11 @@ struct vmm__pager {
 	uint64_t wset_tag;
 	uint32_t wset_ms;
 	uint64_t *wset;         /* pages that faulted in the window (published atomically) */
-	int wset_done;          /* written (or given up) */
+	int wset_closed;        /* the window is over (the thread's; read by stop after join) */
 	uint64_t started_ns;    /* atomic: when the VM started, 0 before */
-	pthread_mutex_t fail_lock; /* err and detail */
+	pthread_mutex_t fail_lock; /* err and detail; start_* */
+	pthread_cond_t start_cond;
+	int start_done, start_err;
 	int err;                   /* atomic: the first failure, 0 if none */
 	char detail[200];
 };
@@ -221,26 +224,34 @@ static void load_run(struct vmm__pager *p, uint64_t first, uint64_t n, uint8_t *
 	}
 }
 
-static void wset_write(struct vmm__pager *p);
-
-/* Whether the recording window is open; writes the set once it has closed. Poll timeout
- * for the thread: -1 when there is nothing to wait for. */
+/* Whether the recording window is open; closes it when its time is up. Poll timeout for
+ * the thread: -1 when there is nothing to wait for. */
 static int wset_tick(struct vmm__pager *p, int *window_open)
 {
 	uint64_t t0 = __atomic_load_n(&p->started_ns, __ATOMIC_ACQUIRE), now;
 
-	*window_open = __atomic_load_n(&p->wset, __ATOMIC_ACQUIRE) && !p->wset_done;
+	*window_open = __atomic_load_n(&p->wset, __ATOMIC_ACQUIRE) && !p->wset_closed;
 	if (!*window_open)
 		return -1;
 	if (!t0)
 		return 20; /* not started yet: look again */
 	now = vmm__now_ns();
 	if (now - t0 >= (uint64_t)p->wset_ms * 1000000ull) {
-		wset_write(p);
+		p->wset_closed = 1;
 		*window_open = 0;
 		return -1;
 	}
 	return (int)((t0 + (uint64_t)p->wset_ms * 1000000ull - now) / 1000000ull) + 1;
+}
+
+/* Told to vmm__pager_start: whether the thread confined itself and serves faults. */
+static void started(struct vmm__pager *p, int err)
+{
+	pthread_mutex_lock(&p->fail_lock);
+	p->start_err = err;
+	p->start_done = 1;
+	pthread_cond_signal(&p->start_cond);
+	pthread_mutex_unlock(&p->fail_lock);
 }
 
 static void *pager_thread(void *arg)
@@ -248,8 +259,17 @@ static void *pager_thread(void *arg)
 	struct vmm__pager *p = arg;
 	uint8_t *buf = aligned_alloc(VMM_PAGE_SIZE, VMM_PAGE_SIZE);
 	struct uffd_msg msg[16];
+	/* The pager moves guest memory in, as a migration's receiver does: its allow-list
+	 * (poll and read on the userfaultfd, pread64 on the file, the UFFDIO_* ioctls, tgkill
+	 * for the stop a failed page makes). A filter that fails leaves no thread to serve a
+	 * fault: the start fails instead. */
+	int r = vmm__sandbox_thread(VMM_THREAD_MIGRATION, "vmm-pager");
 
-	pthread_setname_np(pthread_self(), "vmm-pager");
+	started(p, r);
+	if (r) {
+		free(buf);
+		return NULL;
+	}
 	for (;;) {
 		struct pollfd pf[2] = { { p->uffd, POLLIN, 0 }, { p->stopfd, POLLIN, 0 } };
 		int recording, timeout = wset_tick(p, &recording);
@@ -330,6 +350,7 @@ static void pager_free(struct vmm__pager *p)
 	if (p->fd >= 0)
 		close(p->fd);
 	pthread_mutex_destroy(&p->fail_lock);
+	pthread_cond_destroy(&p->start_cond);
 	free(p->wset);
 	free(p->wset_path);
 	free(p->present);
@@ -360,6 +381,7 @@ int vmm__pager_start(uint8_t *host, uint64_t npages, int fd, uint64_t offset, ui
 	p->ctx = ctx;
 	p->uffd = p->stopfd = -1;
 	pthread_mutex_init(&p->fail_lock, NULL);
+	pthread_cond_init(&p->start_cond, NULL);
 	p->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	p->present = calloc(words ? words : 1, 8);
 	p->bad = calloc(words ? words : 1, 8);
@@ -389,6 +411,17 @@ int vmm__pager_start(uint8_t *host, uint64_t npages, int fd, uint64_t offset, ui
 		r = vmm__err_sys(VMM_ESYS, "eventfd");
 	if (!r && pthread_create(&p->thread, NULL, pager_thread, p))
 		r = vmm__err(VMM_ESYS, "cannot start the pager thread");
+	else if (!r) {
+		pthread_mutex_lock(&p->fail_lock);
+		while (!p->start_done)
+			pthread_cond_wait(&p->start_cond, &p->fail_lock);
+		r = p->start_err;
+		pthread_mutex_unlock(&p->fail_lock);
+		if (r) /* the thread said why (vmm_last_error is per thread): say it here */
+			r = vmm__err(r, "the pager thread could not install its sandbox filter");
+		if (r)
+			pthread_join(p->thread, NULL);
+	}
 	if (r) {
 		pager_free(p); /* closing the userfaultfd unregisters RAM */
 		return r;
@@ -396,6 +429,8 @@ int vmm__pager_start(uint8_t *host, uint64_t npages, int fd, uint64_t offset, ui
 	*out = p;
 	return 0;
 }
+
+static void wset_write(struct vmm__pager *p);
 
 void vmm__pager_stop(struct vmm__pager *p)
 {
@@ -407,8 +442,10 @@ void vmm__pager_stop(struct vmm__pager *p)
 	/* An eventfd write of 1 cannot fail short of overflow: the result says nothing. */
 	(void)!write(p->stopfd, &one, sizeof(one));
 	pthread_join(p->thread, NULL);
-	/* A VM destroyed inside its window: what it touched so far is its working set. */
-	if (p->wset && !p->wset_done && __atomic_load_n(&p->started_ns, __ATOMIC_ACQUIRE))
+	/* Written here, on the destroying thread, not by the pager when its window closes:
+	 * faults would wait while it is written, and the pager's sandbox has no openat or
+	 * rename. A VM destroyed inside its window: what it touched so far is its set. */
+	if (p->wset && __atomic_load_n(&p->started_ns, __ATOMIC_ACQUIRE))
 		wset_write(p);
 	pager_free(p);
 }
@@ -515,7 +552,7 @@ void vmm__pager_started(struct vmm__pager *p)
 					    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
 }
 
-/* Writes the recorded set (pager thread, or stop after the join): the list, then a copy
+/* Writes the recorded set (stop, after the join): the list, then a copy
  * of each page's bytes as the snapshot holds them, so the next restore reads the set in
  * one sequential read instead of one seek per page. Failures are not the VM's: the set is
  * an optimisation, and a missing one is simply recorded next time. */
@@ -528,7 +565,6 @@ static void wset_write(struct vmm__pager *p)
 	char tmp[4200];
 	int fd, ok;
 
-	p->wset_done = 1;
 	for (uint64_t i = 0; i < p->npages; i++)
 		n += (p->wset[i / 64] >> (i % 64)) & 1;
 	len = sizeof(h) + n * 8 + 8;

@@ -67,10 +67,9 @@ void vmm__pager_stats(const struct vmm__pager *p, struct vmm__pager_stats *st);
  * copies are never trusted: each must match the snapshot's hash for its page, else that
  * page loads from the snapshot as usual. */
 
-/* Records the pages that fault from now until ms after vmm__pager_started, then writes
- * them to path (under a temporary name, renamed when complete) from the pager's thread,
- * or at stop if the window has not ended by then (only if the VM started). Call before
- * the VM starts. 0, or VMM_ENOMEM. */
+/* Records the pages that fault from now until ms after vmm__pager_started (or until stop,
+ * if sooner); vmm__pager_stop writes them to path (under a temporary name, renamed when
+ * complete), if the VM started. Call before the VM starts. 0, or VMM_ENOMEM. */
 int vmm__pager_record(struct vmm__pager *p, const char *path, uint64_t tag, uint32_t ms);
 /* The VM started: the recording window runs from here. p may be NULL. Any thread. */
 void vmm__pager_started(struct vmm__pager *p);

@@ -146,7 +146,8 @@ struct vmm_restore_opts {
 	 * "<path>.wset" beside the snapshot given to the restore.
 	 * wset_record_ms > 0: unless a valid set file was prefetched, record the pages the VM
 	 * faults in from the restore until this long after vmm_vm_start (or until destroy,
-	 * if sooner), and write them to the set file (temporary name, then renamed).
+	 * if sooner); vmm_vm_destroy writes them to the set file (temporary name, then
+	 * renamed), so that the pager never makes faults wait on that write.
 	 * wset_prefetch 1: if a set file exists, load its pages in one ascending pass
 	 * before the restore returns (each still checked against its hash). A set file that
 	 * is damaged or was recorded on another snapshot is ignored with a warning through

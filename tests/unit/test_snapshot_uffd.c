@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -19,6 +20,7 @@
 #include "libvmm/memory_pager.h"
 #include "libvmm/vm_move.h"
 #include "migrate/snapshot_file.h"
+#include "vmm/sandbox.h"
 
 #define MEM_MIB 16
 #define NPAGES (MEM_MIB * 256ull)
@@ -206,6 +208,52 @@ static void flipped_page(void **state)
 	assert_int_equal(vmm__memory_check(vmm__move_ram(vm)), VMM_ECORRUPT);
 }
 
+/* The pager confines itself as a migration thread (sandbox.h): in a child with that
+ * kind's filter on, pages load, a flipped one fails as above (the stop kicks, the log
+ * writes), and destroy ends the thread; a call outside its list would kill the child by
+ * SIGSYS, saying which on stderr. */
+static void sandboxed(void **state)
+{
+	const uint64_t bad = FIRST / 4096 + 5;
+	struct vmm_sandbox_opts so;
+	uint8_t page[4096], want[4096];
+	struct vmm_vm *vm;
+	int status;
+	pid_t pid;
+
+	(void)state;
+	make_snapshot(at("s.snap"), 0);
+	flip(at("s.snap"), bad);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int ok;
+
+		vmm_sandbox_opts_init(&so);
+		so.kinds = VMM_SANDBOX_MIGRATION;
+		so.report_fd = 2;
+		if (vmm_sandbox_enable(&so) || restore(at("s.snap"), VMM_RESTORE_UFFD, &vm))
+			_exit(2);
+		if (!vmm__move_ram(vm)->pager)
+			_exit(3); /* no userfaultfd: the parent skips */
+		ok = vmm_vm_mem_read(vm, bad * 4096, page, sizeof(page)) == VMM_ECORRUPT;
+		for (uint64_t gpa = FIRST; ok && gpa < LAST; gpa += 4096 * 7) {
+			fill(gpa, want);
+			ok = gpa == bad * 4096 ||
+			     (!vmm_vm_mem_read(vm, gpa, page, sizeof(page)) &&
+			      !memcmp(page, want, sizeof(page)));
+		}
+		vmm_vm_destroy(vm);
+		_exit(ok ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 3)
+		skip();
+	if (WIFSIGNALED(status))
+		fail_msg("the sandboxed child died by signal %d", WTERMSIG(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* A vCPU touching the damaged page: the VM stops with VMM_ECORRUPT, the vCPU leaves
  * KVM_RUN (it was kicked before its fault was released). */
 static void vcpu_flipped_page(void **state)
@@ -339,6 +387,7 @@ static struct vmm_vm *uffd_wset(const char *path, uint32_t record_ms, uint32_t p
 
 static const uint64_t wpages[] = { 0x200, 0x201, 0x202, 0x2a0, 0x300, 0x555, 0x556, 0xd00 };
 #define NW (sizeof(wpages) / sizeof(wpages[0]))
+#define LATE_PAGE 0x900ull /* touched only after the recording window */
 
 static void read_wpages(struct vmm_vm *vm)
 {
@@ -359,6 +408,7 @@ static void working_set(void **state)
 	struct vmm__pager_stats st, st2;
 	struct vmm_vm *vm;
 	char cmd[1200];
+	uint8_t late[8];
 	int fd;
 
 	(void)state;
@@ -366,12 +416,13 @@ static void working_set(void **state)
 	vm = uffd_wset(at("w.snap"), 100, 1);
 	assert_int_equal(vmm_vm_start(vm), 0);
 	read_wpages(vm);
-	/* the window closes 100 ms after the start and the set is written */
-	for (int i = 0; i < 500 && access(at("w.snap.wset"), F_OK); i++)
-		usleep(10000);
-	assert_int_equal(access(at("w.snap.wset"), F_OK), 0);
+	/* The window closes 100 ms after the start; the set is written at destroy. */
+	usleep(300 * 1000);
+	assert_int_equal(vmm_vm_mem_read(vm, LATE_PAGE * 4096, late, sizeof(late)), 0);
+	assert_int_equal(access(at("w.snap.wset"), F_OK), -1);
 	vmm_vm_destroy(vm);
 	live = NULL;
+	assert_int_equal(access(at("w.snap.wset"), F_OK), 0);
 
 	vm = uffd_wset(at("w.snap"), 0, 1);
 	assert_string_equal(logged, "");
@@ -381,6 +432,10 @@ static void working_set(void **state)
 	read_wpages(vm);
 	vmm__pager_stats(vmm__move_ram(vm)->pager, &st2);
 	assert_int_equal(st2.faults, st.faults); /* all prefetched */
+	/* touched after the window: not in the set */
+	assert_int_equal(vmm_vm_mem_read(vm, LATE_PAGE * 4096, late, sizeof(late)), 0);
+	vmm__pager_stats(vmm__move_ram(vm)->pager, &st2);
+	assert_int_equal(st2.faults, st.faults + 1);
 	vmm_vm_destroy(vm);
 	live = NULL;
 
@@ -425,6 +480,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(every_page_and_save, fake_vm_setup, teardown),
 		cmocka_unit_test_setup_teardown(flipped_page, fake_vm_setup, teardown),
+		cmocka_unit_test_setup_teardown(sandboxed, fake_vm_setup, teardown),
 		cmocka_unit_test_setup_teardown(vcpu_flipped_page, fake_vm_setup, teardown),
 		cmocka_unit_test_setup_teardown(vcpu_reads_page, fake_vm_setup, teardown),
 		cmocka_unit_test_setup_teardown(truncated_file, fake_vm_setup, teardown),
