@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -11,6 +13,7 @@
 #include "libvmm/error_internal.h"
 #include "libvmm/kvm.h"
 #include "libvmm/memory.h"
+#include "libvmm/memory_pager.h"
 
 static void layout(struct vmm__memory *m, uint64_t size)
 {
@@ -87,6 +90,8 @@ int vmm__memory_check(const struct vmm__memory *m)
 {
 	struct stat st;
 
+	if (m->pager)
+		return vmm__pager_error(m->pager);
 	if (m->file_fd < 0)
 		return 0;
 	if (fstat(m->file_fd, &st) < 0)
@@ -140,8 +145,22 @@ static int guarded_copy(const struct vmm__memory *m, void *local, void *remote, 
 	return 0;
 }
 
+/* After a copy through a pager's RAM: a range holding a page that failed its check got
+ * zeros, never the file's bytes, and is an error (the copy itself faulted the pages in). */
+static int pager_range_ok(const struct vmm__memory *m, const void *p, size_t len)
+{
+	uint64_t off = (uint64_t)((const uint8_t *)p - m->host);
+
+	return vmm__pager_range_ok(m->pager, off / VMM_PAGE_SIZE,
+				   (off + len + VMM_PAGE_SIZE - 1) / VMM_PAGE_SIZE - off / VMM_PAGE_SIZE);
+}
+
 int vmm__memory_read(const struct vmm__memory *m, const void *p, void *buf, size_t len)
 {
+	if (m->pager && len) {
+		memcpy(buf, p, len);
+		return pager_range_ok(m, p, len);
+	}
 	if (m->file_fd < 0 || !len) {
 		memcpy(buf, p, len);
 		return 0;
@@ -151,6 +170,10 @@ int vmm__memory_read(const struct vmm__memory *m, const void *p, void *buf, size
 
 int vmm__memory_write(const struct vmm__memory *m, void *p, const void *buf, size_t len)
 {
+	if (m->pager && len) {
+		memcpy(p, buf, len);
+		return pager_range_ok(m, p, len);
+	}
 	if (m->file_fd < 0 || !len) {
 		memcpy(p, buf, len);
 		return 0;
@@ -198,8 +221,42 @@ int vmm__memory_map(struct vmm__memory *m, int vm_fd)
 	return 0;
 }
 
+int vmm__memory_pager_start(struct vmm__memory *m, int fd, uint64_t offset, uint64_t *hashes,
+			    void (*fail)(void *ctx, int err, const char *detail), void *ctx)
+{
+	char path[64];
+	int own;
+	off_t data;
+
+	if (m->memfd < 0 || !m->host || m->pager) {
+		free(hashes);
+		return vmm__err(VMM_ESYS, "a pager needs fresh memfd RAM");
+	}
+	/* A page already present would never be loaded from the file: RAM must be untouched
+	 * (a hole from end to end) when the pager takes it. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", m->memfd);
+	own = open(path, O_RDONLY | O_CLOEXEC);
+	data = lseek(own >= 0 ? own : m->memfd, 0, SEEK_DATA);
+	if (own >= 0)
+		close(own);
+	if (data >= 0 || errno != ENXIO) {
+		free(hashes);
+		return vmm__err(VMM_ESYS, "guest RAM was written before the pager took it");
+	}
+	return vmm__pager_start(m->host, m->size / VMM_PAGE_SIZE, fd, offset, hashes, fail, ctx,
+				&m->pager);
+}
+
+int vmm__memory_fill(struct vmm__memory *m)
+{
+	return m->pager ? vmm__pager_load_all(m->pager) : 0;
+}
+
 void vmm__memory_free(struct vmm__memory *m)
 {
+	/* Before the unmap: the thread installs pages into it. */
+	vmm__pager_stop(m->pager);
+	m->pager = NULL;
 	if (m->host)
 		munmap(m->host, m->size);
 	if (m->memfd >= 0)

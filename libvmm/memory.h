@@ -14,6 +14,8 @@
 #define VMM_MEM_HOLE_END 0x100000000ull
 #define VMM_MEM_REGIONS_MAX 2
 
+struct vmm__pager;
+
 struct vmm__mem_region {
 	uint64_t gpa;
 	uint64_t size;
@@ -35,6 +37,9 @@ struct vmm__memory {
 	uint64_t file_need;     /* offset + size: the bytes the mapping reads */
 	uint64_t file_size;
 	struct timespec file_mtime;
+	/* RAM filled on demand from a snapshot through userfaultfd (memory_pager.h), or
+	 * NULL. Owned: stopped by vmm__memory_free before RAM is unmapped. */
+	struct vmm__pager *pager;
 };
 
 /* Lays out and allocates RAM (not yet given to KVM). */
@@ -54,12 +59,21 @@ int vmm__memory_init_file(struct vmm__memory *m, uint64_t size, int fd, uint64_t
  * VMM_ECORRUPT as vmm__memory_check says. Any thread. */
 int vmm__memory_read(const struct vmm__memory *m, const void *p, void *buf, size_t len);
 int vmm__memory_write(const struct vmm__memory *m, void *p, const void *buf, size_t len);
-/* Whether RAM can be read safely: 0 for RAM of our own (a memfd) or a file as it was when
+/* Whether RAM can be read safely: 0 for RAM of our own (a memfd; with a pager, none of
+ * whose pages failed: else its error, VMM_ECORRUPT for a page whose hash did not match) or a file as it was when
  * mapped; VMM_ETRUNCATED if the file was cut shorter than the mapping, VMM_ECORRUPT if it
  * was written to or someone opened it for writing (the lease broke), with detail. Called
  * before the library itself reads a whole RAM (snapshot, migration), so that a changed
  * file is an error instead of stale pages or a SIGBUS. Any thread. */
 int vmm__memory_check(const struct vmm__memory *m);
+/* Hands the fresh memfd RAM to a pager loading it from fd at offset (memory_pager.h;
+ * hashes taken over). VMM_ESYS if RAM is not a fresh, untouched memfd; VMM_EUNSUPPORTED
+ * without userfaultfd. */
+int vmm__memory_pager_start(struct vmm__memory *m, int fd, uint64_t offset, uint64_t *hashes,
+			    void (*fail)(void *ctx, int err, const char *detail), void *ctx);
+/* Makes every page of RAM present (a pager loads what it has not yet): afterwards holes in
+ * the memfd are zero pages, as vmm__memory_populated assumes. 0 or the pager's failure. */
+int vmm__memory_fill(struct vmm__memory *m);
 /* Registers every region as a KVM memory slot with the current slot_flags. */
 int vmm__memory_map(struct vmm__memory *m, int vm_fd);
 void vmm__memory_free(struct vmm__memory *m);

@@ -2,6 +2,7 @@
  * host (tests/tools/sandbox_trace.sh), each thread told apart by the name libvmm gives it,
  * then checked against the code paths; a call seen nowhere is not listed. */
 #include <linux/kvm.h>
+#include <linux/userfaultfd.h>
 
 #include "libvmm/sandbox.h"
 
@@ -39,7 +40,9 @@ static const char *const device[] = {
 
 /* Migration connections (send and receive: their rings were set up by the thread that
  * started them, so only io_uring_enter; a sender re-protects each chunk right before it
- * reads it: ioctl, held to KVM_CLEAR_DIRTY_LOG) and snapshot encryption workers
+ * reads it: ioctl, held to KVM_CLEAR_DIRTY_LOG), a uffd restore's pager (poll and read on
+ * its userfaultfd, pread64 on the snapshot, ioctl held to UFFDIO_COPY, _ZEROPAGE and
+ * _WAKE; libvmm/memory_pager.c) and snapshot encryption workers
  * (positional reads and writes); write for the embedder's log callback. With TLS a
  * connection's bytes go through OpenSSL instead (migrate/tls.c): read and write on the
  * socket, poll for the timeout slices, and the SIGPIPE guard around each call
@@ -78,7 +81,8 @@ static const char *const control[] = {
  * harvested by its own vCPU); KVM_GET_REGS (an exit's error message). */
 static const unsigned long vcpu_ioctls[] = { KVM_RUN, KVM_IRQ_LINE, KVM_RESET_DIRTY_RINGS,
 					     KVM_GET_REGS };
-static const unsigned long migration_ioctls[] = { KVM_CLEAR_DIRTY_LOG };
+static const unsigned long migration_ioctls[] = { KVM_CLEAR_DIRTY_LOG, UFFDIO_COPY,
+						  UFFDIO_ZEROPAGE, UFFDIO_WAKE };
 
 const struct vmm__sandbox_list vmm__sandbox_lists[VMM_THREAD_KINDS] = {
 	[VMM_THREAD_VCPU] = { vcpu, LEN(vcpu), vcpu_ioctls, LEN(vcpu_ioctls) },

@@ -14,6 +14,7 @@
 #include "libvmm/devices/sysdevs.h"
 #include "libvmm/dirty.h"
 #include "libvmm/error_internal.h"
+#include "libvmm/memory_pager.h"
 #include "libvmm/opts.h"
 #include "libvmm/vm_internal.h"
 
@@ -363,6 +364,8 @@ int vmm_vm_start(struct vmm_vm *vm)
 		pthread_sigmask(SIG_SETMASK, &all, &old);
 		r = vmm__run_control_start(vm->runctl);
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (!r) /* a uffd restore's working-set window opens now */
+			vmm__pager_started(vm->mem.pager);
 	}
 	pthread_mutex_unlock(&vm->lock);
 	return r;

@@ -54,6 +54,22 @@ int vmm__move_create(const struct vmm_vm_config *cfg, int ram_fd, uint64_t ram_o
 	return vmm__vm_create(cfg, ram_fd >= 0 ? &backing : NULL, out);
 }
 
+/* From the thread that saw the page fail (no lock of ours held): the VM ends, its vCPUs
+ * kicked before the fault is released (memory_pager.h). A VM not yet started is STOPPED
+ * too: it never runs on a damaged file. */
+static void pager_failed(void *ctx, int err, const char *detail)
+{
+	struct vmm_vm *vm = ctx;
+
+	vmm__run_control_stop(vm->runctl, VMM_EXIT_ERROR, err, "%s", detail);
+	vmm__log(vm, VMM_LOG_ERROR, "%s", detail);
+}
+
+int vmm__move_ram_pager(struct vmm_vm *vm, int fd, uint64_t offset, uint64_t *hashes)
+{
+	return vmm__memory_pager_start(&vm->mem, fd, offset, hashes, pager_failed, vm);
+}
+
 void vmm__move_allow_cpu_mismatch(struct vmm_vm *vm, int allow)
 {
 	vm->move.allow_cpu_mismatch = allow;

@@ -37,6 +37,11 @@ void vmm__move_shape(struct vmm_vm *vm, struct vmm__move_shape *sh);
  * at ram_offset (lazy restore), else RAM is a fresh memfd. */
 int vmm__move_create(const struct vmm_vm_config *cfg, int ram_fd, uint64_t ram_offset,
 		     struct vmm_vm **out);
+/* Hands a new VM's (fresh, untouched) RAM to a pager that loads it on demand from fd at
+ * offset, checking each page against hashes (taken over, freed by the pager). A page that
+ * fails stops the VM (VMM_EXIT_ERROR, status the VMM_E* code). VMM_EUNSUPPORTED where
+ * userfaultfd is not available. */
+int vmm__move_ram_pager(struct vmm_vm *vm, int fd, uint64_t offset, uint64_t *hashes);
 /* A warning through the VM's log callback. */
 void vmm__move_warn(struct vmm_vm *vm, const char *msg);
 

@@ -80,7 +80,11 @@ static int first_set(struct vmm__rounds *rs)
 		vmm__bitmap_set_range(rs->pages, 0, rs->npages);
 		return 0;
 	}
-	return vmm__memory_populated(mem, rs->pages);
+	/* RAM a pager fills on demand (uffd restore) has holes that are not zero pages yet:
+	 * loaded first, in one pass in file order, rather than page by page through faults. */
+	int r = vmm__memory_fill(mem);
+
+	return r ? r : vmm__memory_populated(mem, rs->pages);
 }
 
 static int converge(struct vmm__rounds *rs, const struct vmm__round_measure *m, uint32_t round)

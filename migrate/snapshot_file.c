@@ -307,6 +307,28 @@ static int load_image(struct vmm__snap *s, uint8_t *ram, const uint64_t *hashes,
 	return r;
 }
 
+int vmm__snap_read_hashes(struct vmm__snap *s, uint64_t **out)
+{
+	uint64_t *hashes;
+	int r;
+
+	*out = NULL;
+	if (!(s->pre.required_features & VMM_FEAT_RAM_IMAGE) || !s->pre.hashes_len)
+		return vmm__err(VMM_EINVAL, "the snapshot has no page hash table");
+	hashes = malloc(s->pre.hashes_len);
+	if (!hashes)
+		return vmm__err(VMM_ENOMEM, "page hashes");
+	r = pread_all(s->fd, hashes, s->pre.hashes_len, s->pre.hashes_off, "page hashes");
+	if (!r && XXH3_64bits(hashes, s->pre.hashes_len) != s->pre.hashes_hash)
+		r = vmm__err(VMM_ECORRUPT, "page hash table checksum mismatch");
+	if (r) {
+		free(hashes);
+		return r;
+	}
+	*out = hashes;
+	return 0;
+}
+
 static int read_image(struct vmm__snap *s, uint8_t *ram)
 {
 	uint64_t *hashes = malloc(s->pre.hashes_len ? s->pre.hashes_len : 1);

@@ -67,4 +67,9 @@ void vmm__snap_seal(struct vmm__snap_preamble *p, struct vmm__snap_trailer *t);
  * VMM_ECORRUPT naming the page or record. */
 int vmm__snap_read_ram(struct vmm__snap *s, uint8_t *ram, int fresh);
 
+/* An image file's page hash table, checked against its own hash: *out (malloc'd, the
+ * caller frees it) holds ram_len / 4096 hashes. VMM_EINVAL for a file without one
+ * (batches), VMM_ECORRUPT if the table fails its check. */
+int vmm__snap_read_hashes(struct vmm__snap *s, uint64_t **out);
+
 #endif

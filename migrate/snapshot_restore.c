@@ -1,7 +1,8 @@
 /* vmm_snapshot_restore: build a VM from a snapshot file, following an incremental chain
  * down to its full base. Eager: RAM is read (and every page verified) into fresh memory.
  * Lazy: the base's RAM image is mapped copy-on-write, so restore time does not grow with
- * RAM; pages load from the file when the guest first touches them. */
+ * RAM; pages load from the file when the guest first touches them. Uffd: fresh RAM that a
+ * pager fills on first touch, checking each page's hash (libvmm/memory_pager.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "libvmm/error_internal.h"
+#include "libvmm/memory_pager.h"
 #include "libvmm/opts.h"
 #include "migrate/snapshot_crypt.h"
 #include "migrate/snapshot_file.h"
@@ -71,11 +73,60 @@ static int open_chain(const char *path, struct vmm__snap *chain, int *n)
 	return vmm__err(VMM_ECORRUPT, "snapshot chain longer than %d", CHAIN_MAX);
 }
 
+/* The working set beside the snapshot (include/vmm/snapshot.h): prefetched if asked and
+ * valid, else recorded if asked. tag names the file pair it belongs to. */
+static int working_set(const char *path, const struct vmm_restore_opts *o, uint64_t tag,
+		       struct vmm_vm *vm)
+{
+	struct vmm__memory *mem = vmm__move_ram(vm);
+	char wpath[PATH_MAX + 8];
+	int r, valid = 0;
+
+	if ((size_t)snprintf(wpath, sizeof(wpath), "%s.wset", path) >= sizeof(wpath))
+		return 0;
+	if (o->wset_prefetch) {
+		r = vmm__pager_prefetch(mem->pager, wpath, tag, NULL);
+		if (!r) {
+			valid = 1;
+		} else if (r != VMM_ENOENT) {
+			char msg[400];
+
+			snprintf(msg, sizeof(msg), "working set ignored: %s", vmm_last_error());
+			vmm__move_warn(vm, msg);
+		}
+	}
+	if (!valid && o->wset_record_ms)
+		return vmm__pager_record(mem->pager, wpath, tag, o->wset_record_ms);
+	return 0;
+}
+
+/* Fresh RAM handed to a pager on the base's image. Without userfaultfd: eager, said. */
+static int start_pager(struct vmm__snap *base, struct vmm_vm *vm, int *eager)
+{
+	uint64_t *hashes;
+	int r = vmm__snap_read_hashes(base, &hashes);
+
+	if (r)
+		return r;
+	r = vmm__move_ram_pager(vm, base->fd, base->pre.ram_off, hashes);
+	if (r == VMM_EUNSUPPORTED) {
+		char msg[320];
+
+		snprintf(msg, sizeof(msg), "uffd restore unavailable, restoring eagerly: %s",
+			 vmm_last_error());
+		vmm__move_warn(vm, msg);
+		*eager = 1;
+		return 0;
+	}
+	return r;
+}
+
 static int build_vm(struct vmm__snap *base, const struct vmm_restore_opts *o, struct vmm_vm **vm)
 {
 	struct vmm_vm_config cfg;
 	struct vmm__move_shape sh;
 	int lazy = o->mode == VMM_RESTORE_LAZY;
+	int uffd = o->mode == VMM_RESTORE_UFFD, eager = !lazy && !uffd;
 	int r;
 
 	if (lazy && !(base->pre.required_features & VMM_FEAT_RAM_IMAGE))
@@ -94,7 +145,13 @@ static int build_vm(struct vmm__snap *base, const struct vmm_restore_opts *o, st
 	if (base->meta->hello->shape->has_cpuid_digest &&
 	    base->meta->hello->shape->cpuid_digest != sh.cpuid_digest)
 		vmm__move_warn(*vm, "snapshot was taken on a host with other CPU features");
-	return lazy ? 0 : vmm__snap_read_ram(base, vmm__move_ram(*vm)->host, 1);
+	if (uffd && !(base->pre.required_features & VMM_FEAT_RAM_IMAGE)) {
+		vmm__move_warn(*vm, "a compressed snapshot has no page image: restoring eagerly");
+		eager = 1;
+	} else if (uffd && (r = start_pager(base, *vm, &eager)) != 0) {
+		return r;
+	}
+	return eager ? vmm__snap_read_ram(base, vmm__move_ram(*vm)->host, 1) : 0;
 }
 
 /* An encrypted file: decrypted and authenticated whole into a memfd first (nothing is
@@ -149,6 +206,9 @@ int vmm_snapshot_restore(const char *path, const struct vmm_restore_opts *opts,
 	r = open_chain(path, chain, &n);
 	if (!r)
 		r = build_vm(&chain[n - 1], &o, &vm);
+	if (!r && vmm__move_ram(vm)->pager && (o.wset_prefetch || o.wset_record_ms))
+		r = working_set(path, &o, chain[0].pre.preamble_hash ^ chain[n - 1].pre.hashes_hash,
+				vm);
 	/* The embedder registers its devices (and their state hooks) before the state loads. */
 	if (!r && o.prepare && (r = o.prepare(o.prepare_opaque, vm)))
 		r = vmm__err(r < 0 ? r : VMM_EINVAL, "the prepare callback refused the VM (%d)", r);
@@ -160,6 +220,9 @@ int vmm_snapshot_restore(const char *path, const struct vmm_restore_opts *opts,
 		 * is corrupt rather than the state merely unusable. */
 		r = vmm__move_state_install(vm, chain[0].meta->machine_state.data,
 					    chain[0].meta->machine_state.len, VMM_ECORRUPT);
+	/* A pager's page that failed while the increments went in (VMM_ECORRUPT). */
+	if (!r)
+		r = vmm__memory_check(vmm__move_ram(vm));
 	for (int i = 0; i < n; i++)
 		vmm__snap_close(&chain[i]);
 	if (r) {

@@ -12,6 +12,7 @@ int cmd_restore(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "lazy", no_argument, NULL, 'l' },
+		{ "uffd", no_argument, NULL, 'u' },
 		{ "control", required_argument, NULL, 'C' },
 		{ "allow-cpu-mismatch", no_argument, NULL, 'M' },
 		{ "key-file", required_argument, NULL, 'k' },
@@ -38,6 +39,9 @@ int cmd_restore(int argc, char **argv)
 		switch (c) {
 		case 'l':
 			ropts.mode = VMM_RESTORE_LAZY;
+			break;
+		case 'u':
+			ropts.mode = VMM_RESTORE_UFFD;
 			break;
 		case 'C':
 			control = optarg;

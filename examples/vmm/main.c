@@ -36,11 +36,12 @@ static const struct cli_command {
 	  "first, paths given later (control API snapshots) are inside DIR\n"
 	  "(so for restore and receive)",
 	  cmd_run, 0 },
-	{ "restore", "[--lazy] [--allow-cpu-mismatch] [--key-file F] [--disk PATH[,ro]]... [--rng]"
+	{ "restore", "[--lazy | --uffd] [--allow-cpu-mismatch] [--key-file F] [--disk PATH[,ro]]... [--rng]"
 	  " [--control PATH] [--no-sandbox] [--jail DIR --uid U --gid G [--netns PATH]] FILE",
 	  "run a snapshot in the foreground, like run; --disk and --rng: the\n"
 	  "guest's devices, given again in the order of its run; --lazy maps its RAM\n"
-	  "(an encrypted one is restored eagerly); --key-file: the key\n"
+	  "(an encrypted one is restored eagerly); --uffd loads each page on first\n"
+	  "touch through userfaultfd, checked against its hash; --key-file: the key\n"
 	  "an encrypted snapshot was saved with (32 bytes or 64 hex digits);\n"
 	  "--allow-cpu-mismatch: restore even if this host lacks CPU features\n"
 	  "or the TSC rate the guest had (refused otherwise)", cmd_restore, 0 },

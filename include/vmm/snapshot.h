@@ -81,7 +81,26 @@ VMM_EXPORT int vmm_snapshot_save(struct vmm_vm *vm, const char *path,
 enum vmm_restore_mode {
 	VMM_RESTORE_EAGER = 0, /* read RAM into fresh memory */
 	VMM_RESTORE_LAZY = 1,  /* map the file's RAM copy-on-write; pages load on first touch */
+	VMM_RESTORE_UFFD = 2,  /* fresh RAM filled on first touch through userfaultfd, each
+				* page checked against the file's page hash first */
 };
+/* VMM_RESTORE_UFFD: RAM is fresh memory (as eager) registered with userfaultfd; a thread
+ * of the VM's (joined by vmm_vm_destroy) reads each page the guest or the library first
+ * touches from the file, checks its XXH3 hash against the file's table, and only then
+ * gives it to the guest. A page that fails (damaged: VMM_ECORRUPT; the file cut short
+ * since: VMM_ETRUNCATED; a read error: VMM_EIO) never reaches the guest: the VM stops
+ * (vmm_vm_wait reports VMM_EXIT_ERROR with that code as status and the page in detail;
+ * a VM not yet started is STOPPED and cannot start), vmm_vm_mem_read/write over that page
+ * return the error, and vmm_snapshot_save / vmm_migrate_send refuse the VM. Other pages
+ * read as they should. No thread is left waiting: the faulting vCPU is released only
+ * after its stop is signalled, and leaves KVM_RUN before running on the page. A snapshot
+ * or migration of such a VM first loads every page still missing, in file order. The
+ * file is held open (a duplicate descriptor) until the VM is destroyed; it must not be
+ * changed meanwhile (changes show as failed pages, not as a SIGBUS). Needs userfaultfd
+ * (root, access to /dev/userfaultfd, or vm.unprivileged_userfaultfd=1): without it the
+ * restore falls back to eager with a warning through log. Files without page hashes
+ * (compressed, or an increment's base that is one) and encrypted files restore eagerly,
+ * as with VMM_RESTORE_LAZY. The increments of a chain are applied through the pager. */
 /* A lazily restored VM reads its snapshot file for as long as it lives: the file must not
  * be written, truncated or copied over until the VM is destroyed (deleting it, or renaming
  * another file over its name, is fine: the VM keeps the file it opened). libvmm takes a
@@ -123,7 +142,19 @@ struct vmm_restore_opts {
 	 * memory first, and mapping that would save nothing. */
 	const void *key;
 	size_t key_len;
-	uint64_t reserved[3];
+	/* Working set (VMM_RESTORE_UFFD only; ignored otherwise). The set file is
+	 * "<path>.wset" beside the snapshot given to the restore.
+	 * wset_record_ms > 0: unless a valid set file was prefetched, record the pages the VM
+	 * faults in from the restore until this long after vmm_vm_start (or until destroy,
+	 * if sooner); vmm_vm_destroy writes them to the set file (temporary name, then
+	 * renamed), so that the pager never makes faults wait on that write.
+	 * wset_prefetch 1: if a set file exists, load its pages in one ascending pass
+	 * before the restore returns (each still checked against its hash). A set file that
+	 * is damaged or was recorded on another snapshot is ignored with a warning through
+	 * log, never trusted. */
+	uint32_t wset_record_ms;
+	uint32_t wset_prefetch;
+	uint64_t reserved[2];
 };
 
 VMM_EXPORT void vmm_restore_opts_init(struct vmm_restore_opts *opts);

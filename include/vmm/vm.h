@@ -144,7 +144,9 @@ enum vmm_exit_reason {
  * struct keeps its size and a program built against this header keeps working. */
 struct vmm_exit {
 	enum vmm_exit_reason reason;
-	int status;          /* VMM_EXIT_GUEST: the value written; otherwise -1 */
+	int status;          /* VMM_EXIT_GUEST: the value written; VMM_EXIT_ERROR from a page
+			      * a uffd restore could not verify: its VMM_E* code
+			      * (snapshot.h); otherwise -1 */
 	char detail[160];    /* human-readable: which exit, vCPU, RIP */
 	uint64_t reserved[4]; /* zero */
 };

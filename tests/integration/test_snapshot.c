@@ -2,7 +2,8 @@
  * binary re-executed with "restore FILE MODE") continues exactly: output before the
  * snapshot plus output after the restore equals the uninterrupted run, and the guest's own
  * self-check passes. For every guest and every mode: eager, lazy, compressed, incremental
- * chain, live; and for memcheck, an incremental whose first attempt fails (the file may
+ * chain, live; for counter and memcheck, a uffd restore (pages loaded through
+ * userfaultfd and hash-checked as the guest touches them); and for memcheck, an incremental whose first attempt fails (the file may
  * not grow past 1 MiB) while the guest runs on: the retry must hold every page the failed
  * attempt had harvested (issue 10 item 3). */
 #include <fcntl.h>
@@ -36,13 +37,23 @@ static const struct guest guests[] = {
 	{ "smp.elf", "cpus=2 iters=300000000", "smp ok", 32, 2, 0, 400 },
 };
 
-enum mode { EAGER, LAZY, COMPRESSED, INCREMENTAL, LIVE, INCR_RETRY, NMODES };
+enum mode { EAGER, LAZY, COMPRESSED, INCREMENTAL, LIVE, INCR_RETRY, UFFD, NMODES };
 static const char *const mode_names[] = { "eager", "lazy", "compressed", "incremental", "live",
-					  "incremental-retry" };
+					  "incremental-retry", "uffd" };
 
 static char tmpdir[256];
 
 /* ---- the child: restore and run */
+
+static int fell_back; /* a uffd restore that restored eagerly (no userfaultfd) */
+
+static void child_log(void *opaque, int level, const char *msg)
+{
+	(void)opaque, (void)level;
+	fprintf(stderr, "restore log: %s\n", msg);
+	if (strstr(msg, "uffd restore unavailable"))
+		fell_back = 1;
+}
 
 static int child_restore(const char *file, const char *mode)
 {
@@ -54,7 +65,10 @@ static int child_restore(const char *file, const char *mode)
 
 	tu_output_init(&out);
 	vmm_restore_opts_init(&o);
-	o.mode = !strcmp(mode, "lazy") ? VMM_RESTORE_LAZY : VMM_RESTORE_EAGER;
+	o.mode = !strcmp(mode, "lazy")	  ? VMM_RESTORE_LAZY
+		 : !strcmp(mode, "uffd") ? VMM_RESTORE_UFFD
+					 : VMM_RESTORE_EAGER;
+	o.log = child_log;
 	o.serial_out = tu_output_sink;
 	o.serial_opaque = &out;
 	r = vmm_snapshot_restore(file, &o, &vm);
@@ -70,6 +84,8 @@ static int child_restore(const char *file, const char *mode)
 	tu_output_free(&out);
 	if (r)
 		return 101;
+	if (fell_back)
+		return 103;
 	return ex.reason == VMM_EXIT_GUEST ? ex.status : 102;
 }
 
@@ -159,6 +175,7 @@ static void run_case(const struct guest *g, enum mode m)
 	switch (m) {
 	case EAGER:
 	case LAZY:
+	case UFFD:
 		save(vm, file, VMM_SNAPSHOT_STOP, NULL);
 		break;
 	case COMPRESSED:
@@ -193,7 +210,7 @@ static void run_case(const struct guest *g, enum mode m)
 	if (strstr(before, g->last))
 		fail_msg("%s finished before the snapshot: make it run longer", g->file);
 
-	after = spawn_restore(file, m == LAZY ? "lazy" : "eager", &status);
+	after = spawn_restore(file, m == LAZY ? "lazy" : m == UFFD ? "uffd" : "eager", &status);
 	both = malloc(strlen(before) + strlen(after) + 1);
 	strcpy(both, before);
 	strcat(both, after);
@@ -228,6 +245,10 @@ int main(int argc, char **argv)
 		for (int m = 0; m < NMODES; m++) {
 			/* the failed-then-retried incremental needs a guest that checks its RAM */
 			if (m == INCR_RETRY && strcmp(guests[g].file, "memcheck.elf"))
+				continue;
+			/* uffd: a guest that checks its RAM, and one that only prints */
+			if (m == UFFD && strcmp(guests[g].file, "memcheck.elf") &&
+			    strcmp(guests[g].file, "counter.elf"))
 				continue;
 			snprintf(names[n], sizeof(names[n]), "%s/%s", guests[g].file, mode_names[m]);
 			tests[n] = (struct CMUnitTest)cmocka_unit_test_prestate(

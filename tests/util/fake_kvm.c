@@ -26,8 +26,12 @@ static const uint32_t msr_list[] = { 0x10 /* TSC */, 0x174, 0x175, 0x176, 0xc000
 				     0xc0000082, 0xc0000100, 0x6e0 /* TSC deadline */ };
 #define NMSR (sizeof(msr_list) / sizeof(msr_list[0]))
 
+/* Not an exit: a read of guest RAM at gpa (fake_kvm_script_touch). */
+#define FAKE_TOUCH 0xfffffff0u
+
 struct exit_script {
 	uint32_t reason;
+	uint64_t gpa;
 	uint16_t port;
 	uint32_t len;
 	uint8_t data[256];
@@ -44,6 +48,7 @@ struct vcpu {
 	uint32_t ring_push;
 	struct exit_script script[MAX_SCRIPT];
 	uint32_t nscript, taken;
+	int touched; /* the byte the last touch read, -1 before any */
 };
 
 struct slot {
@@ -297,6 +302,7 @@ static int create_vcpu(struct vm *vm, unsigned long id)
 	c = &vm->vcpus[id];
 	memset(c, 0, sizeof(*c));
 	c->live = 1;
+	c->touched = -1;
 	c->s.tsc_khz = host_tsc_khz;
 	c->s.mp_state.mp_state = id ? KVM_MP_STATE_UNINITIALIZED : KVM_MP_STATE_RUNNABLE;
 	c->s.sregs.apic_base = 0xfee00000 | (id ? 0 : 0x100) | 0x800;
@@ -409,12 +415,38 @@ static int msrs(struct vcpu *c, struct kvm_msrs *m, int set)
 	return (int)i;
 }
 
+/* The host address of guest physical address gpa in vm's slots, NULL outside them. */
+static volatile uint8_t *slot_host(struct vm *vm, uint64_t gpa)
+{
+	for (int i = 0; i < MAX_SLOTS; i++) {
+		const struct kvm_userspace_memory_region *r = &vm->slots[i].r;
+
+		if (r->memory_size && gpa >= r->guest_phys_addr &&
+		    gpa - r->guest_phys_addr < r->memory_size)
+			return (volatile uint8_t *)(uintptr_t)(r->userspace_addr + gpa -
+								r->guest_phys_addr);
+	}
+	return NULL;
+}
+
 /* Unlocks while the "guest runs", so a kick (immediate_exit) and other calls get through. */
-static int run(struct vcpu *c)
+static int run(struct vm *vm, struct vcpu *c)
 {
 	for (;;) {
 		if (__atomic_load_n(&c->run->immediate_exit, __ATOMIC_SEQ_CST))
 			return fail(EINTR);
+		if (c->taken < c->nscript && c->script[c->taken].reason == FAKE_TOUCH) {
+			volatile uint8_t *p = slot_host(vm, c->script[c->taken].gpa);
+			int v;
+
+			/* As KVM faults a guest page in: outside its locks, waiting for it. */
+			pthread_mutex_unlock(&lock);
+			v = p ? *p : -1;
+			pthread_mutex_lock(&lock);
+			c->touched = v;
+			c->taken++;
+			continue;
+		}
 		if (c->taken < c->nscript) {
 			struct exit_script *e = &c->script[c->taken++];
 
@@ -438,11 +470,11 @@ static int run(struct vcpu *c)
 #define COPY_OUT(field) (memcpy(arg, &c->s.field, sizeof(c->s.field)), 0)
 #define COPY_IN(field) (memcpy(&c->s.field, arg, sizeof(c->s.field)), 0)
 
-static int vcpu_ioctl(struct vcpu *c, unsigned long req, void *arg)
+static int vcpu_ioctl(struct vm *vm, struct vcpu *c, unsigned long req, void *arg)
 {
 	switch (req) {
 	case KVM_RUN:
-		return run(c);
+		return run(vm, c);
 	case KVM_GET_REGS: return COPY_OUT(regs);
 	case KVM_SET_REGS: return COPY_IN(regs);
 	case KVM_GET_SREGS: return COPY_OUT(sregs);
@@ -519,7 +551,7 @@ static int fake_ioctl(int fd, unsigned long req, void *arg)
 	else if ((vm = vm_of_fd(fd)))
 		r = vm_ioctl(vm, req, arg);
 	else if ((c = vcpu_of_fd(fd)))
-		r = vcpu_ioctl(c, req, arg);
+		r = vcpu_ioctl(&vms[(fd - FD_VCPU) / 256], c, req, arg);
 	else
 		r = fail(EBADF);
 	pthread_mutex_unlock(&lock);
@@ -720,6 +752,22 @@ void fake_kvm_script_pio_out(uint32_t id, uint16_t port, const void *data, uint3
 		data = (const uint8_t *)data + e.len;
 		len -= e.len;
 	}
+}
+
+void fake_kvm_script_touch(uint32_t id, uint64_t gpa)
+{
+	script_add(id, &(struct exit_script){ .reason = FAKE_TOUCH, .gpa = gpa });
+}
+
+int fake_kvm_touched(uint32_t id)
+{
+	int v = -1;
+
+	pthread_mutex_lock(&lock);
+	if (newest >= 0 && id < MAX_VCPUS)
+		v = vms[newest].vcpus[id].touched;
+	pthread_mutex_unlock(&lock);
+	return v;
 }
 
 void fake_kvm_script_exit(uint32_t id, uint32_t exit_reason)

@@ -74,6 +74,13 @@ int fake_kvm_vm_fd(void);
  * vCPU "runs" until kicked (KVM_RUN then fails with EINTR, as a signal makes it). */
 void fake_kvm_script_pio_out(uint32_t id, uint16_t port, const void *data, uint32_t len);
 void fake_kvm_script_exit(uint32_t id, uint32_t exit_reason);
+/* A guest read of the byte at gpa in vCPU id's KVM_RUN, made outside the fake's lock as
+ * KVM faults guest pages in: a page missing under userfaultfd makes the vCPU wait in
+ * KVM_RUN until it is served. Not an exit: the run goes on (or ends with EINTR if kicked
+ * meanwhile). fake_kvm_touched: the byte the vCPU's last touch read (-1: none yet, or the
+ * gpa was not RAM). */
+void fake_kvm_script_touch(uint32_t id, uint64_t gpa);
+int fake_kvm_touched(uint32_t id);
 /* Waits (up to 5 s) until vCPU id has taken every scripted exit. Returns 0 or -1. */
 int fake_kvm_script_wait(uint32_t id);
 
