@@ -60,11 +60,12 @@ int vmm__memory_init_file(struct vmm__memory *m, uint64_t size, int fd, uint64_t
 int vmm__memory_read(const struct vmm__memory *m, const void *p, void *buf, size_t len);
 int vmm__memory_write(const struct vmm__memory *m, void *p, const void *buf, size_t len);
 /* Whether RAM can be read safely: 0 for RAM of our own (a memfd; with a pager, none of
- * whose pages failed: else its error, VMM_ECORRUPT for a page whose hash did not match) or a file as it was when
- * mapped; VMM_ETRUNCATED if the file was cut shorter than the mapping, VMM_ECORRUPT if it
- * was written to or someone opened it for writing (the lease broke), with detail. Called
- * before the library itself reads a whole RAM (snapshot, migration), so that a changed
- * file is an error instead of stale pages or a SIGBUS. Any thread. */
+ * whose pages failed: else its error, VMM_ECORRUPT for a page whose hash did not match)
+ * or a file as it was when mapped; VMM_ETRUNCATED if the file was cut shorter than the
+ * mapping, VMM_ECORRUPT if it was written to or someone opened it for writing (the lease
+ * broke), with detail. Called before the library itself reads a whole RAM (snapshot,
+ * migration), so that a changed file is an error instead of stale pages or a SIGBUS. Any
+ * thread. */
 int vmm__memory_check(const struct vmm__memory *m);
 /* Hands the fresh memfd RAM to a pager loading it from fd at offset (memory_pager.h;
  * hashes taken over). VMM_ESYS if RAM is not a fresh, untouched memfd; VMM_EUNSUPPORTED

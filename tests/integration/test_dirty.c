@@ -185,6 +185,19 @@ static void deadline_in(struct timespec *ts, int sec)
 	ts->tv_sec += sec;
 }
 
+/* Fails (instead of waiting forever) once the VM has stopped: its vCPU can no longer do
+ * what the test waits for. */
+static void guest_alive(struct fx *f)
+{
+	struct vmm_exit ex = { 0 };
+
+	if (vmm_vm_run_state(f->vm) == VMM_VM_RUNNING)
+		return;
+	vmm_vm_wait(f->vm, 0, &ex);
+	fail_msg("the VM stopped while the guest wrote (%s: %s)",
+		 vmm_vm_run_state_name(vmm_vm_run_state(f->vm)), ex.detail);
+}
+
 /* Waits until the guest has asked for command number n (1 = the first). */
 static void guest_wait(struct fx *f, uint64_t n)
 {
@@ -528,6 +541,7 @@ static void concurrent_round(struct fx *f)
 		vmm__bitmap_or(f->got, f->bm, f->words);
 		rounds++;
 		tu_sleep_us(200);
+		guest_alive(f);
 	}
 	pthread_join(t, NULL);
 	sync_and_clear(f);

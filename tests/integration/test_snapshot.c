@@ -3,9 +3,10 @@
  * snapshot plus output after the restore equals the uninterrupted run, and the guest's own
  * self-check passes. For every guest and every mode: eager, lazy, compressed, incremental
  * chain, live; for counter and memcheck, a uffd restore (pages loaded through
- * userfaultfd and hash-checked as the guest touches them); and for memcheck, an incremental whose first attempt fails (the file may
- * not grow past 1 MiB) while the guest runs on: the retry must hold every page the failed
- * attempt had harvested (issue 10 item 3). */
+ * userfaultfd and hash-checked as the guest touches them); and for memcheck, an
+ * incremental whose first attempt fails (the file may not grow past 1 MiB) while the
+ * guest runs on: the retry must hold every page the failed attempt had harvested (issue
+ * 10 item 3). */
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>

@@ -5,7 +5,8 @@
  * leaves KVM_RUN, the VM cannot start); a file cut short is VMM_ETRUNCATED; a compressed
  * file restores eagerly; destroy while a vCPU waits for a slow page neither hangs nor
  * leaks; a working set recorded on one run is prefetched by the next, and a damaged or
- * stale set file is ignored. Skipped where userfaultfd is refused (not root, no /dev/userfaultfd). */
+ * stale set file is ignored; the pager under its sandbox filter. Skipped where userfaultfd
+ * is refused (not root, no /dev/userfaultfd). */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
