@@ -21,7 +21,10 @@
 #include <unistd.h>
 
 #include "testutil.h"
+#include "fake_vm.h"
+#include "libvmm/memory.h"
 #include "libvmm/memory_pager.h"
+#include "libvmm/vm_move.h"
 
 #define PAGE 4096ull
 #define NPAGES 1024ull
@@ -368,6 +371,89 @@ static void test_link_breaks(void **state)
 	teardown_link(&l);
 }
 
+/* A VM on the fake kernel: RAM handed to the pager by vmm__move_ram_postcopy (hybrid: the
+ * pages below FIRST are valid, the rest hold stale bytes that must be dropped); a vCPU's
+ * touches fault and are served from the source; all of RAM then reads as the source's. */
+#define FIRST 0x200000ull
+static void test_vm(void **state)
+{
+	struct vmm_vm *vm = fake_vm_new_loaded(NPAGES * PAGE >> 20, 1, NULL, NULL);
+	struct vmm__pager_source s = { .request = req, .what = "test link" };
+	uint64_t *have = calloc(NPAGES / 64, 8);
+	uint64_t last = NPAGES - 3;
+	struct vmm__pager_stats st;
+	struct link l;
+	pthread_t src, rx;
+	uint8_t *ram = malloc(NPAGES * PAGE);
+	int r;
+
+	(void)state;
+	assert_non_null(vm);
+	assert_non_null(have);
+	assert_non_null(ram);
+	memset(&l, 0, sizeof(l));
+	l.ref = malloc(NPAGES * PAGE);
+	l.send = calloc(NPAGES / 64, 8);
+	assert_non_null(l.ref);
+	assert_non_null(l.send);
+	assert_int_equal(vmm_vm_mem_read(vm, 0, l.ref, NPAGES * PAGE), 0);
+	for (uint64_t i = FIRST / PAGE; i < NPAGES; i++) {
+		memset(l.ref + i * PAGE, (int)(i * 7 + 1), PAGE); /* the source's pages */
+		memset(ram, 0xee, PAGE);                         /* stale here */
+		assert_int_equal(vmm_vm_mem_write(vm, i * PAGE, ram, PAGE), 0);
+		l.send[i / 64] |= 1ull << (i % 64);
+	}
+	for (uint64_t i = 0; i < FIRST / PAGE; i++)
+		have[i / 64] |= 1ull << (i % 64);
+	{
+		int sv[2];
+
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+		l.fd_src = sv[0];
+		l.fd_dst = sv[1];
+	}
+	pthread_mutex_init(&l.lock, NULL);
+	pthread_cond_init(&l.cond, NULL);
+	s.ctx = &l;
+	r = vmm__move_ram_postcopy(vm, &s, have);
+	free(have);
+	if (r == VMM_EUNSUPPORTED) {
+		vmm_vm_destroy(vm);
+		skip();
+	}
+	assert_int_equal(r, 0);
+	l.pager = vmm__move_ram(vm)->pager;
+	vmm__pager_stats(l.pager, &st);
+	assert_int_equal(st.npages, NPAGES);
+	assert_int_equal(st.loaded, FIRST / PAGE);
+	l.push_us = 2000; /* the vCPU's touches come long before the push reaches them */
+	assert_int_equal(pthread_create(&src, NULL, source, &l), 0);
+	assert_int_equal(pthread_create(&rx, NULL, receiver, &l), 0);
+	fake_kvm_script_touch(0, (NPAGES - 40) * PAGE + 5);
+	fake_kvm_script_touch(0, last * PAGE + 9);
+	assert_int_equal(vmm_vm_start(vm), 0);
+	assert_int_equal(fake_kvm_script_wait(0), 0);
+	assert_int_equal(fake_kvm_touched(0), l.ref[last * PAGE + 9]);
+	vmm__pager_stats(l.pager, &st);
+	assert_true(st.faults >= 2);
+	assert_true(st.pulled >= 2);
+	l.push_us = 0;
+	assert_int_equal(vmm_vm_mem_read(vm, 0, ram, NPAGES * PAGE), 0);
+	for (uint64_t i = 0; i < NPAGES; i++)
+		if (memcmp(ram + i * PAGE, l.ref + i * PAGE, PAGE))
+			fail_msg("page %llu differs", (unsigned long long)i);
+	pthread_join(rx, NULL);
+	stop_source(&l, src);
+	vmm_vm_destroy(vm);
+	close(l.fd_src);
+	close(l.fd_dst);
+	pthread_mutex_destroy(&l.lock);
+	pthread_cond_destroy(&l.cond);
+	free(l.ref);
+	free(l.send);
+	free(ram);
+}
+
 static void test_bad_source(void **state)
 {
 	struct vmm__pager_source s = { .ctx = NULL };
@@ -391,6 +477,7 @@ int main(void)
 		cmocka_unit_test(test_postcopy),
 		cmocka_unit_test(test_hybrid),
 		cmocka_unit_test(test_link_breaks),
+		cmocka_unit_test_setup(test_vm, fake_vm_setup),
 		cmocka_unit_test(test_bad_source),
 	};
 
