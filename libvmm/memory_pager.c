@@ -28,6 +28,9 @@
 /* Guest pages (memory.h has the same; not included: memory.c uses this file). */
 #define VMM_PAGE_SIZE 4096ull
 
+/* Latency slots for faults waiting on an asynchronous source. */
+#define FAULT_SLOTS 256
+
 /* Pages read from the file per pread when loading everything. */
 #define LOAD_CHUNK 64
 
@@ -42,7 +45,13 @@ struct vmm__pager {
 	struct vmm__pager_source src; /* where pages come from (memory_pager.h) */
 	uint64_t *hashes;  /* NULL: the source vouches for its pages (a migration link) */
 	uint64_t *requested; /* pages asked of an asynchronous source (bitmap, atomic) */
-	uint64_t *fault_ns;  /* when page's first fault was asked for (async; 0: none) */
+	/* Faults waiting for an asynchronous source, for their latency: slot page % FAULT_SLOTS
+	 * holds page + 1 and when it faulted. A slot is filled only by the pager's thread
+	 * while empty, emptied only by vmm__pager_supply: one writer per transition. A fault
+	 * whose slot is taken is not sampled (a few vCPUs fault at once, not hundreds). */
+	struct {
+		uint64_t page1, t;
+	} waiting[FAULT_SLOTS];
 	uint64_t lat[VMM__PAGER_LAT_SAMPLES]; /* fault latencies (ns), the first ones */
 	uint64_t nlat;       /* atomic: samples taken (may exceed the array) */
 	uint64_t pulled, pushed; /* atomic: async pages supplied after / without a request */
@@ -76,9 +85,11 @@ void vmm__pager_test_delay_us(unsigned us)
 	__atomic_store_n(&test_delay_us, us, __ATOMIC_RELAXED);
 }
 
+/* Sequentially consistent (free on x86: a plain load, a locked or): ask and
+ * vmm__pager_source_lost order a requested bit against the lost flag with them. */
 static int bit_test(const uint64_t *map, uint64_t i)
 {
-	return (__atomic_load_n(&map[i / 64], __ATOMIC_ACQUIRE) >> (i % 64)) & 1;
+	return (__atomic_load_n(&map[i / 64], __ATOMIC_SEQ_CST) >> (i % 64)) & 1;
 }
 
 /* Sets bit i; returns whether it was clear. */
@@ -86,7 +97,7 @@ static int bit_set(uint64_t *map, uint64_t i)
 {
 	uint64_t b = 1ull << (i % 64);
 
-	return !(__atomic_fetch_or(&map[i / 64], b, __ATOMIC_ACQ_REL) & b);
+	return !(__atomic_fetch_or(&map[i / 64], b, __ATOMIC_SEQ_CST) & b);
 }
 
 static void mark_present(struct vmm__pager *p, uint64_t page)
@@ -251,18 +262,22 @@ static void load_run(struct vmm__pager *p, uint64_t first, uint64_t n, uint8_t *
  * one side or the other, never left waiting for a page that cannot come. */
 static void ask(struct vmm__pager *p, uint64_t page)
 {
-	uint64_t zero = 0, n = 1, now = vmm__now_ns();
+	uint64_t n = 1, slot = page % FAULT_SLOTS;
 	int r;
 
-	__atomic_compare_exchange_n(&p->fault_ns[page], &zero, now, 0, __ATOMIC_ACQ_REL,
-				    __ATOMIC_RELAXED);
+	if (!__atomic_load_n(&p->waiting[slot].page1, __ATOMIC_ACQUIRE)) {
+		__atomic_store_n(&p->waiting[slot].t, vmm__now_ns(), __ATOMIC_RELAXED);
+		__atomic_store_n(&p->waiting[slot].page1, page + 1, __ATOMIC_RELEASE);
+		/* Supplied meanwhile (a push): no supply will empty the slot. */
+		if (bit_test(p->present, page))
+			__atomic_store_n(&p->waiting[slot].page1, 0, __ATOMIC_RELEASE);
+	}
 	if (!bit_set(p->requested, page))
 		return; /* asked already (a neighbour, or another vCPU's fault) */
 	/* Neighbours: the guest tends to touch the next pages soon (sequential access). */
 	while (n < VMM__PAGER_NEIGHBOURS && page + n < p->npages &&
 	       !bit_test(p->present, page + n) && bit_set(p->requested, page + n))
 		n++;
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (__atomic_load_n(&p->lost, __ATOMIC_SEQ_CST))
 		r = 1;
 	else
@@ -276,7 +291,7 @@ static void ask(struct vmm__pager *p, uint64_t page)
 
 int vmm__pager_supply(struct vmm__pager *p, uint64_t page, const void *buf)
 {
-	uint64_t t, now;
+	uint64_t t = 0, now, slot;
 
 	if (!p || !buf || page >= p->npages)
 		return vmm__err(VMM_EPROTO, "post-copy page %llu is past RAM",
@@ -288,7 +303,11 @@ int vmm__pager_supply(struct vmm__pager *p, uint64_t page, const void *buf)
 	else
 		__atomic_fetch_add(&p->pushed, 1, __ATOMIC_RELAXED);
 	verify_install(p, page, buf, VMM_PAGE_SIZE);
-	t = __atomic_exchange_n(&p->fault_ns[page], 0, __ATOMIC_ACQ_REL);
+	slot = page % FAULT_SLOTS;
+	if (__atomic_load_n(&p->waiting[slot].page1, __ATOMIC_ACQUIRE) == page + 1) {
+		t = __atomic_load_n(&p->waiting[slot].t, __ATOMIC_RELAXED);
+		__atomic_store_n(&p->waiting[slot].page1, 0, __ATOMIC_RELEASE);
+	}
 	if (t) {
 		uint64_t i = __atomic_fetch_add(&p->nlat, 1, __ATOMIC_RELAXED);
 
@@ -327,7 +346,6 @@ void vmm__pager_source_lost(struct vmm__pager *p, int err, const char *detail)
 	if (!p || p->src.read)
 		return;
 	__atomic_store_n(&p->lost, 1, __ATOMIC_SEQ_CST);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	/* The error first: the owner stops the VM (the kick is queued on every vCPU) before
 	 * any waiting fault is released with zeros that the guest therefore never runs on. */
 	record_error(p, err, detail);
@@ -464,7 +482,6 @@ static void pager_free(struct vmm__pager *p)
 	if (p->fd >= 0)
 		close(p->fd);
 	free(p->requested);
-	free(p->fault_ns);
 	pthread_mutex_destroy(&p->fail_lock);
 	pthread_cond_destroy(&p->start_cond);
 	free(p->wset);
@@ -505,7 +522,6 @@ static int pager_start(uint8_t *host, uint64_t npages, int fd, uint64_t offset,
 		p->fd = -1;
 		p->src = *src;
 		p->requested = calloc(words ? words : 1, 8);
-		p->fault_ns = calloc(npages ? npages : 1, 8);
 	} else {
 		p->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 		p->src.read = file_read;
@@ -516,7 +532,7 @@ static int pager_start(uint8_t *host, uint64_t npages, int fd, uint64_t offset,
 	p->bad = calloc(words ? words : 1, 8);
 	if (!src && p->fd < 0)
 		r = vmm__err_sys(VMM_ESYS, "dup the snapshot fd");
-	else if (!p->present || !p->bad || (src && (!p->requested || !p->fault_ns)))
+	else if (!p->present || !p->bad || (src && !p->requested))
 		r = vmm__err(VMM_ENOMEM, "pager bitmaps");
 	else if (src && (!src->request || src->read))
 		r = vmm__err(VMM_EINVAL, "a pager source is either read (file) or request "

@@ -109,8 +109,10 @@ static void *source(void *arg)
 			if (next < NPAGES) {
 				send_page(l, next++);
 				sent++;
-				if (l->push_us)
-					usleep(l->push_us);
+				unsigned us = __atomic_load_n(&l->push_us, __ATOMIC_RELAXED);
+
+				if (us)
+					usleep(us);
 			} else {
 				pthread_mutex_lock(&l->lock);
 				while (!l->stop && l->qh == l->qt)
@@ -437,7 +439,7 @@ static void test_vm(void **state)
 	vmm__pager_stats(l.pager, &st);
 	assert_true(st.faults >= 2);
 	assert_true(st.pulled >= 2);
-	l.push_us = 0;
+	__atomic_store_n(&l.push_us, 0, __ATOMIC_RELAXED); /* the rest at full speed */
 	assert_int_equal(vmm_vm_mem_read(vm, 0, ram, NPAGES * PAGE), 0);
 	for (uint64_t i = 0; i < NPAGES; i++)
 		if (memcmp(ram + i * PAGE, l.ref + i * PAGE, PAGE))
