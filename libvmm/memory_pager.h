@@ -79,7 +79,10 @@ void vmm__pager_have(struct vmm__pager *p, const uint64_t *have);
  * the error is recorded and the owner's fail callback stops the VM first; then every page
  * asked for and not in, and every later fault on a missing page, fails (released with
  * zeros the guest never runs on, as for a damaged page above; the library's reads of it
- * return the error). Nothing hangs and no vCPU gets a wrong page. No-op for a file. */
+ * return the error). Nothing hangs and no vCPU gets a wrong page. No-op for a file.
+ * The link's owner must call it before the VM is destroyed while pages are missing: a
+ * vCPU waiting inside KVM for a page that will never come could not be joined (Linux <
+ * 6.3 cannot interrupt that wait). */
 void vmm__pager_source_lost(struct vmm__pager *p, int err, const char *detail);
 /* Stops and joins the thread, closes the userfaultfd (a fault still pending then gets a
  * zero page from the kernel: only at destroy, after the vCPUs are joined) and frees p
