@@ -247,6 +247,38 @@ int vmm__memory_pager_start(struct vmm__memory *m, int fd, uint64_t offset, uint
 				&m->pager);
 }
 
+int vmm__memory_postcopy_start(struct vmm__memory *m, const struct vmm__pager_source *src,
+				const uint64_t *have,
+				void (*fail)(void *ctx, int err, const char *detail), void *ctx)
+{
+	uint64_t npages = m->size / VMM_PAGE_SIZE, i = 0;
+	int r;
+
+	if (m->memfd < 0 || !m->host || m->pager)
+		return vmm__err(VMM_ESYS, "post-copy needs memfd RAM without a pager");
+	/* Every page without a valid copy becomes a hole, missing to the pager: a stale byte
+	 * left in would never fault and never be replaced (memory_pager.h). One punch per run
+	 * of such pages. */
+	while (i < npages) {
+		uint64_t j;
+
+		if (have && ((have[i / 64] >> (i % 64)) & 1)) {
+			i++;
+			continue;
+		}
+		for (j = i; j < npages && !(have && ((have[j / 64] >> (j % 64)) & 1)); j++)
+			;
+		if (fallocate(m->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      (off_t)(i * VMM_PAGE_SIZE), (off_t)((j - i) * VMM_PAGE_SIZE)))
+			return vmm__err_sys(VMM_ESYS, "dropping stale guest RAM pages (punch hole)");
+		i = j;
+	}
+	r = vmm__pager_start_source(m->host, npages, src, NULL, fail, ctx, &m->pager);
+	if (!r)
+		vmm__pager_have(m->pager, have);
+	return r;
+}
+
 int vmm__memory_fill(struct vmm__memory *m)
 {
 	return m->pager ? vmm__pager_load_all(m->pager) : 0;

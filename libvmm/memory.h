@@ -72,6 +72,15 @@ int vmm__memory_check(const struct vmm__memory *m);
  * without userfaultfd. */
 int vmm__memory_pager_start(struct vmm__memory *m, int fd, uint64_t offset, uint64_t *hashes,
 			    void (*fail)(void *ctx, int err, const char *detail), void *ctx);
+/* Post-copy: hands memfd RAM to a pager whose pages come from src (an asynchronous source,
+ * memory_pager.h). The pages of have (bit p: page p; NULL: none) hold valid bytes already
+ * (hybrid: pre-copy rounds sent them) and stay; every other page is punched out of the
+ * memfd first (stale, or never sent) and arrives through vmm__pager_supply. VMM_ESYS if
+ * RAM is not a memfd of our own or has a pager; VMM_EUNSUPPORTED without userfaultfd. */
+struct vmm__pager_source;
+int vmm__memory_postcopy_start(struct vmm__memory *m, const struct vmm__pager_source *src,
+				const uint64_t *have,
+				void (*fail)(void *ctx, int err, const char *detail), void *ctx);
 /* Makes every page of RAM present (a pager loads what it has not yet): afterwards holes in
  * the memfd are zero pages, as vmm__memory_populated assumes. 0 or the pager's failure. */
 int vmm__memory_fill(struct vmm__memory *m);

@@ -28,6 +28,9 @@
 /* Guest pages (memory.h has the same; not included: memory.c uses this file). */
 #define VMM_PAGE_SIZE 4096ull
 
+/* Latency slots for faults waiting on an asynchronous source. */
+#define FAULT_SLOTS 256
+
 /* Pages read from the file per pread when loading everything. */
 #define LOAD_CHUNK 64
 
@@ -37,9 +40,23 @@ struct vmm__pager {
 	int uffd;
 	int stopfd; /* eventfd: wakes the thread (stop, or a recording to start) */
 	int stop;   /* atomic */
-	int fd;     /* the file, our own duplicate */
+	int fd;     /* the file source's file, our own duplicate (-1 for another source) */
 	uint64_t offset;
-	uint64_t *hashes;
+	struct vmm__pager_source src; /* where pages come from (memory_pager.h) */
+	uint64_t *hashes;  /* NULL: the source vouches for its pages (a migration link) */
+	uint64_t *requested; /* pages asked of an asynchronous source (bitmap, atomic) */
+	/* Faults waiting for an asynchronous source, for their latency: slot page % FAULT_SLOTS
+	 * holds page + 1 and when it faulted. A slot is filled only by the pager's thread
+	 * while empty, emptied only by vmm__pager_supply: one writer per transition. A fault
+	 * whose slot is taken is not sampled (a few vCPUs fault at once, not hundreds). */
+	struct {
+		uint64_t page1, t;
+	} waiting[FAULT_SLOTS];
+	uint64_t lat[VMM__PAGER_LAT_SAMPLES]; /* fault latencies (ns), the first ones */
+	uint64_t nlat;       /* atomic: samples taken (may exceed the array) */
+	uint64_t pulled, pushed; /* atomic: async pages supplied after / without a request */
+	uint64_t t0_ns, last_ns; /* start; when the last page came in (atomic, 0 before) */
+	int lost;            /* atomic: the asynchronous source is gone */
 	uint64_t *present; /* pages installed (bitmap, atomic) */
 	uint64_t *bad;     /* pages that failed (bitmap, atomic) */
 	uint64_t loaded;   /* pages installed, atomic */
@@ -68,9 +85,11 @@ void vmm__pager_test_delay_us(unsigned us)
 	__atomic_store_n(&test_delay_us, us, __ATOMIC_RELAXED);
 }
 
+/* Sequentially consistent (free on x86: a plain load, a locked or): ask and
+ * vmm__pager_source_lost order a requested bit against the lost flag with them. */
 static int bit_test(const uint64_t *map, uint64_t i)
 {
-	return (__atomic_load_n(&map[i / 64], __ATOMIC_ACQUIRE) >> (i % 64)) & 1;
+	return (__atomic_load_n(&map[i / 64], __ATOMIC_SEQ_CST) >> (i % 64)) & 1;
 }
 
 /* Sets bit i; returns whether it was clear. */
@@ -78,13 +97,14 @@ static int bit_set(uint64_t *map, uint64_t i)
 {
 	uint64_t b = 1ull << (i % 64);
 
-	return !(__atomic_fetch_or(&map[i / 64], b, __ATOMIC_ACQ_REL) & b);
+	return !(__atomic_fetch_or(&map[i / 64], b, __ATOMIC_SEQ_CST) & b);
 }
 
 static void mark_present(struct vmm__pager *p, uint64_t page)
 {
-	if (bit_set(p->present, page))
-		__atomic_fetch_add(&p->loaded, 1, __ATOMIC_RELAXED);
+	if (bit_set(p->present, page) &&
+	    __atomic_add_fetch(&p->loaded, 1, __ATOMIC_ACQ_REL) == p->npages)
+		__atomic_store_n(&p->last_ns, vmm__now_ns(), __ATOMIC_RELEASE);
 }
 
 static void wake(struct vmm__pager *p, uint64_t page)
@@ -133,8 +153,9 @@ static void page_failed(struct vmm__pager *p, uint64_t page, int err, const char
 	bit_set(p->bad, page);
 	pthread_mutex_lock(&p->fail_lock);
 	if (!__atomic_load_n(&p->err, __ATOMIC_ACQUIRE)) {
-		snprintf(p->detail, sizeof(p->detail), "lazily restored RAM page %llu (guest "
-			 "physical RAM offset 0x%llx): %s", (unsigned long long)page,
+		snprintf(p->detail, sizeof(p->detail), "%s RAM page %llu (guest "
+			 "physical RAM offset 0x%llx): %s", p->fd >= 0 ? "lazily restored" :
+			 "post-copied", (unsigned long long)page,
 			 (unsigned long long)(page * VMM_PAGE_SIZE), what);
 		__atomic_store_n(&p->err, err, __ATOMIC_RELEASE);
 		first = 1;
@@ -164,10 +185,11 @@ static void verify_install(struct vmm__pager *p, uint64_t page, const uint8_t *b
 	int e;
 
 	if (got < VMM_PAGE_SIZE) {
-		page_failed(p, page, VMM_ETRUNCATED, "the snapshot file ends before it");
+		page_failed(p, page, VMM_ETRUNCATED, p->fd >= 0 ? "the snapshot file ends "
+			    "before it" : "the source gave a short page");
 		return;
 	}
-	if (XXH3_64bits(buf, VMM_PAGE_SIZE) != p->hashes[page]) {
+	if (p->hashes && XXH3_64bits(buf, VMM_PAGE_SIZE) != p->hashes[page]) {
 		page_failed(p, page, VMM_ECORRUPT, "checksum mismatch (the snapshot file is "
 			    "damaged); the page was not given to the guest");
 		return;
@@ -179,9 +201,11 @@ static void verify_install(struct vmm__pager *p, uint64_t page, const uint8_t *b
 	}
 }
 
-/* Reads n pages from first (fewer where the file ends); returns the bytes read or -errno. */
-static ssize_t read_pages(struct vmm__pager *p, uint64_t first, uint64_t n, uint8_t *buf)
+/* The file source: reads n pages from first (fewer where the file ends); returns the
+ * bytes read or -errno. */
+static ssize_t file_read(void *ctx, uint64_t first, uint64_t n, uint8_t *buf)
 {
+	struct vmm__pager *p = ctx;
 	size_t want = n * VMM_PAGE_SIZE, got = 0;
 
 	while (got < want) {
@@ -199,6 +223,11 @@ static ssize_t read_pages(struct vmm__pager *p, uint64_t first, uint64_t n, uint
 	return (ssize_t)got;
 }
 
+static ssize_t read_pages(struct vmm__pager *p, uint64_t first, uint64_t n, uint8_t *buf)
+{
+	return p->src.read(p->src.ctx, first, n, buf);
+}
+
 /* Loads [first, first + n): one read, then each page not yet in. */
 static void load_run(struct vmm__pager *p, uint64_t first, uint64_t n, uint8_t *buf)
 {
@@ -213,7 +242,7 @@ static void load_run(struct vmm__pager *p, uint64_t first, uint64_t n, uint8_t *
 		if (got < 0) {
 			char what[96];
 
-			snprintf(what, sizeof(what), "reading the snapshot file: %s",
+			snprintf(what, sizeof(what), "reading %s: %s", p->src.what,
 				 strerror((int)-got));
 			page_failed(p, page, VMM_EIO, what);
 			continue;
@@ -222,6 +251,107 @@ static void load_run(struct vmm__pager *p, uint64_t first, uint64_t n, uint8_t *
 		verify_install(p, page, buf + i * VMM_PAGE_SIZE,
 			       have > VMM_PAGE_SIZE ? VMM_PAGE_SIZE : have);
 	}
+}
+
+/* ---- an asynchronous source (a post-copy migration link) */
+
+/* Asks the source for page and its neighbours (those not yet in or asked for). The fault
+ * stays pending until vmm__pager_supply installs the page. The requested bit is set
+ * before lost is read, and vmm__pager_source_lost sets lost before it sweeps the
+ * requested bits (both sequentially consistent): a request racing the loss is failed by
+ * one side or the other, never left waiting for a page that cannot come. */
+static void ask(struct vmm__pager *p, uint64_t page)
+{
+	uint64_t n = 1, slot = page % FAULT_SLOTS;
+	int r;
+
+	if (!__atomic_load_n(&p->waiting[slot].page1, __ATOMIC_ACQUIRE)) {
+		__atomic_store_n(&p->waiting[slot].t, vmm__now_ns(), __ATOMIC_RELAXED);
+		__atomic_store_n(&p->waiting[slot].page1, page + 1, __ATOMIC_RELEASE);
+		/* Supplied meanwhile (a push): no supply will empty the slot. */
+		if (bit_test(p->present, page))
+			__atomic_store_n(&p->waiting[slot].page1, 0, __ATOMIC_RELEASE);
+	}
+	if (!bit_set(p->requested, page))
+		return; /* asked already (a neighbour, or another vCPU's fault) */
+	/* Neighbours: the guest tends to touch the next pages soon (sequential access). */
+	while (n < VMM__PAGER_NEIGHBOURS && page + n < p->npages &&
+	       !bit_test(p->present, page + n) && bit_set(p->requested, page + n))
+		n++;
+	if (__atomic_load_n(&p->lost, __ATOMIC_SEQ_CST))
+		r = 1;
+	else
+		r = p->src.request(p->src.ctx, page, n);
+	/* The neighbours too: a later fault on one finds it asked for and would wait. */
+	for (uint64_t i = 0; r && i < n; i++)
+		if (!bit_test(p->present, page + i))
+			page_failed(p, page + i, VMM_EINDOUBT, "the migration link broke "
+				    "before it came");
+}
+
+int vmm__pager_supply(struct vmm__pager *p, uint64_t page, const void *buf)
+{
+	uint64_t t = 0, now, slot;
+
+	if (!p || !buf || page >= p->npages)
+		return vmm__err(VMM_EPROTO, "post-copy page %llu is past RAM",
+				(unsigned long long)page);
+	if (bit_test(p->present, page))
+		return 0; /* a pushed page the guest pulled first, or the other way round */
+	if (bit_test(p->requested, page))
+		__atomic_fetch_add(&p->pulled, 1, __ATOMIC_RELAXED);
+	else
+		__atomic_fetch_add(&p->pushed, 1, __ATOMIC_RELAXED);
+	verify_install(p, page, buf, VMM_PAGE_SIZE);
+	slot = page % FAULT_SLOTS;
+	if (__atomic_load_n(&p->waiting[slot].page1, __ATOMIC_ACQUIRE) == page + 1) {
+		t = __atomic_load_n(&p->waiting[slot].t, __ATOMIC_RELAXED);
+		__atomic_store_n(&p->waiting[slot].page1, 0, __ATOMIC_RELEASE);
+	}
+	if (t) {
+		uint64_t i = __atomic_fetch_add(&p->nlat, 1, __ATOMIC_RELAXED);
+
+		now = vmm__now_ns();
+		if (i < VMM__PAGER_LAT_SAMPLES)
+			__atomic_store_n(&p->lat[i], now > t ? now - t : 1, __ATOMIC_RELAXED);
+	}
+	return vmm__pager_range_ok(p, page, 1);
+}
+
+void vmm__pager_have(struct vmm__pager *p, const uint64_t *have)
+{
+	for (uint64_t i = 0; p && have && i < p->npages; i++)
+		if ((have[i / 64] >> (i % 64)) & 1)
+			mark_present(p, i);
+}
+
+/* Records the first failure and tells the owner (once). */
+static void record_error(struct vmm__pager *p, int err, const char *detail)
+{
+	int first = 0;
+
+	pthread_mutex_lock(&p->fail_lock);
+	if (!__atomic_load_n(&p->err, __ATOMIC_ACQUIRE)) {
+		snprintf(p->detail, sizeof(p->detail), "%s", detail);
+		__atomic_store_n(&p->err, err, __ATOMIC_RELEASE);
+		first = 1;
+	}
+	pthread_mutex_unlock(&p->fail_lock);
+	if (first && p->fail)
+		p->fail(p->ctx, err, p->detail);
+}
+
+void vmm__pager_source_lost(struct vmm__pager *p, int err, const char *detail)
+{
+	if (!p || p->src.read)
+		return;
+	__atomic_store_n(&p->lost, 1, __ATOMIC_SEQ_CST);
+	/* The error first: the owner stops the VM (the kick is queued on every vCPU) before
+	 * any waiting fault is released with zeros that the guest therefore never runs on. */
+	record_error(p, err, detail);
+	for (uint64_t i = 0; i < p->npages; i++)
+		if (bit_test(p->requested, i) && !bit_test(p->present, i))
+			page_failed(p, i, err, "the migration link broke before it came");
 }
 
 /* Whether the recording window is open; closes it when its time is up. Poll timeout for
@@ -257,7 +387,7 @@ static void started(struct vmm__pager *p, int err)
 static void *pager_thread(void *arg)
 {
 	struct vmm__pager *p = arg;
-	uint8_t *buf = aligned_alloc(VMM_PAGE_SIZE, VMM_PAGE_SIZE);
+	uint8_t *buf = p->src.read ? aligned_alloc(VMM_PAGE_SIZE, VMM_PAGE_SIZE) : NULL;
 	struct uffd_msg msg[16];
 	/* The pager moves guest memory in, as a migration's receiver does: its allow-list
 	 * (poll and read on the userfaultfd, pread64 on the file, the UFFDIO_* ioctls, tgkill
@@ -309,7 +439,9 @@ static void *pager_thread(void *arg)
 				wake(p, page);
 				continue;
 			}
-			if (buf)
+			if (!p->src.read)
+				ask(p, page);
+			else if (buf)
 				load_run(p, page, 1, buf);
 			else
 				page_failed(p, page, VMM_ENOMEM, "no buffer to read it into");
@@ -349,6 +481,7 @@ static void pager_free(struct vmm__pager *p)
 		close(p->stopfd);
 	if (p->fd >= 0)
 		close(p->fd);
+	free(p->requested);
 	pthread_mutex_destroy(&p->fail_lock);
 	pthread_cond_destroy(&p->start_cond);
 	free(p->wset);
@@ -359,8 +492,10 @@ static void pager_free(struct vmm__pager *p)
 	free(p);
 }
 
-int vmm__pager_start(uint8_t *host, uint64_t npages, int fd, uint64_t offset, uint64_t *hashes,
-		     vmm__pager_fail_fn fail, void *ctx, struct vmm__pager **out)
+/* src NULL: the file source on fd at offset. */
+static int pager_start(uint8_t *host, uint64_t npages, int fd, uint64_t offset,
+		       const struct vmm__pager_source *src, uint64_t *hashes,
+		       vmm__pager_fail_fn fail, void *ctx, struct vmm__pager **out)
 {
 	struct uffdio_api api = { .api = UFFD_API };
 	struct uffdio_register reg;
@@ -382,13 +517,26 @@ int vmm__pager_start(uint8_t *host, uint64_t npages, int fd, uint64_t offset, ui
 	p->uffd = p->stopfd = -1;
 	pthread_mutex_init(&p->fail_lock, NULL);
 	pthread_cond_init(&p->start_cond, NULL);
-	p->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	p->t0_ns = vmm__now_ns();
+	if (src) {
+		p->fd = -1;
+		p->src = *src;
+		p->requested = calloc(words ? words : 1, 8);
+	} else {
+		p->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		p->src.read = file_read;
+		p->src.ctx = p;
+		p->src.what = "the snapshot file";
+	}
 	p->present = calloc(words ? words : 1, 8);
 	p->bad = calloc(words ? words : 1, 8);
-	if (p->fd < 0)
+	if (!src && p->fd < 0)
 		r = vmm__err_sys(VMM_ESYS, "dup the snapshot fd");
-	else if (!p->present || !p->bad)
+	else if (!p->present || !p->bad || (src && !p->requested))
 		r = vmm__err(VMM_ENOMEM, "pager bitmaps");
+	else if (src && (!src->request || src->read))
+		r = vmm__err(VMM_EINVAL, "a pager source is either read (file) or request "
+			     "(asynchronous): this one is neither or both");
 	if (!r && (p->uffd = open_uffd()) < 0)
 		r = vmm__err_sys(VMM_EUNSUPPORTED, "userfaultfd (root, /dev/userfaultfd or "
 				 "vm.unprivileged_userfaultfd=1 is needed)");
@@ -430,6 +578,24 @@ int vmm__pager_start(uint8_t *host, uint64_t npages, int fd, uint64_t offset, ui
 	return 0;
 }
 
+int vmm__pager_start(uint8_t *host, uint64_t npages, int fd, uint64_t offset, uint64_t *hashes,
+		     vmm__pager_fail_fn fail, void *ctx, struct vmm__pager **out)
+{
+	return pager_start(host, npages, fd, offset, NULL, hashes, fail, ctx, out);
+}
+
+int vmm__pager_start_source(uint8_t *host, uint64_t npages, const struct vmm__pager_source *src,
+			    uint64_t *hashes, vmm__pager_fail_fn fail, void *ctx,
+			    struct vmm__pager **out)
+{
+	if (!src) {
+		free(hashes);
+		*out = NULL;
+		return vmm__err(VMM_EINVAL, "no pager source");
+	}
+	return pager_start(host, npages, -1, 0, src, hashes, fail, ctx, out);
+}
+
 static void wset_write(struct vmm__pager *p);
 
 void vmm__pager_stop(struct vmm__pager *p)
@@ -447,6 +613,8 @@ void vmm__pager_stop(struct vmm__pager *p)
 	 * rename. A VM destroyed inside its window: what it touched so far is its set. */
 	if (p->wset && __atomic_load_n(&p->started_ns, __ATOMIC_ACQUIRE))
 		wset_write(p);
+	if (p->src.release)
+		p->src.release(p->src.ctx);
 	pager_free(p);
 }
 
@@ -479,6 +647,12 @@ int vmm__pager_load_all(struct vmm__pager *p)
 
 	if (!p || vmm__pager_complete(p))
 		return vmm__pager_error(p);
+	/* An asynchronous source pushes every page by itself: wait for the last, or a loss. */
+	while (!p->src.read && !vmm__pager_complete(p) &&
+	       !__atomic_load_n(&p->err, __ATOMIC_ACQUIRE))
+		usleep(1000);
+	if (!p->src.read)
+		return vmm__pager_error(p);
 	buf = aligned_alloc(VMM_PAGE_SIZE, LOAD_CHUNK * VMM_PAGE_SIZE);
 	if (!buf)
 		return vmm__err(VMM_ENOMEM, "pager read buffer");
@@ -499,6 +673,38 @@ int vmm__pager_complete(const struct vmm__pager *p)
 	return !p || __atomic_load_n(&p->loaded, __ATOMIC_ACQUIRE) == p->npages;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Median and p99 of the latency samples taken so far (a sample being written reads 0:
+ * skipped). */
+static void lat_summary(const struct vmm__pager *p, struct vmm__pager_stats *st)
+{
+	uint64_t n = __atomic_load_n(&p->nlat, __ATOMIC_RELAXED), k = 0, *v;
+
+	if (n > VMM__PAGER_LAT_SAMPLES)
+		n = VMM__PAGER_LAT_SAMPLES;
+	if (!n || !(v = malloc(n * 8)))
+		return;
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t x = __atomic_load_n(&p->lat[i], __ATOMIC_RELAXED);
+
+		if (x)
+			v[k++] = x;
+	}
+	if (k) {
+		qsort(v, k, 8, cmp_u64);
+		st->lat_median_ns = v[k / 2];
+		st->lat_p99_ns = v[(k * 99) / 100 < k ? (k * 99) / 100 : k - 1];
+		st->lat_samples = k;
+	}
+	free(v);
+}
+
 void vmm__pager_stats(const struct vmm__pager *p, struct vmm__pager_stats *st)
 {
 	memset(st, 0, sizeof(*st));
@@ -507,6 +713,11 @@ void vmm__pager_stats(const struct vmm__pager *p, struct vmm__pager_stats *st)
 	st->faults = __atomic_load_n(&p->faults, __ATOMIC_RELAXED);
 	st->loaded = __atomic_load_n(&p->loaded, __ATOMIC_RELAXED);
 	st->npages = p->npages;
+	st->pulled = __atomic_load_n(&p->pulled, __ATOMIC_RELAXED);
+	st->pushed = __atomic_load_n(&p->pushed, __ATOMIC_RELAXED);
+	if (__atomic_load_n(&p->last_ns, __ATOMIC_ACQUIRE))
+		st->complete_ns = __atomic_load_n(&p->last_ns, __ATOMIC_ACQUIRE) - p->t0_ns;
+	lat_summary(p, st);
 }
 
 /* ---- working set */
@@ -528,6 +739,8 @@ int vmm__pager_record(struct vmm__pager *p, const char *path, uint64_t tag, uint
 
 	if (!p || !path || !ms || p->wset)
 		return 0;
+	if (!p->src.read) /* the set keeps copies of the pages, read back from the source */
+		return vmm__err(VMM_EUNSUPPORTED, "a working set is recorded on a file source only");
 	p->wset_path = strdup(path);
 	set = calloc((p->npages + 63) / 64 ? (p->npages + 63) / 64 : 1, 8);
 	if (!p->wset_path || !set) {
@@ -674,6 +887,8 @@ int vmm__pager_prefetch(struct vmm__pager *p, const char *path, uint64_t tag, ui
 
 	if (loaded)
 		*loaded = 0;
+	if (!p->hashes || !p->src.read)
+		return vmm__err(VMM_EUNSUPPORTED, "a working set prefetches from a file source");
 	r = wset_read(path, tag, p->npages, &pages, &count, &fd, &off);
 	if (r)
 		return r;

@@ -70,6 +70,12 @@ int vmm__move_ram_pager(struct vmm_vm *vm, int fd, uint64_t offset, uint64_t *ha
 	return vmm__memory_pager_start(&vm->mem, fd, offset, hashes, pager_failed, vm);
 }
 
+int vmm__move_ram_postcopy(struct vmm_vm *vm, const struct vmm__pager_source *src,
+			   const uint64_t *have)
+{
+	return vmm__memory_postcopy_start(&vm->mem, src, have, pager_failed, vm);
+}
+
 void vmm__move_allow_cpu_mismatch(struct vmm_vm *vm, int allow)
 {
 	vm->move.allow_cpu_mismatch = allow;

@@ -42,6 +42,11 @@ int vmm__move_create(const struct vmm_vm_config *cfg, int ram_fd, uint64_t ram_o
  * fails stops the VM (VMM_EXIT_ERROR, status the VMM_E* code). VMM_EUNSUPPORTED where
  * userfaultfd is not available. */
 int vmm__move_ram_pager(struct vmm_vm *vm, int fd, uint64_t offset, uint64_t *hashes);
+/* Post-copy RAM (vmm__memory_postcopy_start) with the same failure handling: a page that
+ * cannot come (a broken link) stops the VM before its fault is released. */
+struct vmm__pager_source;
+int vmm__move_ram_postcopy(struct vmm_vm *vm, const struct vmm__pager_source *src,
+			   const uint64_t *have);
 /* A warning through the VM's log callback. */
 void vmm__move_warn(struct vmm_vm *vm, const char *msg);
 
