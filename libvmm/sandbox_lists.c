@@ -39,7 +39,7 @@ static const char *const vcpu[] = {
  * interrupt (ioctl, held to KVM_IRQ_LINE) and write for the embedder's log callback. The
  * throttle gets these too: one list per kind. */
 static const char *const device[] = {
-	COMMON, "poll", "ppoll", "read", "write", "ioctl", "process_vm_readv",
+	COMMON, "poll", "read", "write", "ioctl", "process_vm_readv",
 	"process_vm_writev",
 };
 
