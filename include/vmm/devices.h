@@ -28,7 +28,9 @@
  * a source that then cannot retake its lock stays paused, warned, until it can).
  *
  * Requests are served on the vCPU thread that notifies the device, before it returns to
- * the guest, so a pause, snapshot or migration never finds one half-done.
+ * the guest, so a pause, snapshot or migration never finds one half-done. The one
+ * exception is virtio-net's receive side, served by a thread of the VM's that runs only
+ * while the guest does (joined before a pause returns), so the same holds for it.
  *
  * Thread rule for adding: one controlling thread, on a VM in state CREATED that has no
  * kernel or saved state loaded yet (VMM_ESTATE otherwise). */
