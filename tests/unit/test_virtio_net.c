@@ -586,6 +586,14 @@ static void real_tap(void **state)
 		print_message("no tap here: skipped\n");
 		skip();
 	}
+	/* Fewer frames of the interface's own (IPv6 neighbour discovery), if it lets us. */
+	n = open("/proc/sys/net/ipv6/conf/vmmt0/disable_ipv6", O_WRONLY | O_CLOEXEC);
+	if (n >= 0) {
+		if (write((int)n, "1", 1) < 0)
+			print_message("IPv6 stays on vmmt0\n");
+		close((int)n);
+	}
+	n = -1;
 	sk = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	memset(&ifr, 0, sizeof(ifr));
 	strcpy(ifr.ifr_name, "vmmt0");
@@ -633,10 +641,17 @@ static void real_tap(void **state)
 	rx_buffers(&d, 0, 12, 2048); /* room for the interface's own chatter too */
 	f[20] = 0x5a;
 	assert_int_equal(send(ps, f, sizeof(f), 0), sizeof(f));
-	for (int i = 0; i < 2500; i++) {
-		uint16_t u = wait_used(&d, 2, 2), k;
+	/* The interface may send its own frames too: the test looks at what arrived with the
+	 * VM paused (the RX thread joined: nothing writes RAM while it reads), resuming it
+	 * until the frame is there. */
+	for (int i = 0;; i++) {
+		uint16_t u, k;
 		uint32_t id, len;
 
+		assert_true(i < 100);
+		wait_used(&d, 2, 50);
+		assert_int_equal(vmm_vm_pause(vm), 0);
+		u = used_idx(&d, RX);
 		for (k = 0; k < u; k++) {
 			used_elem(&d, RX, k, &id, &len);
 			mem_get(vm, BUF_BASE + 0x10000ull * id, got, HDR + sizeof(f));
@@ -645,7 +660,7 @@ static void real_tap(void **state)
 		}
 		if (k < u)
 			break;
-		assert_true(i < 2499);
+		assert_int_equal(vmm_vm_resume(vm), 0);
 	}
 	vmm_vm_destroy(vm);
 	close(tap);
