@@ -97,8 +97,9 @@ VMM_EXPORT void vmm_net_opts_init(struct vmm_net_opts *opts);
  * destroy; a VMM_THREAD_DEVICE thread for the sandbox). A frame the fd will not take, or
  * that does not fit the guest's buffer, is dropped and counted in errors. Snapshots and
  * migration carry the device's registers and rings; frames in flight may be lost, as on
- * any network. The guest does not announce itself after a migration (no
- * VIRTIO_NET_F_GUEST_ANNOUNCE): switches learn its new port from its next frame. */
+ * any network. A restored or received guest is announced as it starts: one RARP
+ * broadcast from its MAC (as QEMU's announce-self), so that switches learn its new port
+ * (no VIRTIO_NET_F_GUEST_ANNOUNCE: the guest is not asked to). */
 VMM_EXPORT int vmm_vm_add_net(struct vmm_vm *vm, const struct vmm_net_opts *opts);
 
 /* One device as vmm_vm_device_info() reports it. The strings are the VM's, valid until

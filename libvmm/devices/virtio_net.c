@@ -42,6 +42,7 @@ struct net {
 	int wake;    /* eventfd: RX buffers added (the driver notified queue 0), or quiesce */
 	uint8_t mac[6];
 	int mac_given;
+	int announce; /* a saved guest was loaded: tell the network where it now is at run */
 	struct vmm__virtio *t;
 	/* The controlling thread's (run, quiesce): */
 	pthread_t thread;
@@ -176,6 +177,23 @@ static void *rx_main(void *arg)
 	return NULL;
 }
 
+/* What QEMU's announce-self sends for a guest that arrived: a RARP request from the
+ * guest's MAC to everyone, so that switches learn its new port before the guest speaks
+ * (the guest is not asked to: no VIRTIO_NET_F_GUEST_ANNOUNCE). Best effort, once. */
+static void announce(struct net *n)
+{
+	uint8_t f[60] = { 0 };
+	static const uint8_t rarp[] = { 0x80, 0x35, 0, 1, 0x08, 0x00, 6, 4, 0, 3 };
+
+	memset(f, 0xff, 6);
+	memcpy(f + 6, n->mac, 6);
+	memcpy(f + 12, rarp, sizeof(rarp));
+	memcpy(f + 22, n->mac, 6); /* sender hardware address; protocol address 0 */
+	memcpy(f + 32, n->mac, 6); /* target hardware address; protocol address 0 */
+	if (write(n->fd, f, sizeof(f)) != (ssize_t)sizeof(f))
+		return; /* the link is down or full: the guest's own next frame does the same */
+}
+
 static int net_run(void *model, struct vmm__virtio *t)
 {
 	struct net *n = model;
@@ -184,6 +202,10 @@ static int net_run(void *model, struct vmm__virtio *t)
 
 	if (n->running)
 		return 0;
+	if (n->announce) {
+		announce(n);
+		n->announce = 0;
+	}
 	n->t = t;
 	__atomic_store_n(&n->stop, 0, __ATOMIC_RELEASE);
 	/* Signals go to the embedder's threads, never to this one. */
@@ -259,6 +281,7 @@ static int net_load_check(void *model, const uint8_t *buf, size_t len)
 			     "address than this device's");
 	if (m)
 		vmm__devices__virtio_net__free_unpacked(m, NULL);
+	n->announce = !r;
 	return r;
 }
 

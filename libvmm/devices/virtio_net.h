@@ -3,7 +3,9 @@
  * write is one Ethernet frame (a SOCK_DGRAM/SEQPACKET socket, as the tests use). Queue 0
  * receives, queue 1 transmits; offered: VIRTIO_NET_F_MAC and VIRTIO_NET_F_STATUS (link
  * always up), nothing else (no checksum or segmentation offload, no mergeable buffers, no
- * control queue, no GUEST_ANNOUNCE).
+ * control queue, no GUEST_ANNOUNCE: instead, a guest that was restored or received is
+ * announced by the device itself as it starts, with one RARP broadcast from its MAC as
+ * QEMU's announce-self sends, so that switches learn its new port).
  *
  * TX is served on the notifying vCPU like blk: the 12-byte virtio_net_hdr is dropped and
  * the frame written to the fd (a frame the fd will not take now is dropped, as a NIC

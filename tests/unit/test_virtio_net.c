@@ -499,7 +499,8 @@ static void state_round_trip(void **state)
 	static const uint8_t other[6] = { 0x52, 0x54, 0, 0, 0, 1 };
 	struct drv d, d3;
 	struct vmm_device_info info;
-	uint8_t *buf, hdr[HDR] = { 0 }, f[64], got[64];
+	uint8_t *buf, hdr[HDR] = { 0 }, f[64], got[64], rarp[100];
+	static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
 	size_t len;
 
 	(void)state;
@@ -532,6 +533,23 @@ static void state_round_trip(void **state)
 	assert_int_equal(used_idx(&d3, TX), 2);
 	assert_int_equal(recv(peer3, got, sizeof(got), MSG_DONTWAIT), 64);
 	assert_memory_equal(got, f, 64);
+	/* Started, the restored device announces the guest: a RARP broadcast from its MAC.
+	 * The device that was never restored says nothing. */
+	assert_int_equal(recv(peer3, got, sizeof(got), MSG_DONTWAIT), -1);
+	assert_int_equal(vmm_vm_start(vm3), 0);
+	assert_int_equal(recv(peer3, rarp, sizeof(rarp), MSG_DONTWAIT), 60);
+	assert_memory_equal(rarp, bcast, 6);
+	assert_memory_equal(rarp + 6, MAC, 6);
+	assert_int_equal(rarp[12] << 8 | rarp[13], 0x8035);
+	assert_int_equal(rarp[20] << 8 | rarp[21], 3); /* reverse request */
+	assert_memory_equal(rarp + 22, MAC, 6);
+	assert_memory_equal(rarp + 32, MAC, 6);
+	assert_int_equal(vmm_vm_pause(vm3), 0);
+	assert_int_equal(vmm_vm_resume(vm3), 0); /* once, not at every resume */
+	assert_int_equal(recv(peer, rarp, sizeof(rarp), MSG_DONTWAIT), 64); /* its frame */
+	assert_int_equal(vmm_vm_start(vm), 0);
+	assert_int_equal(recv(peer3, rarp, sizeof(rarp), MSG_DONTWAIT), -1);
+	assert_int_equal(recv(peer, rarp, sizeof(rarp), MSG_DONTWAIT), -1);
 	free(buf);
 	vmm_vm_destroy(vm);
 	vmm_vm_destroy(vm2);
