@@ -382,9 +382,15 @@ int vmm__vm_pause(struct vmm_vm *vm, enum vmm__rc_caller who)
 	int r = vmm__run_control_pause(vm->runctl, who);
 
 	/* The vCPUs are parked: device threads stop too, so the guest's RAM and device state
-	 * hold still for a snapshot or the last migration round. */
-	if (!r)
-		vmm__devices_quiesce(&vm->devices);
+	 * hold still for a snapshot or the last migration round. Under vm->lock, which a
+	 * resume holds throughout: one that came in between has run them again, and they
+	 * stay. */
+	if (!r) {
+		pthread_mutex_lock(&vm->lock);
+		if (vmm__run_control_state(vm->runctl) == VMM_VM_PAUSED)
+			vmm__devices_quiesce(&vm->devices);
+		pthread_mutex_unlock(&vm->lock);
+	}
 	return r;
 }
 

@@ -44,7 +44,9 @@ struct net {
 	int mac_given;
 	int announce; /* a saved guest was loaded: tell the network where it now is at run */
 	struct vmm__virtio *t;
-	/* The controlling thread's (run, quiesce): */
+	/* Held by run and quiesce, which a pause, a resume, a wait and destroy may call from
+	 * different threads; never taken by the RX thread. */
+	pthread_mutex_t life;
 	pthread_t thread;
 	int running;
 	int stop; /* atomic: the RX thread returns */
@@ -200,8 +202,11 @@ static int net_run(void *model, struct vmm__virtio *t)
 	sigset_t all, old;
 	int e;
 
-	if (n->running)
+	pthread_mutex_lock(&n->life);
+	if (n->running) {
+		pthread_mutex_unlock(&n->life);
 		return 0;
+	}
 	if (n->announce) {
 		announce(n);
 		n->announce = 0;
@@ -213,23 +218,24 @@ static int net_run(void *model, struct vmm__virtio *t)
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	e = pthread_create(&n->thread, NULL, rx_main, n);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (e)
-		return vmm__err(VMM_ESYS, "virtio-net RX thread: %s", strerror(e));
-	n->running = 1;
-	return 0;
+	n->running = !e;
+	pthread_mutex_unlock(&n->life);
+	return e ? vmm__err(VMM_ESYS, "virtio-net RX thread: %s", strerror(e)) : 0;
 }
 
 static void net_quiesce(void *model)
 {
 	struct net *n = model;
 
-	if (!n->running)
-		return;
-	__atomic_store_n(&n->stop, 1, __ATOMIC_RELEASE);
-	wake(n);
-	pthread_join(n->thread, NULL);
-	n->running = 0;
-	drain(n->wake);
+	pthread_mutex_lock(&n->life);
+	if (n->running) {
+		__atomic_store_n(&n->stop, 1, __ATOMIC_RELEASE);
+		wake(n);
+		pthread_join(n->thread, NULL);
+		n->running = 0;
+		drain(n->wake);
+	}
+	pthread_mutex_unlock(&n->life);
 }
 
 static uint64_t net_features(void *model)
@@ -305,6 +311,7 @@ static void net_destroy(void *model)
 		close(n->fd);
 	if (n->wake >= 0)
 		close(n->wake);
+	pthread_mutex_destroy(&n->life);
 	free(n);
 }
 
@@ -356,6 +363,7 @@ int vmm__virtio_net_create(const struct vmm__device_host *host, uint32_t slot, i
 	if (!n)
 		return vmm__err(VMM_ENOMEM, "virtio-net");
 	n->fd = n->wake = -1;
+	pthread_mutex_init(&n->life, NULL);
 	r = net_open(n, fd);
 	if (r) {
 		net_destroy(n);
