@@ -46,6 +46,26 @@ int vmm__devices_acquire(struct vmm__devices *d)
 	return each(d, 0);
 }
 
+void vmm__devices_quiesce(struct vmm__devices *d)
+{
+	for (uint32_t i = 0; i < d->n; i++)
+		if (d->items[i].ops->quiesce)
+			d->items[i].ops->quiesce(d->items[i].dev);
+}
+
+int vmm__devices_run(struct vmm__devices *d)
+{
+	for (uint32_t i = 0; i < d->n; i++) {
+		int r = d->items[i].ops->run ? d->items[i].ops->run(d->items[i].dev) : 0;
+
+		if (r) {
+			vmm__devices_quiesce(d);
+			return r;
+		}
+	}
+	return 0;
+}
+
 void vmm__devices_destroy(struct vmm__devices *d)
 {
 	for (uint32_t i = 0; i < d->n; i++)

@@ -29,6 +29,14 @@ struct vmm__device_ops {
 	 * go, acquire before this side runs it. Both idempotent, both may be NULL. */
 	int (*release)(void *dev);
 	int (*acquire)(void *dev);
+	/* A device with a thread of its own (virtio-net's receive side): run starts it as the
+	 * guest starts or resumes, quiesce joins it once the vCPUs are parked (pause), the
+	 * guest has stopped, or the VM is destroyed, so that nothing writes guest RAM while a
+	 * snapshot or the last migration round reads it. Both idempotent, both may be NULL.
+	 * Called from the VM's lifecycle calls, some under the VM's lock: the device's thread
+	 * must never take it. */
+	int (*run)(void *dev);
+	void (*quiesce)(void *dev);
 };
 
 #define VMM_DEVICES_MAX 32 /* built-in ones and the embedder's */
@@ -49,5 +57,9 @@ void vmm__devices_destroy(struct vmm__devices *d);
  * set), the devices before it keep what they did. */
 int vmm__devices_release(struct vmm__devices *d);
 int vmm__devices_acquire(struct vmm__devices *d);
+/* Every device's run hook (the first failure quiesces those started and is returned), or
+ * every quiesce hook. */
+int vmm__devices_run(struct vmm__devices *d);
+void vmm__devices_quiesce(struct vmm__devices *d);
 
 #endif

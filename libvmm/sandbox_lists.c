@@ -33,9 +33,14 @@ static const char *const vcpu[] = {
 	"process_vm_readv", "process_vm_writev",
 };
 
-/* The auto-converge throttle: sleeps and holds vCPUs back. */
+/* The auto-converge throttle: sleeps and holds vCPUs back. virtio-net's receive thread
+ * (devices/virtio_net.c): poll on its tap and eventfd, read a frame or the eventfd,
+ * guest RAM copies (process_vm_readv/writev where RAM is a lazily restored file), the
+ * interrupt (ioctl, held to KVM_IRQ_LINE) and write for the embedder's log callback. The
+ * throttle gets these too: one list per kind. */
 static const char *const device[] = {
-	COMMON,
+	COMMON, "poll", "read", "write", "ioctl", "process_vm_readv",
+	"process_vm_writev",
 };
 
 /* Migration connections (send and receive: their rings were set up by the thread that
@@ -81,12 +86,13 @@ static const char *const control[] = {
  * harvested by its own vCPU); KVM_GET_REGS (an exit's error message). */
 static const unsigned long vcpu_ioctls[] = { KVM_RUN, KVM_IRQ_LINE, KVM_RESET_DIRTY_RINGS,
 					     KVM_GET_REGS };
+static const unsigned long device_ioctls[] = { KVM_IRQ_LINE };
 static const unsigned long migration_ioctls[] = { KVM_CLEAR_DIRTY_LOG, UFFDIO_COPY,
 						  UFFDIO_ZEROPAGE, UFFDIO_WAKE };
 
 const struct vmm__sandbox_list vmm__sandbox_lists[VMM_THREAD_KINDS] = {
 	[VMM_THREAD_VCPU] = { vcpu, LEN(vcpu), vcpu_ioctls, LEN(vcpu_ioctls) },
-	[VMM_THREAD_DEVICE] = { device, LEN(device), NULL, 0 },
+	[VMM_THREAD_DEVICE] = { device, LEN(device), device_ioctls, LEN(device_ioctls) },
 	[VMM_THREAD_MIGRATION] = { migration, LEN(migration), migration_ioctls,
 				   LEN(migration_ioctls) },
 	[VMM_THREAD_CONTROL] = { control, LEN(control), NULL, 0 },

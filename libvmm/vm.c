@@ -301,6 +301,7 @@ static void join_threads(struct vmm_vm *vm)
 	for (uint32_t i = 0; i < vm->nvcpus; i++)
 		if (vm->vcpus[i].thread_started)
 			pthread_join(vm->vcpus[i].thread, NULL);
+	vmm__devices_quiesce(&vm->devices);
 	vm->threads_joined = 1;
 }
 
@@ -362,7 +363,12 @@ int vmm_vm_start(struct vmm_vm *vm)
 		 * mask; each opens only the kick signal. */
 		sigfillset(&all);
 		pthread_sigmask(SIG_SETMASK, &all, &old);
-		r = vmm__run_control_start(vm->runctl);
+		r = vmm__devices_run(&vm->devices);
+		if (!r) {
+			r = vmm__run_control_start(vm->runctl);
+			if (r)
+				vmm__devices_quiesce(&vm->devices);
+		}
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 		if (!r) /* a uffd restore's working-set window opens now */
 			vmm__pager_started(vm->mem.pager);
@@ -373,7 +379,19 @@ int vmm_vm_start(struct vmm_vm *vm)
 
 int vmm__vm_pause(struct vmm_vm *vm, enum vmm__rc_caller who)
 {
-	return vmm__run_control_pause(vm->runctl, who);
+	int r = vmm__run_control_pause(vm->runctl, who);
+
+	/* The vCPUs are parked: device threads stop too, so the guest's RAM and device state
+	 * hold still for a snapshot or the last migration round. Under vm->lock, which a
+	 * resume holds throughout: one that came in between has run them again, and they
+	 * stay. */
+	if (!r) {
+		pthread_mutex_lock(&vm->lock);
+		if (vmm__run_control_state(vm->runctl) == VMM_VM_PAUSED)
+			vmm__devices_quiesce(&vm->devices);
+		pthread_mutex_unlock(&vm->lock);
+	}
+	return r;
 }
 
 int vmm__vm_resume(struct vmm_vm *vm, enum vmm__rc_caller who)
@@ -395,8 +413,19 @@ int vmm__vm_resume(struct vmm_vm *vm, enum vmm__rc_caller who)
 		r = vmm__run_control_state(vm->runctl) == VMM_VM_PAUSED
 			    ? vmm__devices_acquire(&vm->devices)
 			    : 0;
-		if (!r)
+		if (!r && vmm__run_control_state(vm->runctl) == VMM_VM_PAUSED) {
+			sigset_t all, old;
+
+			sigfillset(&all);
+			pthread_sigmask(SIG_SETMASK, &all, &old);
+			r = vmm__devices_run(&vm->devices);
+			pthread_sigmask(SIG_SETMASK, &old, NULL);
+		}
+		if (!r) {
 			r = vmm__run_control_resume(vm->runctl, who);
+			if (r && vmm__run_control_state(vm->runctl) != VMM_VM_RUNNING)
+				vmm__devices_quiesce(&vm->devices);
+		}
 	}
 	pthread_mutex_unlock(&vm->lock);
 	return r;

@@ -8,6 +8,7 @@
 #include "vmm/devices.h"
 #include "libvmm/devices/virtio_blk.h"
 #include "libvmm/devices/virtio_mmio.h"
+#include "libvmm/devices/virtio_net.h"
 #include "libvmm/devices/virtio_rng.h"
 #include "libvmm/error_internal.h"
 #include "libvmm/opts.h"
@@ -27,6 +28,15 @@ void vmm_rng_opts_init(struct vmm_rng_opts *opts)
 		return;
 	memset(opts, 0, sizeof(*opts));
 	opts->size = sizeof(*opts);
+}
+
+void vmm_net_opts_init(struct vmm_net_opts *opts)
+{
+	if (!opts)
+		return;
+	memset(opts, 0, sizeof(*opts));
+	opts->size = sizeof(*opts);
+	opts->fd = -1;
 }
 
 #define ANNOUNCE_MAX 48 /* " virtio_mmio.device=4K@0xd0007000:23" and room */
@@ -104,6 +114,31 @@ int vmm_vm_add_rng(struct vmm_vm *vm, const struct vmm_rng_opts *opts)
 	r = check_addable(vm);
 	if (!r)
 		r = vmm__virtio_rng_create(&vm->host, vm->nvirtio);
+	if (!r)
+		r = announce(vm, vm->nvirtio++);
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+int vmm_vm_add_net(struct vmm_vm *vm, const struct vmm_net_opts *opts)
+{
+	struct vmm_net_opts o;
+	int r;
+
+	if (!vm || !opts)
+		return vmm__err(VMM_EINVAL, "NULL argument");
+	vmm_net_opts_init(&o);
+	r = VMM__OPTS_COPY(&o, opts, "vmm_net_opts_init");
+	if (r)
+		return r;
+	if (o.fd < 0)
+		return vmm__err(VMM_EINVAL, "net: no fd");
+	if (o.has_mac && (o.mac[0] & 1))
+		return vmm__err(VMM_EINVAL, "net: MAC address %02x:..: is multicast", o.mac[0]);
+	pthread_mutex_lock(&vm->lock);
+	r = check_addable(vm);
+	if (!r)
+		r = vmm__virtio_net_create(&vm->host, vm->nvirtio, o.fd, o.has_mac ? o.mac : NULL);
 	if (!r)
 		r = announce(vm, vm->nvirtio++);
 	pthread_mutex_unlock(&vm->lock);

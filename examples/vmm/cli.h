@@ -60,28 +60,45 @@ int cli_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port
  * whether it is read-only. -1 for an empty path or one that does not fit pathlen. */
 int cli_parse_disk(const char *s, char *path, size_t pathlen, int *read_only);
 
-/* The virtio devices of vmm run and vmm restore (--disk PATH[,ro], --rng), in the order
- * given: a restore must name them in the order the guest was started with. */
+/* "tap=NAME[,mac=XX:XX:XX:XX:XX:XX]" (--net): the interface name into name (at most 15
+ * bytes, NUL-terminated) and the MAC, if given, into mac (*has_mac 1). -1 on anything
+ * else (an empty or long name, a malformed or multicast MAC, an unknown key). */
+int cli_parse_net(const char *s, char name[16], uint8_t mac[6], int *has_mac);
+/* Opens (creating it if it does not exist; root or CAP_NET_ADMIN for that) the tap
+ * interface `name` as IFF_TAP | IFF_NO_PI, the form vmm_vm_add_net() takes. The fd, or -1
+ * with a message on stderr. (cli_net.c) */
+int cli_tap_open(const char *name);
+
+/* The virtio devices of vmm run and vmm restore (--disk PATH[,ro], --rng, --net
+ * tap=NAME[,mac=MAC]), in the order given: a restore must name them in the order the
+ * guest was started with. */
 #define CLI_DEVICES_MAX 8
+enum cli_device_kind { CLI_DEV_DISK, CLI_DEV_RNG, CLI_DEV_NET };
 struct cli_devices {
 	unsigned n;
 	struct {
-		int rng;
+		enum cli_device_kind kind;
 		int read_only;
-		char path[4096];
+		char path[4096]; /* disk: the image; net: the tap's name */
+		int has_mac;
+		uint8_t mac[6];
 	} d[CLI_DEVICES_MAX];
 };
 /* Adds a --disk (spec) or an --rng (spec NULL); -1 with a message on stderr. */
 int cli_devices_parse(struct cli_devices *devs, const char *spec);
+/* Adds a --net; -1 with a message on stderr. */
+int cli_devices_parse_net(struct cli_devices *devs, const char *spec);
 /* Adds them to vm (a vmm_prepare_fn for restore: opaque is the struct cli_devices). */
 int cli_devices_add(void *opaque, struct vmm_vm *vm);
 
 /* The options vmm run, restore and receive share (--no-sandbox, the devices, the jail),
  * for their getopt_long tables; CLI_JAIL_OPTIONS is cli_jail.h's. */
+#define CLI_OPT_NET 0x180
 #define CLI_GUEST_OPTIONS                               \
 	{ "no-sandbox", no_argument, NULL, 'S' },       \
 	{ "disk", required_argument, NULL, 'D' },       \
 	{ "rng", no_argument, NULL, 'R' },              \
+	{ "net", required_argument, NULL, CLI_OPT_NET }, \
 	CLI_JAIL_OPTIONS
 struct cli_jail;
 /* Takes one of them, or an option getopt_long refused: 0, or -1 after printing why

@@ -1,4 +1,5 @@
 /* Helpers shared by the vmm verbs. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -250,5 +251,42 @@ int cli_parse_disk(const char *s, char *path, size_t pathlen, int *read_only)
 		return -1;
 	memcpy(path, s, n);
 	path[n] = 0;
+	return 0;
+}
+
+int cli_parse_net(const char *s, char name[16], uint8_t mac[6], int *has_mac)
+{
+	const char *comma = strchr(s, ',');
+	size_t n;
+
+	*has_mac = 0;
+	if (strncmp(s, "tap=", 4))
+		return -1;
+	s += 4;
+	n = comma ? (size_t)(comma - s) : strlen(s);
+	if (!n || n > 15 || memchr(s, '/', n))
+		return -1;
+	memcpy(name, s, n);
+	name[n] = 0;
+	if (!comma)
+		return 0;
+	s = comma + 1;
+	if (strncmp(s, "mac=", 4) || strlen(s + 4) != 17)
+		return -1;
+	s += 4;
+	for (int i = 0; i < 6; i++) {
+		unsigned v;
+		char hex[3] = { s[3 * i], s[3 * i + 1], 0 };
+		char *end;
+
+		if ((i < 5 && s[3 * i + 2] != ':') || !isxdigit((unsigned char)hex[0]) ||
+		    !isxdigit((unsigned char)hex[1]))
+			return -1;
+		v = (unsigned)strtoul(hex, &end, 16);
+		mac[i] = (uint8_t)v;
+	}
+	if (mac[0] & 1)
+		return -1; /* multicast: no NIC's own address */
+	*has_mac = 1;
 	return 0;
 }

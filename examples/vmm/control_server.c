@@ -195,6 +195,15 @@ static struct json_object *devices_json(struct vmm_vm *vm)
 			json_object_object_add(o, "bytes_written",
 					       json_object_new_uint64(d.bytes_written));
 		}
+		if (!strcmp(d.kind, "net")) {
+			char mac[18];
+
+			snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", d.mac[0],
+				 d.mac[1], d.mac[2], d.mac[3], d.mac[4], d.mac[5]);
+			json_object_object_add(o, "mac", json_object_new_string(mac));
+			json_object_object_add(o, "bytes_written",
+					       json_object_new_uint64(d.bytes_written));
+		}
 		json_object_object_add(o, "driver_status", json_object_new_int64(d.status));
 		json_object_object_add(o, "requests", json_object_new_uint64(d.requests));
 		json_object_object_add(o, "errors", json_object_new_uint64(d.errors));

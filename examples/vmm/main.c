@@ -18,12 +18,15 @@ static const struct cli_command {
 	int control;          /* a client of a running vmm's control socket */
 } commands[] = {
 	{ "run", "[--memory SIZE] [--cpus N] [--cmdline STR] [--initrd FILE] [--cpu MODEL]"
-	  " [--disk PATH[,ro]]... [--rng] [--control PATH] [--no-sandbox]"
+	  " [--disk PATH[,ro]]... [--rng] [--net tap=NAME[,mac=MAC]]... [--control PATH]"
+	  " [--no-sandbox]"
 	  " [--jail DIR --uid U --gid G [--netns PATH]] KERNEL",
 	  "run a VM in the foreground, guest serial on stdout;\n"
 	  "exits with the status the guest wrote to port 0xf4;\n"
 	  "--disk: a virtio-blk disk on a raw image (locked while in use), --rng:\n"
-	  "a virtio-rng; each adds virtio_mmio.device=... to the command line;\n"
+	  "a virtio-rng; --net: a virtio-net on tap NAME (opened, or created if\n"
+	  "missing: root or CAP_NET_ADMIN), MAC random unless given;\n"
+	  "each adds virtio_mmio.device=... to the command line;\n"
 	  "--cpu: host (default), x86-64-v2, x86-64-v3, x86-64-v4 (a psABI level,\n"
 	  "for guests that move between hosts of different CPUs);\n"
 	  "--control serves the control API (HTTP/JSON) on a UNIX socket;\n"
@@ -37,8 +40,9 @@ static const struct cli_command {
 	  "(so for restore and receive)",
 	  cmd_run, 0 },
 	{ "restore", "[--lazy | --uffd] [--allow-cpu-mismatch] [--key-file F] [--disk PATH[,ro]]... [--rng]"
+	  " [--net tap=NAME[,mac=MAC]]..."
 	  " [--control PATH] [--no-sandbox] [--jail DIR --uid U --gid G [--netns PATH]] FILE",
-	  "run a snapshot in the foreground, like run; --disk and --rng: the\n"
+	  "run a snapshot in the foreground, like run; --disk, --rng, --net: the\n"
 	  "guest's devices, given again in the order of its run; --lazy maps its RAM\n"
 	  "(an encrypted one is restored eagerly); --uffd loads each page on first\n"
 	  "touch through userfaultfd, checked against its hash; --key-file: the key\n"
@@ -47,7 +51,7 @@ static const struct cli_command {
 	  "or the TSC rate the guest had (refused otherwise)", cmd_restore, 0 },
 	{ "receive", "[--control PATH] [--timeout-ms N] [--max-mem SIZE] [--max-cpus N]"
 	  " [--allow-cpu-mismatch] [--tls-dir DIR --tls-peer NAME | --psk-file F]"
-	  " [--disk PATH[,ro]]... [--rng] [--no-sandbox]"
+	  " [--disk PATH[,ro]]... [--rng] [--net tap=NAME[,mac=MAC]]... [--no-sandbox]"
 	  " [--jail DIR --uid U --gid G [--netns PATH]] ADDR:PORT",
 	  "wait for a live migration on ADDR:PORT ([ADDR]:PORT for IPv6),\n"
 	  "(with TLS 1.3: DIR holds ca.pem, cert.pem, key.pem and the source's\n"
@@ -55,7 +59,7 @@ static const struct cli_command {
 	  "then run the VM that arrived in the foreground, like run;\n"
 	  "refuses a VM above --max-mem (default: the memory available here)\n"
 	  "or --max-cpus (default: this host's CPUs, as KVM recommends);\n"
-	  "--allow-cpu-mismatch as for restore; --disk and --rng as for restore:\n"
+	  "--allow-cpu-mismatch as for restore; --disk, --rng, --net as for restore:\n"
 	  "a disk the source holds (shared storage) is locked here only when the\n"
 	  "source lets it go with the guest",
 	  cmd_receive, 0 },

@@ -1,4 +1,5 @@
-/* Virtio devices for the guest: a disk (virtio-blk) and an entropy source (virtio-rng),
+/* Virtio devices for the guest: a disk (virtio-blk), an entropy source (virtio-rng) and a
+ * network card (virtio-net),
  * each on its own virtio-mmio transport (VIRTIO 1.x, version 2 registers) at
  * 0xd0000000 + 4 KiB x n with interrupt 16 + n on the I/O APIC (level-triggered; the MP
  * table says so), n the order in which they were added (at most 8 devices).
@@ -27,7 +28,9 @@
  * a source that then cannot retake its lock stays paused, warned, until it can).
  *
  * Requests are served on the vCPU thread that notifies the device, before it returns to
- * the guest, so a pause, snapshot or migration never finds one half-done.
+ * the guest, so a pause, snapshot or migration never finds one half-done. The one
+ * exception is virtio-net's receive side, served by a thread of the VM's that runs only
+ * while the guest does (joined before a pause returns), so the same holds for it.
  *
  * Thread rule for adding: one controlling thread, on a VM in state CREATED that has no
  * kernel or saved state loaded yet (VMM_ESTATE otherwise). */
@@ -71,13 +74,41 @@ VMM_EXPORT void vmm_rng_opts_init(struct vmm_rng_opts *opts);
 /* Adds a virtio-rng device fed by getrandom(). opts may be NULL (the defaults). */
 VMM_EXPORT int vmm_vm_add_rng(struct vmm_vm *vm, const struct vmm_rng_opts *opts);
 
+struct vmm_net_opts {
+	uint32_t size; /* sizeof(struct vmm_net_opts), set by vmm_net_opts_init() */
+	/* The backend: an open tap (IFF_TAP | IFF_NO_PI, without IFF_VNET_HDR: VMM_EINVAL
+	 * otherwise) or any fd on which one read or write is one Ethernet frame (a
+	 * SOCK_DGRAM or SOCK_SEQPACKET socket). The VM keeps a duplicate (the caller may
+	 * close its own) and sets O_NONBLOCK on it, which the caller's copy shares. libvmm
+	 * never opens /dev/net/tun itself. */
+	int fd;
+	/* 1: mac is the guest's address (unicast: VMM_EINVAL for a multicast one); 0: a
+	 * random locally administered one, replaced by the saved guest's on a restore. */
+	uint32_t has_mac;
+	uint8_t mac[6];
+	uint8_t reserved_pad[2];
+	uint64_t reserved[4];
+};
+VMM_EXPORT void vmm_net_opts_init(struct vmm_net_opts *opts);
+
+/* Adds a virtio-net device (features MAC and STATUS, link always up; no offloads).
+ * Transmitted frames are written to the fd from the vCPU that sends them; received ones
+ * are read by a thread of the VM's (started with the guest, joined at pause, stop and
+ * destroy; a VMM_THREAD_DEVICE thread for the sandbox). A frame the fd will not take, or
+ * that does not fit the guest's buffer, is dropped and counted in errors. Snapshots and
+ * migration carry the device's registers and rings; frames in flight may be lost, as on
+ * any network. A restored or received guest is announced as it starts: one RARP
+ * broadcast from its MAC (as QEMU's announce-self), so that switches learn its new port
+ * (no VIRTIO_NET_F_GUEST_ANNOUNCE: the guest is not asked to). */
+VMM_EXPORT int vmm_vm_add_net(struct vmm_vm *vm, const struct vmm_net_opts *opts);
+
 /* One device as vmm_vm_device_info() reports it. The strings are the VM's, valid until
  * vmm_vm_destroy(). The counters start at zero in each process: a restored or received
  * VM counts from its restore. */
 struct vmm_device_info {
 	uint32_t size;         /* sizeof(struct vmm_device_info), set by vmm_device_info_init() */
 	uint32_t slot;         /* the order added: window 0xd0000000 + 4 KiB x slot, IRQ 16 + slot */
-	const char *kind;      /* "blk" or "rng" */
+	const char *kind;      /* "blk", "rng" or "net" */
 	const char *path;      /* blk: the image as given; NULL for other kinds */
 	uint32_t read_only;    /* blk */
 	/* The driver's device status (VIRTIO 1.2 section 2.1): 0 until a driver binds, 15
@@ -85,11 +116,14 @@ struct vmm_device_info {
 	uint32_t status;
 	uint64_t capacity;     /* blk: bytes the guest sees */
 	char serial[24];       /* blk: what GET_ID answers, NUL-terminated */
-	uint64_t requests;     /* requests served */
-	uint64_t errors;       /* of them answered with an error (blk: IOERR, UNSUPP) */
-	uint64_t bytes_read;   /* blk: read from the image; rng: random bytes given */
-	uint64_t bytes_written; /* blk: written to the image */
-	uint64_t reserved[4];
+	uint64_t requests;     /* requests served (net: frames received and sent) */
+	/* of them answered with an error (blk: IOERR, UNSUPP); net: frames dropped */
+	uint64_t errors;
+	/* blk: read from the image; rng: random bytes given; net: frame bytes received */
+	uint64_t bytes_read;
+	uint64_t bytes_written; /* blk: written to the image; net: frame bytes sent */
+	uint8_t mac[8];        /* net: the guest's MAC address (6 bytes, then 0) */
+	uint64_t reserved[3];
 };
 VMM_EXPORT void vmm_device_info_init(struct vmm_device_info *info);
 

@@ -137,7 +137,9 @@ int vmm__virtio_pop(struct vmm__virtio *t, uint32_t qi, struct vmm__virtio_req *
 	uint16_t avail_idx, head, i;
 	char why[96];
 
-	if ((t->status & STATUS_NEEDS_RESET) || !q->ready)
+	/* Not before DRIVER_OK (section 3.1.1): the notify path checks it, a device's own
+	 * thread (virtio-net's RX) may come here earlier. */
+	if ((t->status & STATUS_NEEDS_RESET) || !(t->status & STATUS_DRIVER_OK) || !q->ready)
 		return -1;
 	if (rd16(t, q->avail + 2, &avail_idx))
 		return -1;
@@ -414,11 +416,26 @@ static void reg_write(struct vmm__virtio *t, uint32_t reg, uint32_t v)
 	}
 }
 
+void vmm__virtio_lock(struct vmm__virtio *t)
+{
+	pthread_mutex_lock(&t->lock);
+}
+
+void vmm__virtio_unlock(struct vmm__virtio *t)
+{
+	char why[sizeof(t->why)];
+
+	memcpy(why, t->why, sizeof(why));
+	t->why[0] = 0;
+	pthread_mutex_unlock(&t->lock);
+	if (why[0])
+		t->host->log(t->host->ctx, VMM_LOG_WARN, why);
+}
+
 static void virtio_io(void *opaque, uint64_t addr, uint8_t *data, uint32_t size, int is_write)
 {
 	struct vmm__virtio *t = opaque;
 	uint64_t off = addr - t->base;
-	char why[sizeof(t->why)];
 	uint32_t v = 0;
 
 	pthread_mutex_lock(&t->lock);
@@ -442,11 +459,7 @@ static void virtio_io(void *opaque, uint64_t addr, uint8_t *data, uint32_t size,
 		v = reg_read(t, (uint32_t)off);
 		memcpy(data, &v, 4);
 	}
-	memcpy(why, t->why, sizeof(why));
-	t->why[0] = 0;
-	pthread_mutex_unlock(&t->lock);
-	if (why[0])
-		t->host->log(t->host->ctx, VMM_LOG_WARN, why);
+	vmm__virtio_unlock(t);
 }
 
 static int virtio_save(void *dev, uint8_t **buf, size_t *len)
@@ -570,6 +583,8 @@ static void virtio_destroy(void *dev)
 {
 	struct vmm__virtio *t = dev;
 
+	if (t->model->quiesce)
+		t->model->quiesce(t->mctx);
 	if (t->model->destroy)
 		t->model->destroy(t->mctx);
 	pthread_mutex_destroy(&t->lock);
@@ -625,6 +640,21 @@ static int virtio_acquire(void *dev)
 	return model_hook(t, t->model->acquire);
 }
 
+static int virtio_run(void *dev)
+{
+	struct vmm__virtio *t = dev;
+
+	return t->model->run ? t->model->run(t->mctx, t) : 0;
+}
+
+static void virtio_quiesce(void *dev)
+{
+	struct vmm__virtio *t = dev;
+
+	if (t->model->quiesce)
+		t->model->quiesce(t->mctx);
+}
+
 static const struct vmm__device_ops virtio_ops_proto = {
 	.flags = VMM__DEV_REQUIRED,
 	.save = virtio_save,
@@ -632,6 +662,8 @@ static const struct vmm__device_ops virtio_ops_proto = {
 	.destroy = virtio_destroy,
 	.release = virtio_release,
 	.acquire = virtio_acquire,
+	.run = virtio_run,
+	.quiesce = virtio_quiesce,
 };
 
 int vmm__virtio_create(const struct vmm__device_host *host, uint32_t slot,

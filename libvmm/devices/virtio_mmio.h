@@ -70,6 +70,11 @@ struct vmm__virtio_model {
 	 * NULL. */
 	int (*release)(void *model);
 	int (*acquire)(void *model);
+	/* The device ops' run and quiesce (device.h) for a model with a thread of its own
+	 * (virtio-net's receive side), called WITHOUT the transport's lock, which that thread
+	 * takes around vmm__virtio_pop/push. May be NULL. */
+	int (*run)(void *model, struct vmm__virtio *t);
+	void (*quiesce)(void *model);
 };
 
 /* Creates the transport for model in the given slot: registers its MMIO window, its saved
@@ -77,6 +82,13 @@ struct vmm__virtio_model {
  * here on failure). */
 int vmm__virtio_create(const struct vmm__device_host *host, uint32_t slot,
 		       const struct vmm__virtio_model *model, void *model_ctx);
+
+/* The transport's lock, for a model's own thread around pop, gather, scatter and push
+ * (the vCPU path holds it already when it calls notify). */
+void vmm__virtio_lock(struct vmm__virtio *t);
+/* Unlocks and logs why the device broke, if it did meanwhile (the log is the embedder's
+ * callback: never under the lock). */
+void vmm__virtio_unlock(struct vmm__virtio *t);
 
 /* The next available request of queue q: 1 and *req filled, 0 when none, -1 when the
  * driver broke the rules (the device is now NEEDS_RESET; stop serving). */

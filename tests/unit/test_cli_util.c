@@ -95,6 +95,28 @@ static void disks(void **state)
 	assert_int_equal(ro, 0);
 	assert_int_equal(cli_parse_disk(",ro", path, sizeof(path), &ro), -1);
 	assert_int_equal(cli_parse_disk("", path, sizeof(path), &ro), -1);
+	{
+		char name[16];
+		uint8_t mac[6];
+		int has;
+		static const uint8_t want[6] = { 0x52, 0x54, 0x00, 0xab, 0xcd, 0xef };
+
+		assert_int_equal(cli_parse_net("tap=tap0", name, mac, &has), 0);
+		assert_string_equal(name, "tap0");
+		assert_int_equal(has, 0);
+		assert_int_equal(cli_parse_net("tap=vm1,mac=52:54:00:ab:CD:ef", name, mac, &has), 0);
+		assert_string_equal(name, "vm1");
+		assert_int_equal(has, 1);
+		assert_memory_equal(mac, want, 6);
+		assert_int_equal(cli_parse_net("tap=", name, mac, &has), -1);
+		assert_int_equal(cli_parse_net("tap0", name, mac, &has), -1);
+		assert_int_equal(cli_parse_net("tap=abcdefghijklmnop", name, mac, &has), -1);
+		assert_int_equal(cli_parse_net("tap=t,mac=01:00:5e:00:00:01", name, mac, &has), -1);
+		assert_int_equal(cli_parse_net("tap=t,mac=52:54:00:ab:cd", name, mac, &has), -1);
+		assert_int_equal(cli_parse_net("tap=t,mac=52-54-00-ab-cd-ef", name, mac, &has), -1);
+		assert_int_equal(cli_parse_net("tap=t,mac=5g:54:00:ab:cd:ef", name, mac, &has), -1);
+		assert_int_equal(cli_parse_net("tap=t,foo=1", name, mac, &has), -1);
+	}
 	assert_int_equal(cli_parse_disk("0123456789abcdef", path, sizeof(path), &ro), -1);
 }
 

@@ -6,7 +6,8 @@
 # /var/tmp/libvmm-linux: outside the checkout, so clones on one machine share it):
 #   DIR/vmlinuz         the kernel
 #   DIR/initramfs.cpio  busybox + init + the kernel's virtio modules (virtio, virtio_ring,
-#                       virtio_mmio, virtio_blk, virtio-rng: Debian builds them as modules)
+#                       virtio_mmio, virtio_blk, virtio-rng, virtio_net with failover and
+#                       net_failover: Debian builds them as modules)
 # Reuses the packages the emulated KVM host already fetched (/var/tmp/libvmm-vmhost/debs).
 # A no-op while the stamp is current. Prints the two paths, one a line, on stdout; fails
 # with a message naming what could not be fetched.
@@ -68,6 +69,9 @@ for m in virtio/virtio virtio/virtio_ring virtio/virtio_mmio; do
 	cp "$K/drivers/$m.ko" "$R/lib/modules/"
 done
 cp "$K/drivers/block/virtio_blk.ko" "$K/drivers/char/hw_random/virtio-rng.ko" "$R/lib/modules/"
+# virtio_net and what it depends on (net_failover, failover: modinfo's depends=).
+cp "$K/net/core/failover.ko" "$K/drivers/net/net_failover.ko" "$K/drivers/net/virtio_net.ko" \
+	"$R/lib/modules/"
 ln -s busybox "$R/bin/sh"
 cp "$HERE/init" "$R/init"
 chmod 755 "$R/init" "$R/bin/busybox"
