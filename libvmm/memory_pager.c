@@ -16,6 +16,7 @@
 
 #include <xxhash.h>
 
+#include "libvmm/bitmap.h"
 #include "libvmm/clock.h"
 #include "libvmm/error_internal.h"
 #include "libvmm/memory_pager.h"
@@ -321,7 +322,7 @@ int vmm__pager_supply(struct vmm__pager *p, uint64_t page, const void *buf)
 void vmm__pager_have(struct vmm__pager *p, const uint64_t *have)
 {
 	for (uint64_t i = 0; p && have && i < p->npages; i++)
-		if ((have[i / 64] >> (i % 64)) & 1)
+		if (vmm__bitmap_test(have, i))
 			mark_present(p, i);
 }
 
@@ -432,7 +433,7 @@ static void *pager_thread(void *arg)
 				continue;
 			__atomic_fetch_add(&p->faults, 1, __ATOMIC_RELAXED);
 			if (recording)
-				p->wset[page / 64] |= 1ull << (page % 64);
+				vmm__bitmap_set(p->wset, page);
 			if (delay)
 				usleep(delay);
 			if (bit_test(p->present, page)) {
@@ -499,7 +500,7 @@ static int pager_start(uint8_t *host, uint64_t npages, int fd, uint64_t offset,
 {
 	struct uffdio_api api = { .api = UFFD_API };
 	struct uffdio_register reg;
-	uint64_t words = (npages + 63) / 64;
+	uint64_t words = vmm__bitmap_words(npages);
 	struct vmm__pager *p = calloc(1, sizeof(*p));
 	int r = 0;
 
@@ -742,7 +743,7 @@ int vmm__pager_record(struct vmm__pager *p, const char *path, uint64_t tag, uint
 	if (!p->src.read) /* the set keeps copies of the pages, read back from the source */
 		return vmm__err(VMM_EUNSUPPORTED, "a working set is recorded on a file source only");
 	p->wset_path = strdup(path);
-	set = calloc((p->npages + 63) / 64 ? (p->npages + 63) / 64 : 1, 8);
+	set = calloc(vmm__bitmap_words(p->npages) ? vmm__bitmap_words(p->npages) : 1, 8);
 	if (!p->wset_path || !set) {
 		free(p->wset_path), free(set);
 		p->wset_path = NULL;
@@ -778,8 +779,7 @@ static void wset_write(struct vmm__pager *p)
 	char tmp[4200];
 	int fd, ok;
 
-	for (uint64_t i = 0; i < p->npages; i++)
-		n += (p->wset[i / 64] >> (i % 64)) & 1;
+	n = vmm__bitmap_weight(p->wset, p->npages);
 	len = sizeof(h) + n * 8 + 8;
 	buf = malloc(len);
 	data = aligned_alloc(VMM_PAGE_SIZE, LOAD_CHUNK * VMM_PAGE_SIZE);
@@ -793,7 +793,7 @@ static void wset_write(struct vmm__pager *p)
 	pages = (uint64_t *)((uint8_t *)buf + sizeof(h));
 	n = 0;
 	for (uint64_t i = 0; i < p->npages; i++)
-		if ((p->wset[i / 64] >> (i % 64)) & 1)
+		if (vmm__bitmap_test(p->wset, i))
 			pages[n++] = i;
 	pages[n] = XXH3_64bits(buf, len - 8);
 	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", p->wset_path, (int)getpid());
