@@ -10,7 +10,7 @@
 #   make bench   benchmarks (figures, never pass/fail on time)
 #   make fuzz    libFuzzer on every target for FUZZ_SECONDS each (tests/fuzz/run.sh; clang)
 #   make bench-tls   the tls phase of make bench alone (no /dev/kvm needed)
-#   make bench-mem   the migration data path on memory only (no /dev/kvm needed)
+#   make bench-mem   the migration and eager-restore data paths on memory only (no /dev/kvm needed)
 
 PREFIX ?= /usr/local
 JOBS ?= $(shell nproc)
@@ -88,7 +88,8 @@ bench: deps
 bench-tls: deps
 	@BENCH_ONLY=tls bash tests/bench/run.sh $(BUILD)
 
-# The migration data path on memory only (migrate_mem_bench, fake kernel; no /dev/kvm needed).
+# The migration and eager-restore data paths on memory only (migrate_mem_bench,
+# snapshot_restore_bench: fake kernel; no /dev/kvm needed).
 bench-mem: deps
 	@BENCH_ONLY=mem bash tests/bench/run.sh $(BUILD)
 

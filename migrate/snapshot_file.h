@@ -24,6 +24,8 @@
 #define VMM_SNAP_RAM_OFFSET 4096ull
 #define VMM_SNAP_META_MAX (64u << 20)
 
+struct vmm__memory;
+
 struct vmm__snap_preamble {
 	char magic[8];
 	uint16_t major, minor;
@@ -63,9 +65,9 @@ void vmm__snap_close(struct vmm__snap *s);
 void vmm__snap_seal(struct vmm__snap_preamble *p, struct vmm__snap_trailer *t);
 
 /* Verifies the RAM section: every page hash (image) or every batch checksum (batches).
- * ram: where to put the pages (eager restore) or NULL (verify only). Returns
- * VMM_ECORRUPT naming the page or record. */
-int vmm__snap_read_ram(struct vmm__snap *s, uint8_t *ram, int fresh);
+ * mem: the RAM to put the pages in (eager restore, incremental layers) or NULL (verify
+ * only). Returns VMM_ECORRUPT naming the page or record. */
+int vmm__snap_read_ram(struct vmm__snap *s, const struct vmm__memory *mem, int fresh);
 
 /* An image file's page hash table, checked against its own hash: *out (malloc'd, the
  * caller frees it) holds ram_len / 4096 hashes. VMM_EINVAL for a file without one

@@ -151,7 +151,7 @@ static int build_vm(struct vmm__snap *base, const struct vmm_restore_opts *o, st
 	} else if (uffd && (r = start_pager(base, *vm, &eager)) != 0) {
 		return r;
 	}
-	return eager ? vmm__snap_read_ram(base, vmm__move_ram(*vm)->host, 1) : 0;
+	return eager ? vmm__snap_read_ram(base, vmm__move_ram(*vm), 1) : 0;
 }
 
 /* An encrypted file: decrypted and authenticated whole into a memfd first (nothing is
@@ -214,7 +214,7 @@ int vmm_snapshot_restore(const char *path, const struct vmm_restore_opts *opts,
 		r = vmm__err(r < 0 ? r : VMM_EINVAL, "the prepare callback refused the VM (%d)", r);
 	/* Increments apply oldest first; the newest one holds the machine state. */
 	for (int i = n - 2; !r && i >= 0; i--)
-		r = vmm__snap_read_ram(&chain[i], vmm__move_ram(vm)->host, 0);
+		r = vmm__snap_read_ram(&chain[i], vmm__move_ram(vm), 0);
 	if (!r)
 		/* The file's checksums vouched for these bytes: if they do not decode, the file
 		 * is corrupt rather than the state merely unusable. */

@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "bench_mem.h"
 #include "fake_vm.h"
 #include "libvmm/clock.h"
 #include "libvmm/bitmap.h"
@@ -34,54 +35,6 @@
 
 #define CHUNK (8u << 20)
 #define RUNS_MAX 15
-
-static void bench_fail(const char *what)
-{
-	fprintf(stderr, "migrate_mem_bench: %s\n", what);
-	exit(1);
-}
-
-static double median(double *v, int n)
-{
-	for (int i = 1; i < n; i++)
-		for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
-			double t = v[j];
-
-			v[j] = v[j - 1], v[j - 1] = t;
-		}
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-/* ---- content: the three patterns of tests/guests/fill.c (random, text, halfzero: every
- * odd page zero) */
-
-static uint64_t xs(uint64_t *x)
-{
-	*x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
-	return *x;
-}
-
-static void fill_chunk(uint8_t *buf, uint64_t first_page, const char *pattern, uint64_t *x)
-{
-	static const char *const words[] = { "migration ", "guest ", "memory ", "page ", "the ",
-					     "of ", "kernel ", "libvmm ", "and ", "dirty\n" };
-
-	if (!strcmp(pattern, "text")) {
-		for (size_t i = 0; i < CHUNK;)
-			for (const char *w = words[xs(x) % 10]; *w && i < CHUNK; w++)
-				buf[i++] = (uint8_t)*w;
-		return;
-	}
-	for (size_t i = 0; i < CHUNK; i += 8) {
-		uint64_t v = xs(x);
-
-		memcpy(buf + i, &v, 8);
-	}
-	if (!strcmp(pattern, "halfzero"))
-		for (uint64_t p = 0; p < CHUNK / 4096; p++)
-			if ((first_page + p) & 1)
-				memset(buf + p * 4096, 0, 4096);
-}
 
 /* ---- one migration */
 
@@ -116,7 +69,7 @@ static double migrate_once(uint64_t mib, const char *pattern, unsigned conns, in
 	if (!vm || !a || !b)
 		bench_fail("source VM");
 	for (uint64_t off = 0; off < bytes; off += CHUNK) {
-		fill_chunk(a, off / 4096, pattern, &x);
+		bench_fill(a, CHUNK, off / 4096, pattern, &x);
 		if (vmm_vm_mem_write(vm, off, a, CHUNK))
 			bench_fail("fill the source's RAM");
 	}
@@ -251,29 +204,6 @@ static double loopback(uint64_t bytes, int into_memfd)
 	return t;
 }
 
-/* First write to fresh memory: every byte of a new memfd (shared, what guest RAM is) or
- * of new anonymous memory. */
-static double first_touch(uint64_t bytes, int memfd)
-{
-	int fd = memfd ? memfd_create("bench-touch", 0) : -1;
-	uint8_t *m;
-	double t0, t;
-
-	if (memfd && (fd < 0 || ftruncate(fd, (off_t)bytes)))
-		bench_fail("memfd");
-	m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, memfd ? MAP_SHARED : MAP_PRIVATE | MAP_ANONYMOUS,
-		 fd, 0);
-	if (m == MAP_FAILED)
-		bench_fail("mmap");
-	t0 = vmm__now_ns() / 1e9;
-	memset(m, 0x5a, bytes);
-	t = vmm__now_ns() / 1e9 - t0;
-	munmap(m, bytes);
-	if (fd >= 0)
-		close(fd);
-	return t;
-}
-
 /* Measures and prints the limits, each the median of `runs`; returns the time of the
  * slower of loopback and memfd first touch (the min of their rates). */
 static double print_limits(uint64_t bytes, int runs)
@@ -287,8 +217,8 @@ static double print_limits(uint64_t bytes, int runs)
 	for (int k = 0; k < 4; k++) {
 		for (int i = 0; i < runs; i++)
 			v[i] = k == 0 ? loopback(bytes, 0) : k == 3 ? loopback(bytes, 1)
-						: first_touch(bytes, k == 1);
-		t[k] = median(v, runs);
+						: bench_first_touch(bytes, k == 1, 0);
+		t[k] = bench_median(v, runs);
 	}
 	for (int k = 0; k < 4; k++) {
 		printf("| %s | %llu | %.3f | %.0f | ", what[k], (unsigned long long)(bytes >> 20),
@@ -365,7 +295,7 @@ int main(int argc, char **argv)
 					continue;
 				for (int i = 0; i < runs; i++)
 					v[i] = migrate_once(mib, pv[p], conns, on);
-				t = median(v, runs);
+				t = bench_median(v, runs);
 				printf("| migrate %s, %u conn%s, populate-ahead %s | %llu | %.3f | %.0f | ",
 				       pv[p], conns, conns > 1 ? "s" : "", on ? "on" : "off",
 				       (unsigned long long)mib, t, (double)bytes / t / 1e6);

@@ -4,8 +4,9 @@
 #   BENCH_ONLY=tls bash tests/bench/run.sh [BUILD]   (make bench-tls: the tls phase only,
 #   libvmm's tls_bench and QEMU's TLS migration of a paused TCG guest: needs no /dev/kvm)
 #   BENCH_ONLY=mem bash tests/bench/run.sh [BUILD]   (make bench-mem: migrate_mem_bench
-#   alone, the migration data path on memory only: needs no /dev/kvm; BENCH_MEM_ARGS
-#   passes it options, e.g. "--mem 512 --patterns random")
+#   and snapshot_restore_bench alone, the migration and eager-restore data paths on memory
+#   only: need no /dev/kvm; BENCH_MEM_ARGS and BENCH_RESTORE_ARGS pass them options, e.g.
+#   "--mem 512 --patterns random")
 # Installs what it needs (Debian, as root), builds vmm_bench and the guests, runs
 # tests/bench/bench.py. Output: BUILD/bench/report.md, report.json, *.png; logs in
 # BUILD/bench/logs. Figures only: it fails when a run fails, never on time.
@@ -66,14 +67,18 @@ Release | RelWithDebInfo) OBJ=$BUILD ;;
 	cmake -S "$SRC" -B "$OBJ" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	;;
 esac
-# The migration data path on memory only (fake kernel: no KVM; issue 14): its table and
-# the physical limits of this machine measured in the same run.
+# The migration and eager-restore data paths on memory only (fake kernel: no KVM; issue
+# 14): their tables and the physical limits of this machine measured in the same run.
 mem_bench() {
-	if cmake --build "$OBJ" --target migrate_mem_bench -j"$(nproc)" >>"$OUT/build.log" 2>&1; then
+	if cmake --build "$OBJ" --target migrate_mem_bench snapshot_restore_bench -j"$(nproc)" \
+		>>"$OUT/build.log" 2>&1; then
 		# shellcheck disable=SC2086
 		"$OBJ/tests/bench/migrate_mem_bench" ${BENCH_MEM_ARGS:-} | tee "$OUT/migrate_mem.md"
+		# shellcheck disable=SC2086
+		"$OBJ/tests/bench/snapshot_restore_bench" ${BENCH_RESTORE_ARGS:-} \
+			| tee "$OUT/snapshot_restore.md"
 	else
-		say "migrate_mem_bench did not build (a BUILD_TESTING=OFF tree?), see $OUT/build.log"
+		say "the memory-only benches did not build (a BUILD_TESTING=OFF tree?), see $OUT/build.log"
 		return 1
 	fi
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench_mem.h"
 #include "fake_vm.h"
 #include "libvmm/clock.h"
 
@@ -23,17 +24,6 @@ static void die(const char *what, int r)
 	fprintf(stderr, "snapshot_wset_bench: %s: %s (%s)\n", what, vmm_err_name(r),
 		vmm_last_error());
 	exit(1);
-}
-
-static void drop_cache(const char *path)
-{
-	int fd = open(path, O_RDONLY);
-
-	if (fd < 0)
-		return;
-	fdatasync(fd);
-	posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-	close(fd);
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -66,8 +56,8 @@ static void one(const char *snap, const char *wset, enum vmm_restore_mode mode, 
 	uint64_t t0;
 	int r;
 
-	drop_cache(snap);
-	drop_cache(wset);
+	bench_drop_cache(snap);
+	bench_drop_cache(wset);
 	vmm_restore_opts_init(&o);
 	o.mode = mode;
 	o.wset_prefetch = (uint32_t)prefetch;
