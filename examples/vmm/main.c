@@ -40,7 +40,7 @@ static const struct cli_command {
 	  "(so for restore and receive)",
 	  cmd_run, 0 },
 	{ "restore", "[--lazy | --uffd] [--allow-cpu-mismatch] [--key-file F] [--disk PATH[,ro]]... [--rng]"
-	  " [--net tap=NAME[,mac=MAC]]... [--vsock CID] [--vsock CID]"
+	  " [--net tap=NAME[,mac=MAC]]... [--vsock CID]"
 	  " [--control PATH] [--no-sandbox] [--jail DIR --uid U --gid G [--netns PATH]] FILE",
 	  "run a snapshot in the foreground, like run; --disk, --rng, --net: the\n"
 	  "guest's devices, given again in the order of its run; --lazy maps its RAM\n"
