@@ -213,9 +213,20 @@ static void start(struct vsock *v)
 	send_reset(v);
 }
 
-/* Hands what vhost wrote to the VM's dirty tracker, and forgets it. vhost stopped. */
+/* Hands what vhost wrote to the VM's dirty tracker, and forgets it. vhost stopped. A
+ * vhost without VHOST_F_LOG_ALL (every vhost-vsock has it) could have written anywhere the
+ * driver pointed it: all of RAM is marked then, slow but never a silent loss. */
 static void harvest_log(struct vsock *v)
 {
+	if (!v->log) {
+		const struct vmm__device_host *h = v->host;
+		uint64_t gpa, size;
+		void *hva;
+
+		for (uint32_t i = 0; h->mem_region(h->ctx, i, &gpa, &size, &hva) == 0; i++)
+			h->mark_dirty(h->ctx, gpa, size);
+		return;
+	}
 	for (size_t w = 0; w < v->log_words; w++) {
 		uint64_t bits = v->log[w];
 
