@@ -28,6 +28,17 @@ struct vmm__device_host {
 	int (*mem_check)(void *ctx, uint64_t gpa, uint64_t len);
 	int (*mem_read)(void *ctx, uint64_t gpa, void *buf, size_t len);
 	int (*mem_write)(void *ctx, uint64_t gpa, const void *buf, size_t len);
+	/* For a backend in the host kernel (vhost) that reads and writes guest RAM itself:
+	 * RAM region i (gpa, size, host address; -1 past the last one), and a range that
+	 * backend wrote, marked dirty for snapshots and migration as mem_write does. */
+	int (*mem_region)(void *ctx, uint32_t i, uint64_t *gpa, uint64_t *size, void **hva);
+	void (*mark_dirty)(void *ctx, uint64_t gpa, uint64_t len);
+	/* KVM_IOEVENTFD (a write of len bytes equal to datamatch at MMIO addr signals fd,
+	 * inside KVM) and KVM_IRQFD (a signal of fd pulses interrupt line gsi), or with assign
+	 * 0 their removal. 0, or an error code already set. */
+	int (*ioeventfd)(void *ctx, uint64_t addr, uint32_t len, uint64_t datamatch, int fd,
+			 int assign);
+	int (*irqfd)(void *ctx, uint32_t gsi, int fd, int assign);
 
 	/* Where a device registers at creation, before the VM starts. */
 	struct vmm__devices *devices; /* its saved state */

@@ -2,6 +2,7 @@
  * host (tests/tools/sandbox_trace.sh), each thread told apart by the name libvmm gives it,
  * then checked against the code paths; a call seen nowhere is not listed. */
 #include <linux/kvm.h>
+#include <linux/vhost.h>
 #include <linux/userfaultfd.h>
 
 #include "libvmm/sandbox.h"
@@ -83,9 +84,15 @@ static const char *const control[] = {
 
 /* The only ioctl requests a vCPU thread may make: KVM_RUN; KVM_IRQ_LINE on the VM (the
  * UART raising its interrupt from an exit); KVM_RESET_DIRTY_RINGS (a full dirty ring is
- * harvested by its own vCPU); KVM_GET_REGS (an exit's error message). */
+ * harvested by its own vCPU); KVM_GET_REGS (an exit's error message); and vhost-vsock's
+ * setup, start and stop (virtio_vsock.c), which a guest driver's DRIVER_OK or reset
+ * triggers from its vCPU. */
 static const unsigned long vcpu_ioctls[] = { KVM_RUN, KVM_IRQ_LINE, KVM_RESET_DIRTY_RINGS,
-					     KVM_GET_REGS };
+					     KVM_GET_REGS, VHOST_SET_FEATURES, VHOST_SET_MEM_TABLE,
+					     VHOST_SET_LOG_BASE, VHOST_SET_VRING_NUM,
+					     VHOST_SET_VRING_BASE, VHOST_SET_VRING_ADDR,
+					     VHOST_SET_VRING_KICK, VHOST_SET_VRING_CALL,
+					     VHOST_GET_VRING_BASE, VHOST_VSOCK_SET_RUNNING };
 static const unsigned long device_ioctls[] = { KVM_IRQ_LINE };
 static const unsigned long migration_ioctls[] = { KVM_CLEAR_DIRTY_LOG, UFFDIO_COPY,
 						  UFFDIO_ZEROPAGE, UFFDIO_WAKE };

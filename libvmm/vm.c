@@ -144,6 +144,56 @@ static int host_mem_write(void *ctx, uint64_t gpa, const void *buf, size_t len)
 	return vmm_vm_mem_write(ctx, gpa, buf, len);
 }
 
+static int host_mem_region(void *ctx, uint32_t i, uint64_t *gpa, uint64_t *size, void **hva)
+{
+	struct vmm_vm *vm = ctx;
+
+	if (i >= vm->mem.nregions)
+		return -1;
+	*gpa = vm->mem.regions[i].gpa;
+	*size = vm->mem.regions[i].size;
+	*hva = vm->mem.host + vm->mem.regions[i].offset;
+	return 0;
+}
+
+static void host_mark_dirty(void *ctx, uint64_t gpa, uint64_t len)
+{
+	struct vmm_vm *vm = ctx;
+	uint8_t *p = vmm__memory_gpa(&vm->mem, gpa, len);
+
+	if (p)
+		vmm__dirty_mark(&vm->dirty, (uint64_t)(p - vm->mem.host), len);
+}
+
+static int host_ioeventfd(void *ctx, uint64_t addr, uint32_t len, uint64_t datamatch, int fd,
+			  int assign)
+{
+	struct vmm_vm *vm = ctx;
+	struct kvm_ioeventfd e = {
+		.datamatch = datamatch,
+		.addr = addr,
+		.len = len,
+		.fd = fd,
+		.flags = KVM_IOEVENTFD_FLAG_DATAMATCH |
+			 (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+	};
+
+	if (vmm__ioctl(vm->fd, KVM_IOEVENTFD, &e) < 0)
+		return vmm__err_sys(VMM_EKVM, "KVM_IOEVENTFD");
+	return 0;
+}
+
+static int host_irqfd(void *ctx, uint32_t gsi, int fd, int assign)
+{
+	struct vmm_vm *vm = ctx;
+	struct kvm_irqfd f = { .fd = (uint32_t)fd, .gsi = gsi,
+			       .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN };
+
+	if (vmm__ioctl(vm->fd, KVM_IRQFD, &f) < 0)
+		return vmm__err_sys(VMM_EKVM, "KVM_IRQFD");
+	return 0;
+}
+
 /* KVM_EXIT_DIRTY_RING_FULL on a vCPU: harvest its ring into the tracker. */
 static int vcpu_dirty_ring_full(struct vmm__vcpu *vcpu)
 {
@@ -229,6 +279,10 @@ static int create_machine(struct vmm_vm *vm, const struct vmm__mem_backing *back
 		.mem_check = host_mem_check,
 		.mem_read = host_mem_read,
 		.mem_write = host_mem_write,
+		.mem_region = host_mem_region,
+		.mark_dirty = host_mark_dirty,
+		.ioeventfd = host_ioeventfd,
+		.irqfd = host_irqfd,
 		.devices = &vm->devices,
 		.pio = &vm->pio,
 		.mmio = &vm->mmio,

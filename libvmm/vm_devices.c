@@ -1,6 +1,7 @@
 /* The public calls that give a VM its virtio devices (vmm/devices.h): each takes the next
  * virtio-mmio slot and announces it on the kernel command line. The devices themselves
  * live in devices/ and see only the device host. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "libvmm/devices/virtio_mmio.h"
 #include "libvmm/devices/virtio_net.h"
 #include "libvmm/devices/virtio_rng.h"
+#include "libvmm/devices/virtio_vsock.h"
 #include "libvmm/error_internal.h"
 #include "libvmm/opts.h"
 #include "libvmm/vm_internal.h"
@@ -139,6 +141,45 @@ int vmm_vm_add_net(struct vmm_vm *vm, const struct vmm_net_opts *opts)
 	r = check_addable(vm);
 	if (!r)
 		r = vmm__virtio_net_create(&vm->host, vm->nvirtio, o.fd, o.has_mac ? o.mac : NULL);
+	if (!r)
+		r = announce(vm, vm->nvirtio++);
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+void vmm_vsock_opts_init(struct vmm_vsock_opts *opts)
+{
+	if (!opts)
+		return;
+	memset(opts, 0, sizeof(*opts));
+	opts->size = sizeof(*opts);
+	opts->vhost_fd = -1;
+}
+
+int vmm_vm_add_vsock(struct vmm_vm *vm, const struct vmm_vsock_opts *opts)
+{
+	struct vmm_vsock_opts o;
+	int r, fd;
+
+	if (!vm || !opts)
+		return vmm__err(VMM_EINVAL, "NULL argument");
+	vmm_vsock_opts_init(&o);
+	r = VMM__OPTS_COPY(&o, opts, "vmm_vsock_opts_init");
+	if (r)
+		return r;
+	/* 0-2 are the hypervisor, the loopback and the host; VMADDR_CID_ANY is -1U. */
+	if (o.guest_cid < 3 || o.guest_cid >= 0xffffffffull)
+		return vmm__err(VMM_EINVAL, "vsock: guest CID %llu (3 .. 4294967294)",
+				(unsigned long long)o.guest_cid);
+	pthread_mutex_lock(&vm->lock);
+	r = check_addable(vm);
+	if (!r) {
+		fd = o.vhost_fd >= 0 ? fcntl(o.vhost_fd, F_DUPFD_CLOEXEC, 0) : vmm__vhost_vsock_open();
+		if (fd < 0)
+			r = o.vhost_fd >= 0 ? vmm__err_sys(VMM_EINVAL, "vsock: vhost_fd") : fd;
+		else
+			r = vmm__virtio_vsock_create(&vm->host, vm->nvirtio, o.guest_cid, fd);
+	}
 	if (!r)
 		r = announce(vm, vm->nvirtio++);
 	pthread_mutex_unlock(&vm->lock);

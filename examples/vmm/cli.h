@@ -73,7 +73,7 @@ int cli_tap_open(const char *name);
  * tap=NAME[,mac=MAC]), in the order given: a restore must name them in the order the
  * guest was started with. */
 #define CLI_DEVICES_MAX 8
-enum cli_device_kind { CLI_DEV_DISK, CLI_DEV_RNG, CLI_DEV_NET };
+enum cli_device_kind { CLI_DEV_DISK, CLI_DEV_RNG, CLI_DEV_NET, CLI_DEV_VSOCK };
 struct cli_devices {
 	unsigned n;
 	struct {
@@ -82,23 +82,30 @@ struct cli_devices {
 		char path[4096]; /* disk: the image; net: the tap's name */
 		int has_mac;
 		uint8_t mac[6];
+		uint64_t cid;  /* vsock: the guest's CID */
+		int vhost_fd;  /* vsock: /dev/vhost-vsock, opened at parse (before any sandbox) */
 	} d[CLI_DEVICES_MAX];
 };
 /* Adds a --disk (spec) or an --rng (spec NULL); -1 with a message on stderr. */
 int cli_devices_parse(struct cli_devices *devs, const char *spec);
 /* Adds a --net; -1 with a message on stderr. */
 int cli_devices_parse_net(struct cli_devices *devs, const char *spec);
+/* Adds a --vsock CID, opening /dev/vhost-vsock now (before the jail and the sandbox);
+ * -1 with a message on stderr. */
+int cli_devices_parse_vsock(struct cli_devices *devs, const char *spec);
 /* Adds them to vm (a vmm_prepare_fn for restore: opaque is the struct cli_devices). */
 int cli_devices_add(void *opaque, struct vmm_vm *vm);
 
 /* The options vmm run, restore and receive share (--no-sandbox, the devices, the jail),
  * for their getopt_long tables; CLI_JAIL_OPTIONS is cli_jail.h's. */
 #define CLI_OPT_NET 0x180
+#define CLI_OPT_VSOCK 0x181
 #define CLI_GUEST_OPTIONS                               \
 	{ "no-sandbox", no_argument, NULL, 'S' },       \
 	{ "disk", required_argument, NULL, 'D' },       \
 	{ "rng", no_argument, NULL, 'R' },              \
 	{ "net", required_argument, NULL, CLI_OPT_NET }, \
+	{ "vsock", required_argument, NULL, CLI_OPT_VSOCK }, \
 	CLI_JAIL_OPTIONS
 struct cli_jail;
 /* Takes one of them, or an option getopt_long refused: 0, or -1 after printing why

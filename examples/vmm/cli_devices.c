@@ -1,7 +1,10 @@
 /* --disk, --rng and --net for vmm run, restore and receive: parsed in order, added in that
  * order (a restored or received guest needs its devices in the slots it was started
  * with); and the other options the three share. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -12,7 +15,7 @@ static int room(const struct cli_devices *devs)
 {
 	if (devs->n < CLI_DEVICES_MAX)
 		return 0;
-	fprintf(stderr, "vmm: at most %d devices (--disk, --rng, --net)\n", CLI_DEVICES_MAX);
+	fprintf(stderr, "vmm: at most %d devices (--disk, --rng, --net, --vsock)\n", CLI_DEVICES_MAX);
 	return -1;
 }
 
@@ -47,6 +50,52 @@ int cli_devices_parse_net(struct cli_devices *devs, const char *spec)
 	strcpy(devs->d[devs->n].path, name);
 	devs->n++;
 	return 0;
+}
+
+/* /dev/vhost-vsock is opened as the option is read: before --jail's chroot and the
+ * sandbox, neither of which lets the process open device nodes later. */
+int cli_devices_parse_vsock(struct cli_devices *devs, const char *spec)
+{
+	char *end;
+	unsigned long long cid;
+
+	if (room(devs))
+		return -1;
+	errno = 0;
+	cid = strtoull(spec, &end, 0);
+	if (errno || end == spec || *end || cid < 3 || cid >= 0xffffffffull) {
+		fprintf(stderr, "vmm: bad --vsock '%s': a guest CID, 3 .. 4294967294\n", spec);
+		return -1;
+	}
+	memset(&devs->d[devs->n], 0, sizeof(devs->d[0]));
+	devs->d[devs->n].kind = CLI_DEV_VSOCK;
+	devs->d[devs->n].cid = cid;
+	devs->d[devs->n].vhost_fd = open("/dev/vhost-vsock", O_RDWR | O_CLOEXEC);
+	if (devs->d[devs->n].vhost_fd < 0) {
+		if (errno == ENOENT || errno == ENODEV || errno == ENXIO)
+			fprintf(stderr, "vmm: --vsock: this host has no vhost-vsock "
+				"(/dev/vhost-vsock; modprobe vhost_vsock)\n");
+		else
+			fprintf(stderr, "vmm: --vsock: /dev/vhost-vsock: %s\n", strerror(errno));
+		return -1;
+	}
+	snprintf(devs->d[devs->n].path, sizeof(devs->d[0].path), "--vsock %llu", cid);
+	devs->n++;
+	return 0;
+}
+
+static int add_vsock(struct vmm_vm *vm, uint64_t cid, int vhost_fd)
+{
+	struct vmm_vsock_opts o;
+	int r;
+
+	vmm_vsock_opts_init(&o);
+	o.guest_cid = cid;
+	o.vhost_fd = vhost_fd;
+	r = vmm_vm_add_vsock(vm, &o);
+	if (r)
+		cli_fail("--vsock", r);
+	return r;
 }
 
 /* The tap is opened here, in the process (and network namespace) that runs the guest;
@@ -85,6 +134,9 @@ int cli_devices_add(void *opaque, struct vmm_vm *vm)
 		case CLI_DEV_NET:
 			r = add_net(vm, devs->d[i].path, devs->d[i].has_mac, devs->d[i].mac);
 			break;
+		case CLI_DEV_VSOCK:
+			r = add_vsock(vm, devs->d[i].cid, devs->d[i].vhost_fd);
+			break;
 		default: {
 			struct vmm_disk_opts o;
 
@@ -115,6 +167,8 @@ int cli_guest_option(struct cli_devices *devs, struct cli_jail *jail, int opt, c
 		return cli_devices_parse(devs, NULL);
 	case CLI_OPT_NET:
 		return cli_devices_parse_net(devs, arg);
+	case CLI_OPT_VSOCK:
+		return cli_devices_parse_vsock(devs, arg);
 	default: /* a jail option, or one getopt_long refused */
 		return cli_jail_option(jail, opt, arg);
 	}

@@ -204,6 +204,8 @@ static struct json_object *devices_json(struct vmm_vm *vm)
 			json_object_object_add(o, "bytes_written",
 					       json_object_new_uint64(d.bytes_written));
 		}
+		if (!strcmp(d.kind, "vsock"))
+			json_object_object_add(o, "guest_cid", json_object_new_uint64(d.guest_cid));
 		json_object_object_add(o, "driver_status", json_object_new_int64(d.status));
 		json_object_object_add(o, "requests", json_object_new_uint64(d.requests));
 		json_object_object_add(o, "errors", json_object_new_uint64(d.errors));

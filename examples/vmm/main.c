@@ -18,7 +18,7 @@ static const struct cli_command {
 	int control;          /* a client of a running vmm's control socket */
 } commands[] = {
 	{ "run", "[--memory SIZE] [--cpus N] [--cmdline STR] [--initrd FILE] [--cpu MODEL]"
-	  " [--disk PATH[,ro]]... [--rng] [--net tap=NAME[,mac=MAC]]... [--control PATH]"
+	  " [--disk PATH[,ro]]... [--rng] [--net tap=NAME[,mac=MAC]]... [--vsock CID] [--control PATH]"
 	  " [--no-sandbox]"
 	  " [--jail DIR --uid U --gid G [--netns PATH]] KERNEL",
 	  "run a VM in the foreground, guest serial on stdout;\n"
@@ -40,7 +40,7 @@ static const struct cli_command {
 	  "(so for restore and receive)",
 	  cmd_run, 0 },
 	{ "restore", "[--lazy | --uffd] [--allow-cpu-mismatch] [--key-file F] [--disk PATH[,ro]]... [--rng]"
-	  " [--net tap=NAME[,mac=MAC]]..."
+	  " [--net tap=NAME[,mac=MAC]]... [--vsock CID]"
 	  " [--control PATH] [--no-sandbox] [--jail DIR --uid U --gid G [--netns PATH]] FILE",
 	  "run a snapshot in the foreground, like run; --disk, --rng, --net: the\n"
 	  "guest's devices, given again in the order of its run; --lazy maps its RAM\n"
@@ -51,7 +51,7 @@ static const struct cli_command {
 	  "or the TSC rate the guest had (refused otherwise)", cmd_restore, 0 },
 	{ "receive", "[--control PATH] [--timeout-ms N] [--max-mem SIZE] [--max-cpus N]"
 	  " [--allow-cpu-mismatch] [--tls-dir DIR --tls-peer NAME | --psk-file F]"
-	  " [--disk PATH[,ro]]... [--rng] [--net tap=NAME[,mac=MAC]]... [--no-sandbox]"
+	  " [--disk PATH[,ro]]... [--rng] [--net tap=NAME[,mac=MAC]]... [--vsock CID] [--no-sandbox]"
 	  " [--jail DIR --uid U --gid G [--netns PATH]] ADDR:PORT",
 	  "wait for a live migration on ADDR:PORT ([ADDR]:PORT for IPv6),\n"
 	  "(with TLS 1.3: DIR holds ca.pem, cert.pem, key.pem and the source's\n"

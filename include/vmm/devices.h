@@ -1,5 +1,5 @@
-/* Virtio devices for the guest: a disk (virtio-blk), an entropy source (virtio-rng) and a
- * network card (virtio-net),
+/* Virtio devices for the guest: a disk (virtio-blk), an entropy source (virtio-rng), a
+ * network card (virtio-net) and host sockets (virtio-vsock on vhost-vsock),
  * each on its own virtio-mmio transport (VIRTIO 1.x, version 2 registers) at
  * 0xd0000000 + 4 KiB x n with interrupt 16 + n on the I/O APIC (level-triggered; the MP
  * table says so), n the order in which they were added (at most 8 devices).
@@ -102,13 +102,34 @@ VMM_EXPORT void vmm_net_opts_init(struct vmm_net_opts *opts);
  * (no VIRTIO_NET_F_GUEST_ANNOUNCE: the guest is not asked to). */
 VMM_EXPORT int vmm_vm_add_net(struct vmm_vm *vm, const struct vmm_net_opts *opts);
 
+struct vmm_vsock_opts {
+	uint32_t size; /* sizeof(struct vmm_vsock_opts), set by vmm_vsock_opts_init() */
+	/* An open /dev/vhost-vsock, or -1 (the default): libvmm opens it itself. An embedder
+	 * that sandboxes itself (vmm_sandbox_*) opens it before and passes it here, as the
+	 * CLI does; the VM keeps a duplicate (the caller may close its own). */
+	int vhost_fd;
+	uint64_t guest_cid; /* the guest's context id: 3 .. 0xffffffff, unique on the host */
+	uint64_t reserved[4];
+};
+VMM_EXPORT void vmm_vsock_opts_init(struct vmm_vsock_opts *opts);
+
+/* Adds a virtio-vsock device (AF_VSOCK between the guest and this host) run by the host
+ * kernel's vhost-vsock: the guest's queues go to the kernel through an ioeventfd and an
+ * irqfd, without exits to the VMM. VMM_EUNSUPPORTED when this host has no
+ * /dev/vhost-vsock (modprobe vhost_vsock), VMM_EINVAL for a CID below 3 or above 32 bits,
+ * VMM_EBUSY for a CID another VM on this host uses. Connections do not survive a snapshot
+ * or migration: a restored or received guest gets VIRTIO_VSOCK_EVENT_TRANSPORT_RESET as
+ * it starts (its sockets are reset and it reconnects), and learns the device's CID again,
+ * which is the restoring side's (on another host, the CID must be free there). */
+VMM_EXPORT int vmm_vm_add_vsock(struct vmm_vm *vm, const struct vmm_vsock_opts *opts);
+
 /* One device as vmm_vm_device_info() reports it. The strings are the VM's, valid until
  * vmm_vm_destroy(). The counters start at zero in each process: a restored or received
  * VM counts from its restore. */
 struct vmm_device_info {
 	uint32_t size;         /* sizeof(struct vmm_device_info), set by vmm_device_info_init() */
 	uint32_t slot;         /* the order added: window 0xd0000000 + 4 KiB x slot, IRQ 16 + slot */
-	const char *kind;      /* "blk", "rng" or "net" */
+	const char *kind;      /* "blk", "rng", "net" or "vsock" */
 	const char *path;      /* blk: the image as given; NULL for other kinds */
 	uint32_t read_only;    /* blk */
 	/* The driver's device status (VIRTIO 1.2 section 2.1): 0 until a driver binds, 15
@@ -123,7 +144,8 @@ struct vmm_device_info {
 	uint64_t bytes_read;
 	uint64_t bytes_written; /* blk: written to the image; net: frame bytes sent */
 	uint8_t mac[8];        /* net: the guest's MAC address (6 bytes, then 0) */
-	uint64_t reserved[3];
+	uint64_t guest_cid;    /* vsock: the guest's context id (requests: events sent) */
+	uint64_t reserved[2];
 };
 VMM_EXPORT void vmm_device_info_init(struct vmm_device_info *info);
 

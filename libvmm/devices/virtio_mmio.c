@@ -92,6 +92,9 @@ struct vmm__virtio {
 	uint64_t dev_features, drv_features;
 	uint32_t dev_sel, drv_sel, status, queue_sel, isr, gen;
 	struct vq q[VMM_VIRTIO_QUEUES_MAX];
+	/* Queues handed to a kernel backend: their eventfds, -1 when not. */
+	int kick_fd[VMM_VIRTIO_QUEUES_MAX], call_fd[VMM_VIRTIO_QUEUES_MAX];
+	int kernel_queues;
 	/* Why the device broke, logged once the lock is dropped (the log callback is the
 	 * embedder's). */
 	char why[192];
@@ -321,7 +324,7 @@ static uint32_t reg_read(struct vmm__virtio *t, uint32_t reg)
 	case REG_QUEUE_READY:
 		return q ? (uint32_t)q->ready : 0;
 	case REG_INTERRUPT_STATUS:
-		return t->isr;
+		return t->isr | (t->kernel_queues ? ISR_USED : 0);
 	case REG_STATUS:
 		return t->status;
 	case REG_CONFIG_GENERATION:
@@ -402,6 +405,8 @@ static void reg_write(struct vmm__virtio *t, uint32_t reg, uint32_t v)
 	case REG_STATUS:
 		if (!v) {
 			reset(t);
+			if (t->model->status)
+				t->model->status(t->mctx, t, 0);
 			break;
 		}
 		/* FEATURES_OK only for a subset of what was offered that includes VERSION_1
@@ -412,6 +417,8 @@ static void reg_write(struct vmm__virtio *t, uint32_t reg, uint32_t v)
 			v &= ~(uint32_t)STATUS_FEATURES_OK;
 		t->status = (v & 0xff & ~(uint32_t)STATUS_NEEDS_RESET) |
 			    (t->status & STATUS_NEEDS_RESET);
+		if (t->model->status)
+			t->model->status(t->mctx, t, t->status);
 		break;
 	}
 }
@@ -579,12 +586,75 @@ static int virtio_load(void *dev, const uint8_t *buf, size_t len)
 	return r;
 }
 
+void vmm__virtio_queue_get(struct vmm__virtio *t, uint32_t qi, struct vmm__virtio_queue *out)
+{
+	const struct vq *q = &t->q[qi];
+
+	*out = (struct vmm__virtio_queue){ q->num, q->ready, q->desc, q->avail, q->used,
+					   q->last_avail, q->used_idx };
+}
+
+void vmm__virtio_queue_set_index(struct vmm__virtio *t, uint32_t qi, uint16_t last_avail,
+				 uint16_t used_idx)
+{
+	t->q[qi].last_avail = last_avail;
+	t->q[qi].used_idx = used_idx;
+}
+
+uint64_t vmm__virtio_driver_features(struct vmm__virtio *t)
+{
+	return t->drv_features;
+}
+
+uint32_t vmm__virtio_status(struct vmm__virtio *t)
+{
+	return t->status;
+}
+
+int vmm__virtio_kernel_queue(struct vmm__virtio *t, uint32_t q, int kick_fd, int call_fd)
+{
+	const struct vmm__device_host *h = t->host;
+	int r;
+
+	if (q >= t->model->nqueues || t->kick_fd[q] >= 0)
+		return vmm__err(VMM_EINVAL, "%s: queue %u", t->name, q);
+	r = h->ioeventfd(h->ctx, t->base + REG_QUEUE_NOTIFY, 4, q, kick_fd, 1);
+	if (r)
+		return r;
+	r = h->irqfd(h->ctx, t->irq, call_fd, 1);
+	if (r) {
+		h->ioeventfd(h->ctx, t->base + REG_QUEUE_NOTIFY, 4, q, kick_fd, 0);
+		return r;
+	}
+	t->kick_fd[q] = kick_fd;
+	t->call_fd[q] = call_fd;
+	t->kernel_queues++;
+	return 0;
+}
+
+/* Removes the kernel queues' registrations before their fds close (the model's destroy):
+ * KVM would otherwise keep signalling a recycled fd number. */
+static void kernel_queues_off(struct vmm__virtio *t)
+{
+	const struct vmm__device_host *h = t->host;
+
+	for (uint32_t q = 0; q < VMM_VIRTIO_QUEUES_MAX; q++) {
+		if (t->kick_fd[q] < 0)
+			continue;
+		h->ioeventfd(h->ctx, t->base + REG_QUEUE_NOTIFY, 4, q, t->kick_fd[q], 0);
+		h->irqfd(h->ctx, t->irq, t->call_fd[q], 0);
+		t->kick_fd[q] = t->call_fd[q] = -1;
+	}
+	t->kernel_queues = 0;
+}
+
 static void virtio_destroy(void *dev)
 {
 	struct vmm__virtio *t = dev;
 
 	if (t->model->quiesce)
 		t->model->quiesce(t->mctx);
+	kernel_queues_off(t);
 	if (t->model->destroy)
 		t->model->destroy(t->mctx);
 	pthread_mutex_destroy(&t->lock);
@@ -669,9 +739,18 @@ static const struct vmm__device_ops virtio_ops_proto = {
 int vmm__virtio_create(const struct vmm__device_host *host, uint32_t slot,
 		       const struct vmm__virtio_model *model, void *model_ctx)
 {
+	return vmm__virtio_create_get(host, slot, model, model_ctx, NULL);
+}
+
+int vmm__virtio_create_get(const struct vmm__device_host *host, uint32_t slot,
+			   const struct vmm__virtio_model *model, void *model_ctx,
+			   struct vmm__virtio **out)
+{
 	struct vmm__virtio *t;
 	int r;
 
+	if (out)
+		*out = NULL;
 	if (slot >= VMM_VIRTIO_SLOTS) {
 		if (model->destroy)
 			model->destroy(model_ctx);
@@ -691,6 +770,8 @@ int vmm__virtio_create(const struct vmm__device_host *host, uint32_t slot,
 	t->dev_features = (model->features ? model->features(model_ctx) : 0) |
 			  (1ull << VIRTIO_F_VERSION_1);
 	snprintf(t->name, sizeof(t->name), "virtio%u-%s", slot, model->kind);
+	for (uint32_t q = 0; q < VMM_VIRTIO_QUEUES_MAX; q++)
+		t->kick_fd[q] = t->call_fd[q] = -1;
 	pthread_mutex_init(&t->lock, NULL);
 	t->ops = virtio_ops_proto;
 	t->ops.name = t->name;
@@ -699,5 +780,8 @@ int vmm__virtio_create(const struct vmm__device_host *host, uint32_t slot,
 		virtio_destroy(t);
 		return r;
 	}
-	return vmm__bus_add(host->mmio, t->base, VMM_VIRTIO_MMIO_SIZE, virtio_io, t);
+	r = vmm__bus_add(host->mmio, t->base, VMM_VIRTIO_MMIO_SIZE, virtio_io, t);
+	if (!r && out)
+		*out = t;
+	return r;
 }

@@ -25,7 +25,7 @@ struct vmm_device_info;
 #define VMM_VIRTIO_SLOTS 8u
 
 #define VMM_VIRTIO_QUEUE_MAX 256u /* QueueNumMax of every queue */
-#define VMM_VIRTIO_QUEUES_MAX 2u
+#define VMM_VIRTIO_QUEUES_MAX 3u
 
 #define VIRTIO_F_VERSION_1 32
 
@@ -75,13 +75,46 @@ struct vmm__virtio_model {
 	 * takes around vmm__virtio_pop/push. May be NULL. */
 	int (*run)(void *model, struct vmm__virtio *t);
 	void (*quiesce)(void *model);
+	/* The driver wrote the device status (0: a reset), under the transport's lock; for a
+	 * model whose queues a kernel backend runs (vhost), which starts it at DRIVER_OK and
+	 * stops it at a reset. May be NULL. */
+	void (*status)(void *model, struct vmm__virtio *t, uint32_t status);
 };
+
+/* A queue's state as the driver set it (for a kernel backend), under the transport's lock. */
+struct vmm__virtio_queue {
+	uint32_t num;
+	int ready;
+	uint64_t desc, avail, used;
+	uint16_t last_avail, used_idx;
+};
+void vmm__virtio_queue_get(struct vmm__virtio *t, uint32_t q, struct vmm__virtio_queue *out);
+/* Where a stopped kernel backend left queue q (VHOST_GET_VRING_BASE), saved with the rest. */
+void vmm__virtio_queue_set_index(struct vmm__virtio *t, uint32_t q, uint16_t last_avail,
+				 uint16_t used_idx);
+uint64_t vmm__virtio_driver_features(struct vmm__virtio *t);
+uint32_t vmm__virtio_status(struct vmm__virtio *t);
+
+/* Hands queue q to a backend in the host kernel (vhost), with no exit to the VMM on either
+ * side: the guest's write of q to QueueNotify signals kick_fd inside KVM (KVM_IOEVENTFD
+ * with datamatch q on the window's QueueNotify register), and a signal of call_fd pulses
+ * the device's interrupt line (KVM_IRQFD on its I/O APIC pin). Since the transport does not
+ * see those interrupts, InterruptStatus reads with "used buffer" set as long as one queue
+ * is handed over (the driver then scans its queues: a spurious scan costs nothing). Both
+ * fds stay the caller's; the registrations are removed as the device is destroyed. At
+ * creation, before the VM runs. 0, or an error code already set. */
+int vmm__virtio_kernel_queue(struct vmm__virtio *t, uint32_t q, int kick_fd, int call_fd);
+
 
 /* Creates the transport for model in the given slot: registers its MMIO window, its saved
  * state ("virtio<slot>-<kind>") and takes ownership of model (destroyed with the VM, or
  * here on failure). */
 int vmm__virtio_create(const struct vmm__device_host *host, uint32_t slot,
 		       const struct vmm__virtio_model *model, void *model_ctx);
+/* The same, handing back the transport (NULL on failure) for vmm__virtio_kernel_queue. */
+int vmm__virtio_create_get(const struct vmm__device_host *host, uint32_t slot,
+			   const struct vmm__virtio_model *model, void *model_ctx,
+			   struct vmm__virtio **out);
 
 /* The transport's lock, for a model's own thread around pop, gather, scatter and push
  * (the vCPU path holds it already when it calls notify). */

@@ -67,6 +67,10 @@ struct vm {
 	uint64_t clock;
 	uint8_t irq_level[32]; /* KVM_IRQ_LINE: each line's last level */
 	uint32_t irq_raises[32]; /* how often each went from 0 to 1 */
+	struct kvm_ioeventfd ioeventfds[16]; /* KVM_IOEVENTFD assigned, in order */
+	uint32_t nioeventfd;
+	struct kvm_irqfd irqfds[16];         /* KVM_IRQFD assigned, in order */
+	uint32_t nirqfd;
 	struct vcpu vcpus[MAX_VCPUS];
 };
 
@@ -328,6 +332,40 @@ static int vm_ioctl(struct vm *vm, unsigned long req, void *arg)
 		if (l->level && !vm->irq_level[l->irq])
 			vm->irq_raises[l->irq]++;
 		vm->irq_level[l->irq] = !!l->level;
+		return 0;
+	}
+	case KVM_IOEVENTFD: {
+		const struct kvm_ioeventfd *e = arg;
+
+		if (e->flags & KVM_IOEVENTFD_FLAG_DEASSIGN) {
+			for (uint32_t i = 0; i < vm->nioeventfd; i++)
+				if (vm->ioeventfds[i].addr == e->addr &&
+				    vm->ioeventfds[i].datamatch == e->datamatch &&
+				    vm->ioeventfds[i].fd == e->fd) {
+					vm->ioeventfds[i] = vm->ioeventfds[--vm->nioeventfd];
+					return 0;
+				}
+			return fail(ENOENT);
+		}
+		if (vm->nioeventfd == 16)
+			return fail(ENOSPC);
+		vm->ioeventfds[vm->nioeventfd++] = *e;
+		return 0;
+	}
+	case KVM_IRQFD: {
+		const struct kvm_irqfd *f = arg;
+
+		if (f->flags & KVM_IRQFD_FLAG_DEASSIGN) {
+			for (uint32_t i = 0; i < vm->nirqfd; i++)
+				if (vm->irqfds[i].gsi == f->gsi && vm->irqfds[i].fd == f->fd) {
+					vm->irqfds[i] = vm->irqfds[--vm->nirqfd];
+					return 0;
+				}
+			return fail(ENOENT);
+		}
+		if (vm->nirqfd == 16)
+			return fail(ENOSPC);
+		vm->irqfds[vm->nirqfd++] = *f;
 		return 0;
 	}
 	case KVM_SET_USER_MEMORY_REGION:
@@ -902,4 +940,28 @@ int fake_kvm_irq_level(uint32_t irq, uint32_t *raises)
 		*raises = newest >= 0 && irq < 32 ? vms[newest].irq_raises[irq] : 0;
 	pthread_mutex_unlock(&lock);
 	return level;
+}
+
+uint32_t fake_kvm_ioeventfds(struct kvm_ioeventfd *out, uint32_t max)
+{
+	uint32_t n = 0;
+
+	pthread_mutex_lock(&lock);
+	if (newest >= 0)
+		for (n = 0; n < vms[newest].nioeventfd && n < max; n++)
+			out[n] = vms[newest].ioeventfds[n];
+	pthread_mutex_unlock(&lock);
+	return n;
+}
+
+uint32_t fake_kvm_irqfds(struct kvm_irqfd *out, uint32_t max)
+{
+	uint32_t n = 0;
+
+	pthread_mutex_lock(&lock);
+	if (newest >= 0)
+		for (n = 0; n < vms[newest].nirqfd && n < max; n++)
+			out[n] = vms[newest].irqfds[n];
+	pthread_mutex_unlock(&lock);
+	return n;
 }

@@ -43,6 +43,11 @@ int fake_kvm_vcpu_cpuid(uint32_t id, uint32_t leaf, uint32_t sub, struct kvm_cpu
  * NULL) how many times it went from 0 to 1. */
 int fake_kvm_irq_level(uint32_t irq, uint32_t *raises);
 
+/* The newest VM's KVM_IOEVENTFD and KVM_IRQFD registrations still assigned (at most max
+ * into out): how many. */
+uint32_t fake_kvm_ioeventfds(struct kvm_ioeventfd *out, uint32_t max);
+uint32_t fake_kvm_irqfds(struct kvm_irqfd *out, uint32_t max);
+
 /* The call log: every ioctl in order, with the fd it was made on. */
 struct fake_kvm_call {
 	int fd;
