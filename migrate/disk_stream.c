@@ -14,6 +14,8 @@
 #include "migrate/stream.h"
 #include "migrate/xport.h"
 
+#include <xxhash.h>
+
 #define MAX_DISKS 8 /* the virtio slots */
 /* Data per record: below the stream's small-record bound (VMM_REC_SMALL_MAX), a multiple
  * of the dirty block. */
@@ -47,6 +49,7 @@ struct vmm__disk_tx {
 };
 
 struct vmm__disk_rx {
+	int restore;
 	unsigned n;
 	void *blk[MAX_DISKS];
 	int have_layout;
@@ -246,13 +249,14 @@ int vmm__disk_tx_round(struct vmm__disk_tx *tx, struct vmm__xport *xp, int first
 
 /* ---- destination */
 
-int vmm__disk_rx_new(struct vmm_vm *vm, struct vmm__disk_rx **out)
+int vmm__disk_rx_new(struct vmm_vm *vm, int restore, struct vmm__disk_rx **out)
 {
 	struct vmm__disk_rx *rx = calloc(1, sizeof(*rx));
 
 	*out = rx;
 	if (!rx)
 		return vmm__err(VMM_ENOMEM, "disk stream");
+	rx->restore = restore;
 	rx->n = vmm__move_disks(vm, rx->blk, MAX_DISKS);
 	return 0;
 }
@@ -285,7 +289,7 @@ static int check_layout(struct vmm__disk_rx *rx, const struct disk_rec *h, const
 		/* The copy would read and write one file: each round's blocks land where the
 		 * source reads them, and a failure leaves the source a torn image. Shared
 		 * storage is the other mode (no copy, the lock moves). */
-		if (id[0] && !memcmp(id, l->boot_id, sizeof(id)) &&
+		if (!rx->restore && id[0] && !memcmp(id, l->boot_id, sizeof(id)) &&
 		    !fstat(vmm__blk_fd(rx->blk[i]), &st) && st.st_dev == l->d[i].dev &&
 		    st.st_ino == l->d[i].ino)
 			return vmm__err(VMM_EINVAL, "disk %u: %s is the source's own image on this "
@@ -373,4 +377,97 @@ int vmm__disk_rx_finish(struct vmm__disk_rx *rx)
 			return vmm__err(VMM_EIO, "flush disk %s: %s", vmm__blk_path(rx->blk[i]),
 					strerror(errno));
 	return 0;
+}
+
+/* ---- a snapshot file's disk section */
+
+static int hash_range(int fd, uint64_t off, uint64_t len, uint64_t *hash)
+{
+	XXH3_state_t *st = XXH3_createState();
+	uint8_t *buf = malloc(CHUNK);
+	int r = st && buf ? 0 : vmm__err(VMM_ENOMEM, "disk section hash");
+
+	if (!r)
+		XXH3_64bits_reset(st);
+	while (!r && len) {
+		size_t n = len < CHUNK ? (size_t)len : CHUNK;
+		ssize_t got = pread(fd, buf, n, (off_t)off);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0) {
+			r = vmm__err(got < 0 ? VMM_EIO : VMM_ETRUNCATED, "disk section at %llu: %s",
+				     (unsigned long long)off, got < 0 ? strerror(errno) : "ends early");
+			break;
+		}
+		XXH3_64bits_update(st, buf, (size_t)got);
+		off += (uint64_t)got, len -= (uint64_t)got;
+	}
+	if (!r)
+		*hash = XXH3_64bits_digest(st);
+	XXH3_freeState(st);
+	free(buf);
+	return r;
+}
+
+int vmm__disk_section_write(struct vmm_vm *vm, struct vmm__xport *xp, int fd, uint64_t off,
+			    uint64_t *len, uint64_t *hash)
+{
+	struct vmm__disk_tx *tx;
+	int r = vmm__disk_tx_new(vm, &tx);
+
+	vmm__xport_seek(xp, off);
+	if (!r)
+		r = vmm__disk_tx_layout(tx, xp);
+	if (!r)
+		r = vmm__disk_tx_round(tx, xp, 1);
+	if (!r)
+		r = vmm__stream_write_rec(xp, VMM_REC_END, NULL, 0);
+	vmm__disk_tx_free(tx);
+	if (!r) {
+		*len = vmm__xport_offset(xp) - off;
+		r = hash_range(fd, off, *len, hash);
+	}
+	return r;
+}
+
+int vmm__disk_section_restore(struct vmm_vm *vm, int fd, uint64_t off, uint64_t len,
+			      uint64_t hash)
+{
+	struct vmm__xport_opts o = { .is_file = 1 };
+	struct vmm__xport *xp = NULL;
+	struct vmm__disk_rx *rx = NULL;
+	struct vmm__rec_hdr h;
+	uint64_t got;
+	int r = hash_range(fd, off, len, &got);
+
+	/* Checked whole before a byte goes into an image. */
+	if (r == VMM_ETRUNCATED || (!r && got != hash))
+		return vmm__err(VMM_ECORRUPT, "the snapshot's disk section is damaged (%s): no "
+				"image was written", r ? "it ends early" : "checksum mismatch");
+	if (!r)
+		r = vmm__disk_rx_new(vm, 1, &rx);
+	if (!r)
+		r = vmm__xport_new(fd, &o, &xp);
+	if (!r)
+		vmm__xport_seek(xp, off);
+	while (!r) {
+		r = vmm__stream_read_hdr(xp, &h);
+		if (r || h.type == VMM_REC_END)
+			break;
+		r = h.type == VMM_REC_DISK ? vmm__disk_rx_apply(rx, xp, h.len) :
+			vmm__err(VMM_ECORRUPT, "unexpected %s record in the disk section",
+				 vmm__rec_name(h.type));
+	}
+	if (!r && vmm__xport_offset(xp) != off + len)
+		r = vmm__err(VMM_ECORRUPT, "the disk section ends at %llu, not %llu",
+			     (unsigned long long)vmm__xport_offset(xp),
+			     (unsigned long long)(off + len));
+	if (!r)
+		r = vmm__disk_rx_finish(rx);
+	if (r == VMM_EPROTO || r == VMM_ETRUNCATED)
+		r = vmm__err(VMM_ECORRUPT, "disk section: %s", vmm_last_error());
+	vmm__xport_free(xp);
+	vmm__disk_rx_free(rx);
+	return r;
 }

@@ -39,12 +39,24 @@ uint64_t vmm__disk_tx_bytes(const struct vmm__disk_tx *tx);
 /* Stops tracking and frees. NULL is fine. */
 void vmm__disk_tx_free(struct vmm__disk_tx *tx);
 
-/* Destination: vm's disks (added by the prepare callback) as the targets. */
-int vmm__disk_rx_new(struct vmm_vm *vm, struct vmm__disk_rx **out);
+/* Destination: vm's disks (added by the prepare callback) as the targets. restore: a
+ * snapshot's section, which may go back into the very image it was saved from. */
+int vmm__disk_rx_new(struct vmm_vm *vm, int restore, struct vmm__disk_rx **out);
 /* Applies one DISK record of len bytes read from xp. */
 int vmm__disk_rx_apply(struct vmm__disk_rx *rx, struct vmm__xport *xp, uint32_t len);
 /* After the last round: the layout arrived, and the images are on stable storage. */
 int vmm__disk_rx_finish(struct vmm__disk_rx *rx);
 void vmm__disk_rx_free(struct vmm__disk_rx *rx);
+
+/* ---- the same records as a snapshot file's disk section */
+struct vmm__snap;
+/* Writes the section at xp's offset (the guest paused): layout, every extent, END; *len
+ * and *hash (XXH3) for the metadata. */
+int vmm__disk_section_write(struct vmm_vm *vm, struct vmm__xport *xp, int fd, uint64_t off,
+			    uint64_t *len, uint64_t *hash);
+/* Checks the section of fd at [off, +len) against hash first (VMM_ECORRUPT, nothing
+ * written), then writes it into vm's disks. */
+int vmm__disk_section_restore(struct vmm_vm *vm, int fd, uint64_t off, uint64_t len,
+			      uint64_t hash);
 
 #endif

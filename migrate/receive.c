@@ -493,7 +493,7 @@ static int accept_hello(struct receiver *rv, const Vmm__Stream__Hello *h)
 		r = vmm__err(r < 0 ? r : VMM_EINVAL, "the prepare callback refused the VM (%d)", r);
 	/* Copied disks land in the images the prepare callback gave the VM. */
 	if (!r && (h->required_features & VMM_FEAT_DISKS))
-		r = vmm__disk_rx_new(rv->vm, &rv->disks);
+		r = vmm__disk_rx_new(rv->vm, 0, &rv->disks);
 	if (!r && h->shape->has_cpuid_digest) {
 		struct vmm__move_shape sh;
 

@@ -72,9 +72,11 @@ static const struct cli_command {
 	{ "resume", "PATH", "resume a paused VM", cmd_control, 1 },
 	{ "snapshot",
 	  "PATH FILE [--live] [--compress] [--incremental PARENT] [--stop] [--track] "
-	  "[--key-file F] [--json]",
+	  "[--with-disks] [--key-file F] [--json]",
 	  "save the VM to FILE; --key-file F encrypts it (AES-256-GCM)\n"
-	  "with the key in F (32 bytes or 64 hex digits)", cmd_control, 1 },
+	  "with the key in F (32 bytes or 64 hex digits); --with-disks puts\n"
+	  "the disk images in the file too (restore writes them into its\n"
+	  "--disk images, same size)", cmd_control, 1 },
 	{ "shutdown", "PATH", "stop the VM; its vmm exits 0", cmd_control, 1 },
 	{ "migrate",
 	  "PATH HOST:PORT [--downtime-ms N] [--bandwidth MBPS] [--compress off|zstd|auto] "

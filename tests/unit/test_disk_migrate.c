@@ -5,7 +5,8 @@
  * rounds, so that several rounds carry dirty blocks); the destination's own image
  * must then equal the source's byte for byte, with the source's holes still holes. Refusals
  * (another size, the same file) come before anything is written; a link cut before GO
- * leaves the source running with its image as it was. */
+ * leaves the source running with its image as it was. A snapshot with the disk restores
+ * it into an empty image; a damaged or truncated section is refused, the image untouched. */
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 #include "libvmm/vm_internal.h"
 #include "libvmm/vm_move.h"
 #include "migrate/stream.h"
+#include "vmm/snapshot.h"
 
 #define MIB (1ull << 20)
 #define RAM_MIB 16
@@ -32,6 +34,8 @@
  * writes. */
 #define HOLE_LO (2 * MIB)
 #define HOLE_HI (6 * MIB)
+/* Where a snapshot's disk section starts: after the RAM image and its page hashes. */
+#define VMM_SNAP_OFF_RAM_END (4096 + RAM_MIB * MIB + RAM_MIB * MIB / 4096 * 8)
 
 #define QUEUE_NOTIFY 0x050
 #define STATUS 0x070
@@ -523,6 +527,101 @@ static void tracking_races_the_request_path(void **state)
 	vmm_vm_destroy(vm);
 }
 
+/* ---- snapshots that carry the disk */
+
+static void flip_byte(const char *path, uint64_t off)
+{
+	int fd = open(path, O_RDWR);
+	uint8_t b;
+
+	assert_int_equal(pread(fd, &b, 1, (off_t)off), 1);
+	b ^= 0x5a;
+	assert_int_equal(pwrite(fd, &b, 1, (off_t)off), 1);
+	close(fd);
+}
+
+static int restore_into(const char *snap, const char *img, struct vmm_vm **out)
+{
+	struct vmm_restore_opts ro;
+
+	vmm_restore_opts_init(&ro);
+	ro.prepare = prepare;
+	ro.prepare_opaque = (void *)img;
+	return vmm_snapshot_restore(snap, &ro, out);
+}
+
+static void all_bytes(const char *path, uint8_t v)
+{
+	uint64_t n;
+	uint8_t *b = slurp(path, &n);
+
+	for (uint64_t i = 0; i < n; i++)
+		if (b[i] != v)
+			fail_msg("byte %llu of %s is 0x%02x", (unsigned long long)i, path, b[i]);
+	free(b);
+}
+
+/* One file restores the whole machine: the disk goes into an empty image of the same
+ * size, block by block the source's, its hole a hole. A damaged or truncated section is
+ * refused before a byte of the image is written. */
+static void snapshot_carries_the_disk(void **state)
+{
+	struct vmm_vm *src = source(), *vm = NULL;
+	struct vmm_snapshot_opts so;
+	struct drv d;
+	char snap[96], bad[112];
+	uint64_t disks_off = VMM_SNAP_OFF_RAM_END;
+	int fd;
+
+	(void)state;
+	drv_init(&d, src);
+	for (unsigned i = 0; i < 40; i++)
+		guest_write(&d, block_of(i * 5), i + 1);
+	snprintf(snap, sizeof(snap), "%s.snap", src_img);
+	vmm_snapshot_opts_init(&so);
+	so.disks = 1;
+	assert_int_equal(vmm_snapshot_save(src, snap, &so, NULL), 0);
+	vmm_vm_destroy(src); /* its image stays as saved */
+
+	make_file(dst_img, "/tmp/vmm-diskmig-dst-XXXXXX", DISK_MIB * MIB, -1);
+	assert_int_equal(restore_into(snap, dst_img, &vm), 0);
+	assert_same_images(src_img, dst_img);
+	assert_true(is_hole(dst_img, HOLE_LO, HOLE_HI));
+	vmm_vm_destroy(vm);
+
+	/* Damaged inside the section: refused, the image untouched. */
+	snprintf(bad, sizeof(bad), "%s.bad", snap);
+	{
+		uint64_t n;
+		uint8_t *b = slurp(snap, &n);
+
+		fd = open(bad, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		assert_int_equal(write(fd, b, n), (ssize_t)n);
+		close(fd);
+		free(b);
+	}
+	flip_byte(bad, disks_off + 4096);
+	unlink(dst_img);
+	make_file(dst_img, "/tmp/vmm-diskmig-dst-XXXXXX", DISK_MIB * MIB, 0xaa);
+	vm = NULL;
+	assert_int_equal(restore_into(bad, dst_img, &vm), VMM_ECORRUPT);
+	print_message("    damaged: %s\n", vmm_last_error());
+	assert_null(vm);
+	all_bytes(dst_img, 0xaa);
+	/* Truncated inside the section: refused as well, the image untouched. */
+	assert_int_equal(truncate(bad, (off_t)(disks_off + 8192)), 0);
+	assert_int_not_equal(restore_into(bad, dst_img, &vm), 0);
+	print_message("    truncated: %s\n", vmm_last_error());
+	all_bytes(dst_img, 0xaa);
+	/* Another size: refused by name. */
+	unlink(dst_img);
+	make_file(dst_img, "/tmp/vmm-diskmig-dst-XXXXXX", 2 * MIB, 0xaa);
+	assert_int_equal(restore_into(snap, dst_img, &vm), VMM_ESHAPE);
+	all_bytes(dst_img, 0xaa);
+	unlink(bad);
+	unlink(snap);
+}
+
 /* A mode this libvmm does not know. */
 static void unknown_mode_refused(void **state)
 {
@@ -547,6 +646,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(cut_before_go_keeps_the_source, setup, teardown),
 		cmocka_unit_test_setup_teardown(unknown_mode_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(tracking_races_the_request_path, setup, teardown),
+		cmocka_unit_test_setup_teardown(snapshot_carries_the_disk, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
