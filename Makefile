@@ -64,7 +64,7 @@ check-asan: deps
 
 # The threaded parts (vCPU threads, pause/resume, dirty rings, migration) under TSan; run
 # control, the fake-kernel vCPU threads and snapshot saves run under it on any machine.
-TSAN_TESTS = 'lifecycle|dirty|test_migrate$$|migrate_fail|ram_batch|run_control|fake_run|snapshot_files|vm_threads|kick_signal|receive_limits|device_state|cpu_model|handover|snapshot_save|unit/test_tls$$|rx_populate|snapshot_uffd|pager_source|virtio_net|virtio_vsock'
+TSAN_TESTS = 'lifecycle|dirty|test_migrate$$|migrate_fail|ram_batch|run_control|fake_run|snapshot_files|vm_threads|kick_signal|receive_limits|device_state|cpu_model|handover|snapshot_save|unit/test_tls$$|rx_populate|snapshot_uffd|pager_source|virtio_net|virtio_vsock|disk_migrate'
 check-tsan: deps
 	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVMM_SANITIZE=thread -DVMM_WERROR=ON
 	cmake --build $(TSAN_BUILD) -j$(JOBS)

@@ -15,6 +15,7 @@
 #include "libvmm/error_internal.h"
 #include "libvmm/opts.h"
 #include "libvmm/vm_internal.h"
+#include "libvmm/vm_move.h"
 
 void vmm_disk_opts_init(struct vmm_disk_opts *opts)
 {
@@ -227,4 +228,24 @@ int vmm_vm_device_info(struct vmm_vm *vm, uint32_t slot, struct vmm_device_info 
 		return vmm__err(VMM_ENOENT, "no virtio device in slot %u (the VM has %u)", slot, n);
 	vmm__virtio_info(t, info);
 	return 0;
+}
+
+unsigned vmm__move_disks(struct vmm_vm *vm, void **disks, unsigned max)
+{
+	unsigned n = 0;
+
+	/* As in vmm_vm_device_info: devices live until the VM is destroyed. */
+	pthread_mutex_lock(&vm->lock);
+	for (uint32_t slot = 0; slot < vm->nvirtio; slot++) {
+		struct vmm__virtio *t = NULL;
+		void *b;
+
+		for (uint32_t i = 0; i < vm->devices.n && !t; i++)
+			t = vmm__virtio_at(vm->devices.items[i].ops, vm->devices.items[i].dev, slot);
+		b = vmm__virtio_blk_of(t);
+		if (b && n < max)
+			disks[n++] = b;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return n;
 }

@@ -124,6 +124,8 @@ void vmm__move_set_receiving(struct vmm_vm *vm);
  * released by the source just before GO; taken back by a source that keeps the guest.
  * vmm_vm_start and resume acquire it too, so a guest never runs without it. */
 int vmm__move_devices_release(struct vmm_vm *vm);
+/* The VM's virtio-blk models (virtio_blk.h), in slot order: how many (at most max). */
+unsigned vmm__move_disks(struct vmm_vm *vm, void **disks, unsigned max);
 int vmm__move_devices_acquire(struct vmm_vm *vm);
 /* Clears `migrated` (a source taking its guest back). */
 void vmm__move_clear_migrated(struct vmm_vm *vm);

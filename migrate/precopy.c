@@ -22,6 +22,7 @@
 #include "libvmm/error_internal.h"
 #include "libvmm/opts.h"
 #include "libvmm/memory.h"
+#include "migrate/disk_stream.h"
 #include "migrate/policy.h"
 #include "migrate/protocol.h"
 #include "migrate/ram.h"
@@ -63,6 +64,8 @@ struct sender {
 	uint64_t state_cost_ns;  /* the destination's rehearsal of the state (hello reply) */
 	uint8_t session[16];
 	struct vmm__tls *tls;    /* NULL: plain TCP */
+	struct vmm__disk_tx *disks; /* copy mode: the images go on connection 0 */
+	uint32_t round;
 };
 
 void vmm_migrate_opts_init(struct vmm_migrate_opts *o)
@@ -221,6 +224,7 @@ static int sink_begin(void *ctx, uint32_t round, uint64_t npages, int final)
 	snapshot_tx_stats(s, s->before);
 	s->round_t0 = vmm__now_ns();
 	s->final = final;
+	s->round = round;
 	m.has_round = 1, m.round = round;
 	m.has_pages = 1, m.pages = npages;
 	m.has_final = 1, m.final = final;
@@ -234,6 +238,9 @@ static int sink_copy(void *ctx, struct vmm__rounds *rs)
 
 	s->rs = rs;
 	r = send_round_pages(s);
+	/* The disks' blocks after the round's pages, on connection 0 (disk_stream.h). */
+	if (!r && s->disks)
+		r = vmm__disk_tx_round(s->disks, s->c[0].xp, s->round == 0);
 	if (s->final) /* what is still queued goes with END, the state and COMPLETE */
 		return r;
 	/* Until the peer has it: otherwise the round's time is the time to fill socket
@@ -261,6 +268,14 @@ static uint64_t sink_fixed_ns(void *ctx)
 	return 2 * vmm__xport_rtt_ns(s->c[0].xp) + s->state_cost_ns;
 }
 
+/* The disk blocks the guest dirtied count in the downtime estimate like its pages. */
+static uint64_t sink_extra_bytes(void *ctx)
+{
+	struct sender *s = ctx;
+
+	return vmm__disk_tx_pending_bytes(s->disks);
+}
+
 static void sink_report(void *ctx, const struct vmm__rounds_report *rep)
 {
 	struct sender *s = ctx;
@@ -274,6 +289,7 @@ static void sink_report(void *ctx, const struct vmm__rounds_report *rep)
 	rd.expected_downtime_ns = rep->expected_downtime_ns;
 	s->st.rounds = rep->round + 1;
 	s->st.expected_downtime_ns = rd.expected_downtime_ns;
+	s->st.disk_bytes = vmm__disk_tx_bytes(s->disks);
 	s->st.max_throttle_pct = rep->max_throttle_pct;
 	if (s->o.progress)
 		s->o.progress(s->o.progress_opaque, &rd, &s->st);
@@ -387,8 +403,9 @@ static int hand_over(struct sender *s)
 	if (r)
 		return r;
 	/* The guest's disks, flushed, let go with it: the destination takes their locks
-	 * before it starts (shared storage). A failed flush keeps the guest here. */
-	r = vmm__move_devices_release(s->vm);
+	 * before it starts (shared storage). A failed flush keeps the guest here. Copied
+	 * disks are two files: each side keeps its own lock. */
+	r = s->disks ? 0 : vmm__move_devices_release(s->vm);
 	if (r) {
 		vmm__move_let_go(s->vm, 0);
 		return r;
@@ -475,7 +492,8 @@ static int hello(struct sender *s)
 	struct vmm__rec_hdr h;
 	uint8_t *p;
 	uint64_t feat = VMM_FEAT_RAM_BATCHES | VMM_FEAT_HANDOVER |
-			(s->o.compress != VMM_MIGRATE_COMPRESS_OFF ? VMM_FEAT_ZSTD : 0);
+			(s->o.compress != VMM_MIGRATE_COMPRESS_OFF ? VMM_FEAT_ZSTD : 0) |
+			(s->o.disks == VMM_MIGRATE_DISKS_COPY ? VMM_FEAT_DISKS : 0);
 	int r;
 
 	vmm__hello_from_vm(s->vm, feat, &hb);
@@ -552,6 +570,7 @@ static void teardown(struct sender *s)
 		vmm__xport_free(s->c[i].xp);
 	}
 	vmm__tls_free(s->tls);
+	vmm__disk_tx_free(s->disks);
 }
 
 static int migrate(struct sender *s)
@@ -563,6 +582,7 @@ static int migrate(struct sender *s)
 		.pass_bytes = sink_pass_bytes,
 		.fixed_ns = sink_fixed_ns,
 		.report = sink_report,
+		.extra_bytes = sink_extra_bytes,
 		.before_pause = sync_destination,
 		.stable = sink_stable,
 	};
@@ -586,6 +606,14 @@ static int migrate(struct sender *s)
 		if (r)
 			return r;
 		s->tracking = 1;
+	}
+	/* Tracking starts before the layout and round 0 read anything. */
+	if (s->o.disks == VMM_MIGRATE_DISKS_COPY) {
+		r = vmm__disk_tx_new(s->vm, &s->disks);
+		if (!r)
+			r = vmm__disk_tx_layout(s->disks, s->c[0].xp);
+		if (r)
+			return r;
 	}
 	/* A guest that exited during pre-copy (STOPPED, not PAUSED) fails the pause: sending
 	 * it anyway would make the destination start vCPUs past the guest's exit, where it
@@ -657,6 +685,8 @@ static int send_fds(struct vmm_vm *vm, const int *fds, unsigned nfds, const char
 	if (s->n < 1 || s->n > VMM_MIGRATE_MAX_CONNS || nfds != s->n)
 		r = vmm__err(VMM_EINVAL, "%u connections for %u sockets (1..%d)", s->n, nfds,
 			     VMM_MIGRATE_MAX_CONNS);
+	else if (s->o.disks > VMM_MIGRATE_DISKS_COPY)
+		r = vmm__err(VMM_EINVAL, "migrate: disks mode %u (0 shared, 1 copy)", s->o.disks);
 	else if (vmm__move_in_doubt(vm))
 		r = vmm__err(VMM_EINDOUBT, "migrate: the last migration's outcome is in doubt "
 			     "(vmm_migrate_resolve decides)");
@@ -683,6 +713,7 @@ static int send_fds(struct vmm_vm *vm, const int *fds, unsigned nfds, const char
 		keep_guest(s, vm, r);
 	}
 	s->st.total_ns = vmm__now_ns() - s->t0;
+	s->st.disk_bytes = vmm__disk_tx_bytes(s->disks);
 	s->st.compression_ratio = s->st.wire_bytes ? (double)s->st.raw_bytes /
 						       (double)(s->st.wire_bytes ? s->st.wire_bytes : 1)
 						   : 1.0;

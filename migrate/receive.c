@@ -27,6 +27,7 @@
 #include "libvmm/memory.h"
 #include "migrate/protocol.h"
 #include "migrate/ram.h"
+#include "migrate/disk_stream.h"
 #include "migrate/rx_populate.h"
 #include "migrate/stream.h"
 #include "migrate/tls.h"
@@ -76,6 +77,7 @@ struct receiver {
 	struct vmm__tls *tls;      /* NULL: plain TCP */
 	struct vmm__tls_conn *handed; /* accept_stream's session for the fd it returns */
 	struct vmm__rx_populate *pop; /* populate-ahead during the RAM phase (NULL: none) */
+	struct vmm__disk_rx *disks; /* the source copies its disks (VMM_FEAT_DISKS) */
 };
 
 void vmm_receive_opts_init(struct vmm_receive_opts *o)
@@ -489,6 +491,9 @@ static int accept_hello(struct receiver *rv, const Vmm__Stream__Hello *h)
 	 * VM the source is told it can have. A failure is a refusal like any other. */
 	if (!r && rv->o.prepare && (r = rv->o.prepare(rv->o.prepare_opaque, rv->vm)))
 		r = vmm__err(r < 0 ? r : VMM_EINVAL, "the prepare callback refused the VM (%d)", r);
+	/* Copied disks land in the images the prepare callback gave the VM. */
+	if (!r && (h->required_features & VMM_FEAT_DISKS))
+		r = vmm__disk_rx_new(rv->vm, 0, &rv->disks);
 	if (!r && h->shape->has_cpuid_digest) {
 		struct vmm__move_shape sh;
 
@@ -613,6 +618,11 @@ static int receive_ram(struct rconn *c)
 			free(p);
 			break;
 		}
+		case VMM_REC_DISK:
+			r = c == &c->rv->c[0] && c->rv->disks ?
+				    vmm__disk_rx_apply(c->rv->disks, c->xp, h.len) :
+				    vmm__err(VMM_EPROTO, "a disk record the hello did not announce");
+			break;
 		case VMM_REC_SYNC:
 			/* Everything before it on this connection is applied. */
 			r = vmm__stream_write_rec(c->xp, VMM_REC_SYNC, NULL, 0);
@@ -811,6 +821,9 @@ static int receive_after_hello(struct receiver *rv, int r, Vmm__Stream__Hello *h
 		r = accept_extra(rv, lfd);
 	if (!r)
 		r = receive_all(rv);
+	/* The copied images are on stable storage before READY (disk_stream.h). */
+	if (!r && rv->disks)
+		r = vmm__disk_rx_finish(rv->disks);
 	if (!r)
 		r = receive_state(rv);
 	if (!r)
@@ -842,6 +855,7 @@ static int receive_after_hello(struct receiver *rv, int r, Vmm__Stream__Hello *h
 		close(rv->pend[i].fd);
 	}
 	vmm__tls_free(rv->tls);
+	vmm__disk_rx_free(rv->disks);
 	if (r == VMM_EINDOUBT) {
 		/* Kept, loaded and never started, until vmm_migrate_resolve (protocol.h). */
 		vmm__move_set_in_doubt(rv->vm, VMM__SIDE_DEST);

@@ -128,7 +128,8 @@ static int live_round(struct vmm__rounds *rs, uint32_t round, int *done)
 		.wire_bytes = k->pass_bytes(k->ctx),
 		.duration_ns = t_end - t0,
 		.elapsed_ns = vmm__now_ns() - t0,
-		.remaining_bytes = set_weight(rs) * VMM_PAGE_SIZE,
+		.remaining_bytes = set_weight(rs) * VMM_PAGE_SIZE +
+				   (k->extra_bytes ? k->extra_bytes(k->ctx) : 0),
 		/* What the pause costs besides the pages: the final sync, and what the sink
 		 * adds (a migration's state load and round trip: without the state, a slow
 		 * host's downtime exceeded its estimate 70-fold). */

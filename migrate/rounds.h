@@ -47,6 +47,9 @@ struct vmm__rounds_sink {
 	/* What the pause costs beyond its pages and the final sync: a migration's round trip
 	 * and the state's load on the destination. NULL: nothing. */
 	uint64_t (*fixed_ns)(void *ctx);
+	/* Bytes outside RAM still to copy (a migration's dirty disk blocks): they count in
+	 * the estimate like dirty pages. NULL: none. */
+	uint64_t (*extra_bytes)(void *ctx);
 	/* A live round measured (NULL: not wanted). */
 	void (*report)(void *ctx, const struct vmm__rounds_report *rep);
 	/* After the live rounds, before the pause (NULL: nothing). */

@@ -15,6 +15,7 @@
 #include "libvmm/memory_pager.h"
 #include "libvmm/opts.h"
 #include "migrate/snapshot_crypt.h"
+#include "migrate/disk_stream.h"
 #include "migrate/snapshot_file.h"
 #include "migrate/snapshot_path.h"
 #include "migrate/stream.h"
@@ -212,6 +213,11 @@ int vmm_snapshot_restore(const char *path, const struct vmm_restore_opts *opts,
 	/* The embedder registers its devices (and their state hooks) before the state loads. */
 	if (!r && o.prepare && (r = o.prepare(o.prepare_opaque, vm)))
 		r = vmm__err(r < 0 ? r : VMM_EINVAL, "the prepare callback refused the VM (%d)", r);
+	/* A disk section goes into the disks the prepare callback gave the VM (checked whole
+	 * before anything is written: disk_stream.h). */
+	if (!r && chain[0].meta->has_disks_len)
+		r = vmm__disk_section_restore(vm, chain[0].fd, chain[0].meta->disks_off,
+					      chain[0].meta->disks_len, chain[0].meta->disks_hash);
 	/* Increments apply oldest first; the newest one holds the machine state. */
 	for (int i = n - 2; !r && i >= 0; i--)
 		r = vmm__snap_read_ram(&chain[i], vmm__move_ram(vm), 0);

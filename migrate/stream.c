@@ -11,7 +11,7 @@ const char *vmm__rec_name(unsigned type)
 {
 	static const char *const names[] = { "invalid", "hello", "hello-reply", "ram", "round",
 					     "state", "complete", "committed", "error", "end",
-					     "sync", "ready", "go", "started" };
+					     "sync", "ready", "go", "started", "disk" };
 
 	return type <= VMM_REC_MAX_TYPE ? names[type] : "unknown";
 }

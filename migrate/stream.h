@@ -27,8 +27,10 @@
  * requires it, so a 1.0 destination refuses by name instead of starting the guest while
  * the source may still resume; a destination refuses a source without it. */
 #define VMM_FEAT_HANDOVER (1ull << 4)
+/* The guest's disk images travel in the stream (DISK records, migrate/disk_stream.h). */
+#define VMM_FEAT_DISKS (1ull << 5)
 #define VMM_FEAT_KNOWN (VMM_FEAT_RAM_IMAGE | VMM_FEAT_RAM_BATCHES | VMM_FEAT_ZSTD | \
-			VMM_FEAT_INCREMENTAL | VMM_FEAT_HANDOVER)
+			VMM_FEAT_INCREMENTAL | VMM_FEAT_HANDOVER | VMM_FEAT_DISKS)
 
 enum vmm__rec_type {
 	VMM_REC_INVALID = 0, /* never sent: a zeroed header is an error */
@@ -45,7 +47,8 @@ enum vmm__rec_type {
 	VMM_REC_READY = 11,   /* destination: I hold the whole guest, paused */
 	VMM_REC_GO = 12,      /* source: yours; its last word (empty) */
 	VMM_REC_STARTED = 13, /* destination: the outcome of the start after GO */
-	VMM_REC_MAX_TYPE = 13,
+	VMM_REC_DISK = 14,    /* disk images' layout or blocks (disk_stream.h) */
+	VMM_REC_MAX_TYPE = 14,
 };
 
 #define VMM_REC_MAX_LEN (64u << 20)

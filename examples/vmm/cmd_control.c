@@ -93,6 +93,7 @@ static int snapshot(int argc, char **argv)
 		{ "incremental", required_argument, NULL, 'i' },
 		{ "stop", no_argument, NULL, 's' },
 		{ "track", no_argument, NULL, 't' },
+		{ "with-disks", no_argument, NULL, 'D' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "key-file", required_argument, NULL, 'k' },
 		{ NULL, 0, NULL, 0 },
@@ -117,6 +118,9 @@ static int snapshot(int argc, char **argv)
 			break;
 		case 't':
 			json_object_object_add(req, "track", json_object_new_boolean(1));
+			break;
+		case 'D':
+			json_object_object_add(req, "with_disks", json_object_new_boolean(1));
 			break;
 		case 'i':
 			free(parent);

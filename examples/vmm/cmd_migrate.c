@@ -77,6 +77,7 @@ static int build_request(int argc, char **argv, struct json_object *req, int *js
 		{ "compress", required_argument, NULL, 'z' },
 		{ "connections", required_argument, NULL, 'c' },
 		{ "auto-converge", no_argument, NULL, 'a' },
+		{ "copy-disks", no_argument, NULL, 'D' },
 		{ "max-rounds", required_argument, NULL, 'r' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "tls-dir", required_argument, NULL, 'T' },
@@ -120,6 +121,9 @@ static int build_request(int argc, char **argv, struct json_object *req, int *js
 			break;
 		case 'a':
 			json_object_object_add(req, "auto_converge", json_object_new_boolean(1));
+			break;
+		case 'D':
+			json_object_object_add(req, "copy_disks", json_object_new_boolean(1));
 			break;
 		case 'r':
 			if (parse_uint("--max-rounds", optarg, 1, 100000, &n))

@@ -376,6 +376,13 @@ int control_migrate_parse(struct json_object *body, struct control_migrate_req *
 				return -1;
 			}
 			o->auto_converge = json_object_get_boolean(v);
+		} else if (!strcmp(key, "copy_disks")) {
+			if (!json_object_is_type(v, json_type_boolean)) {
+				snprintf(why, len, "\"copy_disks\" must be true or false");
+				return -1;
+			}
+			o->disks = json_object_get_boolean(v) ? VMM_MIGRATE_DISKS_COPY
+							      : VMM_MIGRATE_DISKS_SHARED;
 		} else if (!strcmp(key, "tls_dir") || !strcmp(key, "psk_file") ||
 			   !strcmp(key, "tls_peer")) {
 			const char *sv = json_object_get_string(v);

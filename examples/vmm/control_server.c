@@ -407,6 +407,15 @@ static int parse_snapshot_body(struct json_object *body, struct vmm_snapshot_opt
 			opts->key_len = 32;
 			continue;
 		}
+		if (!strcmp(key, "with_disks")) { /* the disk images inside the file */
+			if (!json_object_is_type(v, json_type_boolean)) {
+				reply_error(rep, MHD_HTTP_BAD_REQUEST, vmm_err_name(VMM_EINVAL),
+					    vmm_strerror(VMM_EINVAL), "\"with_disks\" must be true or false");
+				return -1;
+			}
+			opts->disks = (uint32_t)json_object_get_boolean(v);
+			continue;
+		}
 		if (!strcmp(key, "incremental")) {
 			if (json_object_is_type(v, json_type_null))
 				continue;

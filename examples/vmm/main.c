@@ -72,18 +72,23 @@ static const struct cli_command {
 	{ "resume", "PATH", "resume a paused VM", cmd_control, 1 },
 	{ "snapshot",
 	  "PATH FILE [--live] [--compress] [--incremental PARENT] [--stop] [--track] "
-	  "[--key-file F] [--json]",
+	  "[--with-disks] [--key-file F] [--json]",
 	  "save the VM to FILE; --key-file F encrypts it (AES-256-GCM)\n"
-	  "with the key in F (32 bytes or 64 hex digits)", cmd_control, 1 },
+	  "with the key in F (32 bytes or 64 hex digits); --with-disks puts\n"
+	  "the disk images in the file too (restore writes them into its\n"
+	  "--disk images, same size)", cmd_control, 1 },
 	{ "shutdown", "PATH", "stop the VM; its vmm exits 0", cmd_control, 1 },
 	{ "migrate",
 	  "PATH HOST:PORT [--downtime-ms N] [--bandwidth MBPS] [--compress off|zstd|auto] "
-	  "[--connections N] [--auto-converge] [--max-rounds N] [--json] "
+	  "[--connections N] [--auto-converge] [--max-rounds N] [--copy-disks] [--json] "
 	  "[--tls-dir DIR [--tls-peer NAME] | --psk-file F]",
 	  "live-migrate the VM to a vmm receive on HOST:PORT,\n"
 	  "with progress on stderr; Ctrl-C cancels; once it\n"
 	  "has moved, the source vmm exits 0; exits 3 if the\n"
-	  "outcome is in doubt (paused on both sides)",
+	  "outcome is in doubt (paused on both sides);\n"
+	  "--copy-disks copies the disk images in the stream into\n"
+	  "the receiver's own --disk images (same size, another file;\n"
+	  "without it the disks are shared storage)",
 	  cmd_migrate, 1 },
 	{ "migrate-resolve", "PATH run|discard",
 	  "end an in-doubt migration on this side: run takes the\n"

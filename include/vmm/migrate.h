@@ -79,7 +79,8 @@ struct vmm_migrate_stats {
 	uint64_t apply_ns;       /* the destination decoding and loading it */
 	uint32_t tls_connections;  /* connections that ran TLS (0: none, plain TCP) */
 	uint32_t ktls_connections; /* of those, encrypted by the kernel (kTLS) on send */
-	uint64_t reserved[3];
+	uint64_t disk_bytes;     /* disk image data copied (VMM_MIGRATE_DISKS_COPY; in wire_bytes) */
+	uint64_t reserved[2];
 };
 
 /* TLS 1.3 with mutual authentication on every connection of a migration (OpenSSL).
@@ -134,8 +135,21 @@ struct vmm_migrate_opts {
 	vmm_migrate_progress_fn progress; /* after every round, on the sending thread */
 	void *progress_opaque;
 	const struct vmm_tls_opts *tls; /* NULL: plain TCP */
-	uint64_t reserved[7];
+	uint64_t reserved0;
+	/* VMM_MIGRATE_DISKS_*: 0 shared storage (today), 1 copy. Copy: every virtio disk's
+	 * image travels in the stream (round 0 its allocated blocks, later rounds what the
+	 * guest wrote, the last ones with the guest paused) into the image the destination's
+	 * VM was given (prepare callback): same size, not the same file on one host
+	 * (VMM_ESHAPE, VMM_EINVAL, refused before anything is written). Each side keeps its
+	 * own image's lock. A failure before GO leaves the source's image untouched and the
+	 * destination's holding part of the copy (scratch: the guest never ran on it). */
+	uint32_t disks;
+	uint32_t disks_pad;
+	uint64_t reserved[5];
 };
+
+#define VMM_MIGRATE_DISKS_SHARED 0u
+#define VMM_MIGRATE_DISKS_COPY 1u
 
 VMM_EXPORT void vmm_migrate_opts_init(struct vmm_migrate_opts *opts);
 

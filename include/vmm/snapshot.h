@@ -54,7 +54,17 @@ struct vmm_snapshot_opts {
 	 * call only. */
 	const void *key;
 	size_t key_len;
-	uint64_t reserved[5];
+	/* 1: the file carries every virtio disk's image too (its allocated blocks, written
+	 * with the guest paused, after RAM), so that one file restores the whole machine; a
+	 * restore writes it, in place, into the image the restored VM's disk names (same
+	 * size, else VMM_ESHAPE): the section is checked whole first, so a damaged one is
+	 * refused (VMM_ECORRUPT) before a byte is written; an I/O error while writing leaves
+	 * the image partly written. Written with the guest paused, after RAM. Not with
+	 * VMM_SNAPSHOT_INCREMENTAL (VMM_EINVAL). 0: the disks are not in the file (copy the
+	 * images beside it). */
+	uint32_t disks;
+	uint32_t disks_pad;
+	uint64_t reserved[4];
 };
 
 struct vmm_snapshot_stats {

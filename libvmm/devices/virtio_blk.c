@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,8 +49,27 @@ struct blk {
 	/* vmm_device_info's counters; the transport's lock covers them. */
 	uint64_t requests, errors, bytes_read, bytes_written;
 	struct vmm__virtio_req req; /* the transport's lock covers req and buf */
+	/* Blocks the guest wrote since the last take (a migration copying the image):
+	 * dirty_lock alone guards the bitmap, so the migration thread never waits for a
+	 * request in flight. NULL: not tracking. */
+	pthread_mutex_t dirty_lock;
+	uint64_t *dirty;
 	uint8_t buf[BOUNCE];
 };
+
+/* A write's blocks are marked after pwrite returned: a take (clear) before the copy reads
+ * the block either sees the data or finds the bit set again, never neither. */
+static void mark_dirty(struct blk *b, uint64_t off, uint64_t len)
+{
+	if (!len)
+		return;
+	pthread_mutex_lock(&b->dirty_lock);
+	if (b->dirty)
+		for (uint64_t k = off / VMM_BLK_DIRTY_BLOCK; k <= (off + len - 1) / VMM_BLK_DIRTY_BLOCK;
+		     k++)
+			b->dirty[k / 64] |= 1ull << (k % 64);
+	pthread_mutex_unlock(&b->dirty_lock);
+}
 
 /* Moves len bytes between the image at off and the request's data (readable part from
  * byte 16 for OUT, writable part from byte 0 for IN). -1: the transport failed. */
@@ -116,7 +136,7 @@ static int serve(struct blk *b, struct vmm__virtio *t, uint8_t *status, uint32_t
 			if (h.type == T_IN)
 				*written = (uint32_t)len, b->bytes_read += len;
 			else
-				b->bytes_written += len;
+				b->bytes_written += len, mark_dirty(b, h.sector * SECTOR, len);
 		}
 		return 0;
 	case T_FLUSH:
@@ -265,6 +285,8 @@ static void blk_destroy(void *model)
 
 	if (b->fd >= 0)
 		close(b->fd); /* drops the lock */
+	free(b->dirty);
+	pthread_mutex_destroy(&b->dirty_lock);
 	free(b->path);
 	free(b);
 }
@@ -330,6 +352,7 @@ int vmm__virtio_blk_create(const struct vmm__device_host *host, uint32_t slot, c
 	if (!b)
 		return vmm__err(VMM_ENOMEM, "virtio-blk");
 	b->read_only = !!read_only;
+	pthread_mutex_init(&b->dirty_lock, NULL);
 	b->path = strdup(path);
 	r = b->path ? blk_open(b, path, defer_lock) : vmm__err(VMM_ENOMEM, "virtio-blk");
 	if (r) {
@@ -342,4 +365,83 @@ int vmm__virtio_blk_create(const struct vmm__device_host *host, uint32_t slot, c
 		snprintf(id, sizeof(id), "libvmm-disk%u", slot);
 	memcpy(b->serial, id, strnlen(id, ID_LEN)); /* zero-padded, not terminated at 20 */
 	return vmm__virtio_create(host, slot, &blk_model, b);
+}
+
+/* ---- the image as a migration copies it (virtio_blk.h) */
+
+void *vmm__virtio_blk_of(struct vmm__virtio *t)
+{
+	return t ? vmm__virtio_model_of(t, &blk_model) : NULL;
+}
+
+int vmm__blk_fd(const void *blk)
+{
+	return ((const struct blk *)blk)->fd;
+}
+
+uint64_t vmm__blk_bytes(const void *blk)
+{
+	return ((const struct blk *)blk)->capacity * SECTOR;
+}
+
+int vmm__blk_read_only(const void *blk)
+{
+	return ((const struct blk *)blk)->read_only;
+}
+
+const char *vmm__blk_path(const void *blk)
+{
+	return ((const struct blk *)blk)->path;
+}
+
+uint64_t vmm__blk_dirty_blocks(const void *blk)
+{
+	return (vmm__blk_bytes(blk) + VMM_BLK_DIRTY_BLOCK - 1) / VMM_BLK_DIRTY_BLOCK;
+}
+
+int vmm__blk_track(void *blk, int on)
+{
+	struct blk *b = blk;
+	uint64_t *map = NULL;
+
+	if (on) {
+		map = calloc((vmm__blk_dirty_blocks(b) + 63) / 64, 8);
+		if (!map)
+			return vmm__err(VMM_ENOMEM, "dirty bitmap of disk %s", b->path);
+	}
+	pthread_mutex_lock(&b->dirty_lock);
+	free(b->dirty);
+	b->dirty = map;
+	pthread_mutex_unlock(&b->dirty_lock);
+	return 0;
+}
+
+uint64_t vmm__blk_take_dirty(void *blk, uint64_t *out)
+{
+	struct blk *b = blk;
+	uint64_t words = (vmm__blk_dirty_blocks(b) + 63) / 64, n = 0;
+
+	pthread_mutex_lock(&b->dirty_lock);
+	if (b->dirty) {
+		memcpy(out, b->dirty, words * 8);
+		memset(b->dirty, 0, words * 8);
+	} else {
+		memset(out, 0, words * 8);
+	}
+	pthread_mutex_unlock(&b->dirty_lock);
+	for (uint64_t i = 0; i < words; i++)
+		n += (uint64_t)__builtin_popcountll(out[i]);
+	return n;
+}
+
+uint64_t vmm__blk_dirty_count(void *blk)
+{
+	struct blk *b = blk;
+	uint64_t words = (vmm__blk_dirty_blocks(b) + 63) / 64, n = 0;
+
+	pthread_mutex_lock(&b->dirty_lock);
+	for (uint64_t i = 0; b->dirty && i < words; i++)
+		n += (uint64_t)__builtin_popcountll(b->dirty[i]);
+	pthread_mutex_unlock(&b->dirty_lock);
+	return n;
 }

@@ -661,6 +661,11 @@ static void virtio_destroy(void *dev)
 	free(t);
 }
 
+void *vmm__virtio_model_of(struct vmm__virtio *t, const struct vmm__virtio_model *model)
+{
+	return t->model == model ? t->mctx : NULL;
+}
+
 struct vmm__virtio *vmm__virtio_at(const struct vmm__device_ops *ops, void *dev, uint32_t slot)
 {
 	struct vmm__virtio *t = dev;

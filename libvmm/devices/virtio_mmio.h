@@ -140,6 +140,8 @@ void vmm__virtio_push(struct vmm__virtio *t, uint32_t q, const struct vmm__virti
 /* The transport behind an entry (ops, dev) of the VM's device list if it is a virtio one
  * in `slot`, else NULL. */
 struct vmm__virtio *vmm__virtio_at(const struct vmm__device_ops *ops, void *dev, uint32_t slot);
+/* The model context behind t if its model is `model`, else NULL. */
+void *vmm__virtio_model_of(struct vmm__virtio *t, const struct vmm__virtio_model *model);
 /* Fills *info (all of it: zeroed first) under the transport's lock. */
 void vmm__virtio_info(struct vmm__virtio *t, struct vmm_device_info *info);
 /* Marks the device broken (DEVICE_NEEDS_RESET, configuration-change interrupt) and logs

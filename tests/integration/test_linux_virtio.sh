@@ -9,7 +9,8 @@
 # beside it (a disk is not inside the snapshot: vmm/devices.h); `vmm restore` (eager, then
 # lazy), each on its own copy, must carry the workload on. Then a third copy is restored
 # with a control socket and live-migrated mid-workload to a `vmm receive` on this host
-# given the same image (shared storage: its lock moves with the guest at the hand-over).
+# given the same image (shared storage: its lock moves with the guest at the hand-over),
+# and once more with --copy-disks to a receiver with its own empty image.
 # Each time the generations before and after join into exactly 1..N, the guest's verdict
 # is ok, and the host checks the image block by block: the last generation where the
 # guest wrote, the seed and zeros elsewhere.
@@ -102,31 +103,41 @@ for mode in eager lazy; do
   check_image "$mode restore" "$tmp/disk.$mode"
 done
 
-# Live migration between two vmm on this host sharing the image.
-img=$tmp/disk.mig
-cp --sparse=always "$tmp/disk.at-snapshot" "$img"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$VMM_CLI" receive --rng --disk "$img" "127.0.0.1:$port" >"$tmp/dst" 2>"$tmp/dst.err" &
-rxpid=$!; pids+=("$rxpid")
-wait_line "$tmp/dst.err" "receiving on"
-"$VMM_CLI" restore --control "$tmp/m.sock" --rng --disk "$img" "$tmp/v.snap" >"$tmp/src" 2>"$tmp/src.err" &
-srcpid=$!; pids+=("$srcpid")
-wait_socket "$tmp/m.sock"
-wait_line "$tmp/src" "disk wrote $blocks blocks gen"
-"$VMM_CLI" migrate "$tmp/m.sock" "127.0.0.1:$port" >/dev/null 2>"$tmp/mig.err"
-expect "migration mid-workload: vmm migrate exits 0" [ $? = 0 ] || show "$tmp/mig.err"
-wait_exit "$srcpid" 60
-expect "migration: the source exits 0 (got $rc)" [ "$rc" = 0 ] || show "$tmp/src.err"
-wait_exit "$rxpid" 120
-if expect "migration: the destination exits 0 (got $rc)" [ "$rc" = 0 ] &&
-  expect "migration: verdict ok on the destination" grep -q '^linux-guest: verdict ok' <(clean "$tmp/dst") &&
-  expect "migration: the source wrote, then the destination" \
-    bash -c '! grep -q verdict "$0" && grep -q "disk wrote" "$1"' "$tmp/src" "$tmp/dst" &&
-  expect "migration: disk generations 1..$gens, each read back once" \
-    [ "$(gens_seen "$tmp/src" "$tmp/dst")" = "$want_gens" ]; then
-  :
-else
-  echo "generations: $(gens_seen "$tmp/src" "$tmp/dst")"; show "$tmp/src.err"; tail -n 20 "$tmp/dst"; show "$tmp/dst.err"
-fi
-check_image "migrated" "$img"
+# Live migration between two vmm on this host: sharing the image (its lock moves with the
+# guest), then with local disks (--copy-disks: the receiver has its own empty image of the
+# same size, and the source's image travels in the stream beside RAM).
+for mig in shared local; do
+  img=$tmp/disk.mig-$mig
+  cp --sparse=always "$tmp/disk.at-snapshot" "$img"
+  dimg=$img copy=()
+  if [ $mig = local ]; then
+    dimg=$tmp/disk.mig-dst; copy=(--copy-disks)
+    truncate -s $((nblk * 4096)) "$dimg"
+  fi
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "$VMM_CLI" receive --rng --disk "$dimg" "127.0.0.1:$port" >"$tmp/dst" 2>"$tmp/dst.err" &
+  rxpid=$!; pids+=("$rxpid")
+  wait_line "$tmp/dst.err" "receiving on"
+  rm -f "$tmp/m.sock"
+  "$VMM_CLI" restore --control "$tmp/m.sock" --rng --disk "$img" "$tmp/v.snap" >"$tmp/src" 2>"$tmp/src.err" &
+  srcpid=$!; pids+=("$srcpid")
+  wait_socket "$tmp/m.sock"
+  wait_line "$tmp/src" "disk wrote $blocks blocks gen"
+  "$VMM_CLI" migrate "$tmp/m.sock" "127.0.0.1:$port" "${copy[@]}" >/dev/null 2>"$tmp/mig.err"
+  expect "$mig migration mid-workload: vmm migrate ${copy[*]} exits 0" [ $? = 0 ] || show "$tmp/mig.err"
+  wait_exit "$srcpid" 60
+  expect "$mig migration: the source exits 0 (got $rc)" [ "$rc" = 0 ] || show "$tmp/src.err"
+  wait_exit "$rxpid" 120
+  if expect "$mig migration: the destination exits 0 (got $rc)" [ "$rc" = 0 ] &&
+    expect "$mig migration: verdict ok on the destination" grep -q '^linux-guest: verdict ok' <(clean "$tmp/dst") &&
+    expect "$mig migration: the source wrote, then the destination" \
+      bash -c '! grep -q verdict "$0" && grep -q "disk wrote" "$1"' "$tmp/src" "$tmp/dst" &&
+    expect "$mig migration: disk generations 1..$gens, each read back once" \
+      [ "$(gens_seen "$tmp/src" "$tmp/dst")" = "$want_gens" ]; then
+    :
+  else
+    echo "generations: $(gens_seen "$tmp/src" "$tmp/dst")"; show "$tmp/src.err"; tail -n 20 "$tmp/dst"; show "$tmp/dst.err"
+  fi
+  check_image "$mig migrated" "$dimg"
+done
 summary
