@@ -18,7 +18,7 @@ cmdline=$(linux_cmdline "$cpus" 20000)
 
 for i in $(seq "$boots"); do
   start=$(date +%s%N)
-  timeout $((60 * slow)) "$VMM_CLI" run --memory 256M --cpus "$cpus" --initrd "$initrd" \
+  timeout -k 10 $((20 * slow)) "$VMM_CLI" run --memory 256M --cpus "$cpus" --initrd "$initrd" \
     --cmdline "$cmdline" "$kernel" >"$tmp/out$i" 2>"$tmp/err$i"
   rc=$?
   ms=$(( ($(date +%s%N) - start) / 1000000 ))

@@ -55,7 +55,7 @@ echo \$? >"$tmp/restore.rc"
 kill \$server
 EOF
 clean() { cat "$@" | tr -d '\r'; }
-timeout $((180 * slow)) unshare -n bash "$tmp/netns.sh" >"$tmp/netns.out" 2>&1
+timeout -k 10 $((180 * slow)) unshare -n bash "$tmp/netns.sh" >"$tmp/netns.out" 2>&1
 rc() { cat "$tmp/$1.rc" 2>/dev/null || echo none; }
 # The counter's lines before the snapshot and after the restore, joined.
 counts() { clean "$tmp/before" "$tmp/after" | sed -n 's/^count \([0-9]*\)$/\1/p' | tr '\n' ' '; }

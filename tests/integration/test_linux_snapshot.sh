@@ -32,7 +32,7 @@ expect "snapshot taken mid-count" bash -c '! grep -q "verdict" "$0"' "$tmp/befor
 
 for mode in eager lazy; do
   opt=(); [ $mode = lazy ] && opt=(--lazy)
-  timeout $((60 * slow)) "$VMM_CLI" restore "${opt[@]}" "$tmp/linux.snap" >"$tmp/$mode" 2>"$tmp/$mode.err"
+  timeout -k 10 $((60 * slow)) "$VMM_CLI" restore "${opt[@]}" "$tmp/linux.snap" >"$tmp/$mode" 2>"$tmp/$mode.err"
   rc=$?
   if expect "$mode restore: exit 0 (got $rc)" [ "$rc" = 0 ] &&
     expect "$mode restore: verdict ok" grep -q '^linux-guest: verdict ok' <(clean "$tmp/$mode") &&

@@ -89,7 +89,7 @@ check_image() { # name image
 for mode in eager lazy; do
   opt=(); [ $mode = lazy ] && opt=(--lazy)
   cp --sparse=always "$tmp/disk.at-snapshot" "$tmp/disk.$mode"
-  timeout $((60 * slow)) "$VMM_CLI" restore "${opt[@]}" --rng --disk "$tmp/disk.$mode" \
+  timeout -k 10 $((60 * slow)) "$VMM_CLI" restore "${opt[@]}" --rng --disk "$tmp/disk.$mode" \
     "$tmp/v.snap" >"$tmp/$mode" 2>"$tmp/$mode.err"
   rc=$?
   if expect "$mode restore: exit 0 (got $rc)" [ "$rc" = 0 ] &&

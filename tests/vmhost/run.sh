@@ -65,11 +65,14 @@ cat "$RUN/out" 3>&- 4>&- 5>&- &
 cat "$RUN/err" >&2 3>&- 4>&- 5>&- &
 SERIAL="file:$RUN/console.log"
 [ -z "$CONSOLE" ] || { tee "$RUN/console.log" <"$RUN/con" >&2 3>&- 4>&- 5>&- & SERIAL=file:$RUN/con; }
+# The tasks dump (init) is taken 2 minutes before --timeout runs out.
+DUMP_AT=
+[ "$TIMEOUT" -le 240 ] || DUMP_AT="vmhost.dump=$((TIMEOUT - 120))"
 "$QEMU" -L "$D/qemu/usr/share/qemu" -L "$D/qemu/usr/share/seabios" \
 	-nodefaults -display none -no-reboot \
 	-accel tcg,thread=multi -cpu max -smp "$SMP" -m "$MEM" \
 	-kernel "$D/vmlinux" -initrd "$D/initrd.img" \
-	-append "console=ttyS0 quiet panic=-1 mitigations=off tsc=reliable vmhost.run=$RUN ${VMM_VMHOST_APPEND:-}" \
+	-append "console=ttyS0 quiet panic=-1 mitigations=off tsc=reliable vmhost.run=$RUN $DUMP_AT ${VMM_VMHOST_APPEND:-}" \
 	-serial "$SERIAL" -monitor none -pidfile "$RUN/qemu.pid" \
 	-virtfs local,path=/,mount_tag=hostroot,security_model=none,multidevs=remap \
 	-device virtio-serial-pci \
@@ -83,13 +86,29 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-if [ "$TIMEOUT" -gt 0 ]; then
-	(sleep "$TIMEOUT" && touch "$RUN/timedout" && kill "$qemu") 3>&- 4>&- 5>&- >/dev/null 2>&1 &
-	watchdog=$!
-fi
+# The watchdog ends the VM when --timeout runs out, or when the host's heartbeat (init
+# writes it every 10 s) has stood still for VMM_VMHOST_FROZEN seconds (default 300): an
+# emulated host that froze would otherwise hold the rest of the run until the timeout.
+frozen_after=${VMM_VMHOST_FROZEN:-300}
+watch() {
+	local end=$(($(date +%s) + TIMEOUT)) beat=0 last= now
+	while sleep 10; do
+		if [ "$TIMEOUT" -gt 0 ] && [ "$(date +%s)" -ge "$end" ]; then
+			touch "$RUN/timedout"; kill "$qemu"; return
+		fi
+		now=$(cat "$RUN/heartbeat" 2>/dev/null) || now=
+		if [ -n "$now" ] && [ "$now" = "$last" ]; then beat=$((beat + 10)); else beat=0; fi
+		last=$now
+		if [ "$beat" -ge "$frozen_after" ]; then
+			echo "$beat" >"$RUN/frozen"; kill "$qemu"; return
+		fi
+	done
+}
+watch 3>&- 4>&- 5>&- >/dev/null 2>&1 &
+watchdog=$!
 wait "$qemu" || true
 # The watchdog's sleep first: killing only its shell would leave the sleep running on.
-[ -z "${watchdog:-}" ] || { pkill -P "$watchdog" sleep; kill "$watchdog"; } 2>/dev/null || true
+{ pkill -P "$watchdog" sleep; kill "$watchdog"; } 2>/dev/null || true
 exec 3>&- 4>&- 5>&-
 wait 2>/dev/null || true
 if [ -f "$RUN/rc" ]; then
@@ -98,6 +117,10 @@ fi
 if [ -f "$RUN/timedout" ]; then
 	echo "vmhost: timed out after $TIMEOUT s: $*; console log:" >&2
 	rc=124
+elif [ -f "$RUN/frozen" ]; then
+	echo "vmhost: the emulated host froze (no heartbeat for $(cat "$RUN/frozen") s, since" \
+		"$(cut -d' ' -f1 "$RUN/heartbeat") s of uptime): $*; console log:" >&2
+	rc=125
 else
 	echo "vmhost: the VM stopped before the command finished: $*; console log:" >&2
 	rc=125
@@ -111,4 +134,6 @@ if [ -n "$first" ]; then
 	echo "vmhost: [...]" >&2
 fi
 tail -n 40 "$RUN/console.log" >&2 2>/dev/null || true
+# Last, where a CI log's tail keeps it: what the tests waited on before the timeout.
+[ ! -f "$RUN/tasks" ] || cat "$RUN/tasks" >&2
 exit $rc
